@@ -1,0 +1,82 @@
+//! The command line: subcommands and options, as DESIGN.md's command table promises.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Protects a server from brute force: follows logs, counts failed attempts per address,
+/// bans offenders in the firewall and remembers the bans.
+#[derive(Debug, Parser)]
+#[command(name = "pyfilter", version, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file [default: /etc/pyfilter/pyfilter.yml, else the embedded default]
+    #[arg(short, long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// More output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground (Ctrl-C or SIGTERM stops it, SIGHUP reloads).
+    Run,
+    /// Ban an address or CIDR block now.
+    Ban(BanArgs),
+    /// Lift the ban of an address or CIDR block.
+    Unban {
+        /// Address or CIDR block.
+        ip: String,
+    },
+    /// Show active bans (or the whole history with --all).
+    List {
+        /// JSON Lines, one ban a line.
+        #[arg(long)]
+        json: bool,
+        /// Include lifted bans.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Lift bans whose time is up and drop history past history_retention.
+    Prune,
+    /// Dry run of the whole pipeline over files; firewall and store untouched.
+    Scan(ScanArgs),
+    /// Validate the configuration and rules and print what would run.
+    Check {
+        /// Print the one regular expression a rule's patterns compile to, and nothing else.
+        #[arg(long, value_name = "RULE")]
+        show_regex: Option<String>,
+    },
+    /// Remove everything pyfilter put in the firewall (its chain and jumps), nothing else.
+    Flush,
+}
+
+#[derive(Debug, Args)]
+pub struct BanArgs {
+    /// Address or CIDR block (192.0.2.1, 2001:db8::1, 198.51.100.0/24).
+    pub ip: String,
+    /// How long (e.g. 30m, 12h, 7d, forever) [default: the configured ban_time]
+    #[arg(long = "for", value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Why, recorded with the ban.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Only this rule (it may be disabled in the configuration).
+    #[arg(long, value_name = "NAME")]
+    pub rule: Option<String>,
+    /// JSON Lines: one object per match and ban, then a summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Log files to read; `-` reads standard input.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}

@@ -1,0 +1,120 @@
+//! `pyfilter check`: the configuration is valid (or exit 2, from loading it); print what
+//! would run, and warn about what will not work at run time.
+
+use std::process::ExitCode;
+
+use super::UsageError;
+use crate::config::{Backend, Settings, StoreKind};
+use crate::duration::format_duration;
+use crate::net::display_net;
+
+pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<ExitCode> {
+    if let Some(name) = show_regex {
+        let rule = settings
+            .rule(name)
+            .ok_or_else(|| UsageError(format!("--show-regex {name}: no such rule")))?;
+        println!("{}", rule.combined_regex());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let c = &settings.config;
+    println!("configuration: {}", settings.source);
+    println!("server_name: {}", c.server_name);
+    println!(
+        "defaults: failed_attempts {}, request_time {}, ban_time {}",
+        c.failed_attempts,
+        format_duration(c.request_time),
+        c.ban_time
+    );
+    let ignore: Vec<String> = settings.ignore.nets().iter().map(display_net).collect();
+    println!(
+        "ignore: {}",
+        if ignore.is_empty() {
+            "(none)".into()
+        } else {
+            ignore.join(", ")
+        }
+    );
+    match c.firewall.backend {
+        Backend::Iptables => println!(
+            "firewall: iptables, chain {} from {}, action {}",
+            c.firewall.chain,
+            c.firewall.parents.join(", "),
+            c.firewall.action.target()
+        ),
+        Backend::None => println!("firewall: none (bans are recorded, not enforced)"),
+    }
+    match c.store {
+        StoreKind::Sqlite => println!("store: sqlite {}", c.sqlite.path.display()),
+    }
+    println!(
+        "history_retention: {}",
+        format_duration(c.history_retention)
+    );
+    println!("rules_dir: {}", c.rules_dir.display());
+    println!();
+    println!("rules:");
+    let mut warnings = Vec::new();
+    for rule in &settings.rules {
+        let state = if rule.enabled { "enabled" } else { "disabled" };
+        println!(
+            "  {} ({state}, {} patterns, {} attempts within {} -> ban {}) from {}",
+            rule.name,
+            rule.patterns.len(),
+            rule.limits.failed_attempts,
+            format_duration(rule.limits.request_time),
+            rule.limits.ban_time,
+            rule.origin
+        );
+        if !rule.description.is_empty() {
+            println!("    {}", rule.description);
+        }
+        if !rule.enabled {
+            continue;
+        }
+        for file in &rule.log_files {
+            let exists = if file.contains(['*', '?', '[']) {
+                glob::glob(file).map(|g| g.count()).unwrap_or(0) > 0
+            } else {
+                std::path::Path::new(file).exists()
+            };
+            println!(
+                "    {file}{}",
+                if exists {
+                    ""
+                } else {
+                    "  (not there yet: followed when it appears)"
+                }
+            );
+        }
+        if rule.log_files.is_empty() {
+            warnings.push(format!(
+                "rule {} is enabled but has no log_files",
+                rule.name
+            ));
+        }
+    }
+    if !settings
+        .enabled_rules()
+        .any(|r| r.log_files.iter().any(|f| std::path::Path::new(f).exists()))
+    {
+        warnings.push("none of the enabled rules' log files exists yet".into());
+    }
+    if c.firewall.backend == Backend::Iptables && !tool_exists("iptables") {
+        warnings.push(
+            "iptables is not installed (apt-get install iptables), or set firewall.backend: none"
+                .into(),
+        );
+    }
+    for w in &warnings {
+        println!("warning: {w}");
+    }
+    println!("configuration OK");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tool_exists(name: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .any(|d| d.join(name).is_file())
+}

@@ -1,0 +1,32 @@
+//! `pyfilter prune`: lift bans whose time is up and drop old history. For servers where
+//! the daemon is not running (or from cron as a safety net); the daemon expires bans itself.
+
+use std::process::ExitCode;
+
+use chrono::Utc;
+
+use crate::actions;
+use crate::config::Settings;
+use crate::store::SqliteStore;
+
+pub fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let mut store = SqliteStore::open(&settings.config.sqlite.path)?;
+    let now = Utc::now();
+    // The firewall is only needed when something expired: a prune with nothing to do
+    // works without root.
+    let lifted = if store.due(now)?.is_empty() {
+        Vec::new()
+    } else {
+        let mut firewall = crate::firewall::open(&settings.config.firewall)?;
+        firewall.init()?;
+        actions::expire_due(&mut store, firewall.as_mut(), now)?
+    };
+    let retention = chrono::Duration::from_std(settings.config.history_retention)
+        .unwrap_or(chrono::Duration::MAX);
+    let dropped = store.purge_history(now - retention)?;
+    println!(
+        "{} expired bans lifted, {dropped} old history records dropped",
+        lifted.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}

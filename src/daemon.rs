@@ -1,0 +1,204 @@
+//! `pyfilter run`: wires the watcher threads, the signal thread and the store watcher to
+//! the decision loop, which runs on the main thread and owns the `Engine`.
+//!
+//! SIGHUP reloads the configuration and rules (a bad new configuration is refused and the
+//! old one kept; counters and bans survive). SIGTERM and SIGINT stop cleanly: watchers
+//! stop, queued attempts are handled, positions are saved.
+
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use crossbeam_channel::{Receiver, Sender, bounded, select};
+use notify::{RecursiveMode, Watcher};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use crate::config::Settings;
+use crate::engine::Engine;
+use crate::firewall;
+use crate::store::SqliteStore;
+use crate::watch::{self, Event, WatchContext};
+
+/// Attempts queued between watchers and the decision thread at most.
+const EVENT_QUEUE: usize = 16 * 1024;
+
+enum Control {
+    Reload,
+    Stop(i32),
+}
+
+/// The running watchers and the means to stop them.
+struct Watchers {
+    stop: Option<Sender<()>>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Watchers {
+    fn start(
+        settings: &Settings,
+        engine: &Engine,
+        events: &Sender<Event>,
+    ) -> anyhow::Result<Watchers> {
+        let (stop_tx, stop_rx) = bounded::<()>(0);
+        let ctx = WatchContext {
+            events: events.clone(),
+            stop: stop_rx,
+            max_line: settings.config.max_line_bytes,
+        };
+        let positions = engine.saved_positions()?;
+        let specs = watch::log_specs(settings.enabled_rules());
+        for spec in &specs {
+            let names: Vec<&str> = spec.rules.iter().map(|r| &*r.name).collect();
+            log::info!("following {} for {}", spec.path, names.join(", "));
+        }
+        Ok(Watchers {
+            stop: Some(stop_tx),
+            handles: watch::spawn_all(specs, &positions, &ctx),
+        })
+    }
+
+    /// Stops every watcher, handling what they still send meanwhile.
+    fn stop(mut self, events: &Receiver<Event>, engine: &mut Engine) {
+        drop(self.stop.take());
+        while !self.handles.iter().all(JoinHandle::is_finished) {
+            if let Ok(event) = events.recv_timeout(Duration::from_millis(20)) {
+                engine.handle(event);
+            }
+        }
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+        for event in events.try_iter() {
+            engine.handle(event);
+        }
+        engine.flush_positions();
+    }
+}
+
+/// Runs the daemon until a stop signal. `config_path` is re-read on SIGHUP.
+pub fn run(config_path: Option<&Path>, mut settings: Settings) -> anyhow::Result<()> {
+    let firewall = firewall::open(&settings.config.firewall)?;
+    let store = SqliteStore::open(&settings.config.sqlite.path)?;
+    let mut engine = Engine::new(&settings, firewall, store);
+    let restored = engine
+        .restore()
+        .context("restoring bans into the firewall")?;
+
+    let (control_tx, control) = bounded::<Control>(16);
+    spawn_signal_thread(control_tx)?;
+    let (store_changed, _store_watch) = watch_store(&settings.config.sqlite.path);
+
+    let (events_tx, events) = bounded::<Event>(EVENT_QUEUE);
+    let mut watchers = Watchers::start(&settings, &engine, &events_tx)?;
+    let rules: Vec<&str> = settings.enabled_rules().map(|r| &*r.name).collect();
+    log::info!(
+        "pyfilter ready: rules {}, firewall {:?}, store {}, {restored} bans restored",
+        rules.join(", "),
+        settings.config.firewall.backend,
+        settings.config.sqlite.path.display()
+    );
+
+    loop {
+        let timeout = engine.deadline().map_or(Duration::from_secs(3600), |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        select! {
+            recv(events) -> event => {
+                if let Ok(event) = event {
+                    engine.handle(event);
+                }
+            }
+            recv(control) -> msg => match msg {
+                Ok(Control::Reload) => {
+                    log::info!("SIGHUP: reloading the configuration");
+                    match Settings::load(config_path) {
+                        Ok(new) => {
+                            watchers.stop(&events, &mut engine);
+                            if new.config.firewall != settings.config.firewall {
+                                let mut old_fw = firewall::open(&settings.config.firewall)?;
+                                old_fw.flush()?;
+                                let n = engine.replace_firewall(firewall::open(&new.config.firewall)?)?;
+                                log::info!("firewall settings changed: {n} bans moved");
+                            }
+                            engine.configure(&new);
+                            settings = new;
+                            watchers = Watchers::start(&settings, &engine, &events_tx)?;
+                            log::info!("configuration reloaded");
+                        }
+                        Err(e) => log::error!("reload refused, keeping the running configuration: {e}"),
+                    }
+                }
+                Ok(Control::Stop(sig)) => {
+                    log::info!("signal {sig}: stopping");
+                    watchers.stop(&events, &mut engine);
+                    log::info!("stopped ({} bans made in this run, {} addresses being counted)", engine.bans, engine.tracked());
+                    return Ok(());
+                }
+                Err(_) => return Ok(()),
+            },
+            recv(store_changed) -> _ => engine.refresh_expiry(),
+            default(timeout) => {}
+        }
+        engine.tick();
+    }
+}
+
+fn spawn_signal_thread(control: Sender<Control>) -> anyhow::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])
+        .context("installing signal handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let msg = if sig == SIGHUP {
+                    Control::Reload
+                } else {
+                    Control::Stop(sig)
+                };
+                if control.send(msg).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Watches the database's directory so that bans and unbans made by the CLI while the
+/// daemon runs move its next wake-up at once. Notifications are coalesced.
+fn watch_store(db: &Path) -> (Receiver<()>, Option<notify::RecommendedWatcher>) {
+    let (tx, rx) = bounded::<()>(1);
+    let dir = db
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let name = db
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let watcher = notify::recommended_watcher(move |note: notify::Result<notify::Event>| {
+        let ours = match &note {
+            Ok(e) => {
+                e.kind.is_modify()
+                    && e.paths.iter().any(|p| {
+                        p.file_name()
+                            .is_some_and(|f| f.to_string_lossy().starts_with(&name))
+                    })
+            }
+            Err(_) => true,
+        };
+        if ours {
+            let _ = tx.try_send(());
+        }
+    })
+    .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|_| w));
+    match watcher {
+        Ok(w) => (rx, Some(w)),
+        Err(e) => {
+            log::warn!(
+                "cannot watch {} for changes made by the CLI ({e}); they are picked up at the next expiry",
+                dir.display()
+            );
+            (crossbeam_channel::never(), None)
+        }
+    }
+}

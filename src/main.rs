@@ -1,0 +1,72 @@
+//! pyfilter: follows logs, counts failed attempts per address, bans brute-forcing
+//! addresses in the firewall and records the bans. See DESIGN.md for the shape.
+
+mod actions;
+mod cli;
+mod cmd;
+mod config;
+mod counter;
+mod daemon;
+mod duration;
+mod engine;
+mod firewall;
+mod follow;
+mod lines;
+mod net;
+mod pattern;
+mod rule;
+mod store;
+mod timestamp;
+mod watch;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::cmd::UsageError;
+use crate::config::{ConfigError, Settings};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    match dispatch(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let usage = e
+                .chain()
+                .any(|c| c.is::<ConfigError>() || c.is::<UsageError>());
+            eprintln!("pyfilter: {e:#}");
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let default = match (cli.quiet, cli.verbose, &cli.command) {
+        (true, _, _) => "error",
+        (false, 0, Command::Run) => "info",
+        (false, 0, _) => "warn",
+        (false, 1, _) => "info",
+        (false, 2, _) => "debug",
+        _ => "trace",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+        .format_timestamp_millis()
+        .format_target(false)
+        .init();
+}
+
+fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    match &cli.command {
+        Command::Run => daemon::run(cli.config.as_deref(), settings).map(|()| ExitCode::SUCCESS),
+        Command::Ban(args) => cmd::ban::run(&settings, args),
+        Command::Unban { ip } => cmd::unban::run(&settings, ip),
+        Command::List { json, all } => cmd::list::run(&settings, *json, *all),
+        Command::Prune => cmd::prune::run(&settings),
+        Command::Scan(args) => cmd::scan::run(&settings, args),
+        Command::Check { show_regex } => cmd::check::run(&settings, show_regex.as_deref()),
+        Command::Flush => cmd::flush::run(&settings),
+    }
+}

@@ -1,0 +1,128 @@
+//! Addresses and networks as users write them, and the ignore list.
+//!
+//! A ban targets an `IpNet`: a single address is a host network (`/32`, `/128`). Users
+//! write plain addresses or CIDR blocks; output shows a host network as a plain address.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+/// Parses `192.0.2.1`, `2001:db8::1`, `198.51.100.0/24` or `2001:db8::/32`. Host bits
+/// set in a CIDR block are refused: `10.0.0.1/8` is almost always a typo.
+pub fn parse_net(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(IpNet::from(crate::pattern::normalize(ip)));
+    }
+    match text.parse::<IpNet>() {
+        Ok(net) if net.trunc() == net => Ok(net),
+        Ok(net) => Err(format!(
+            "`{text}` has host bits set; did you mean {}?",
+            net.trunc()
+        )),
+        Err(_) => Err(format!(
+            "`{text}` is not an IP address or CIDR block (like 192.0.2.1 or 198.51.100.0/24)"
+        )),
+    }
+}
+
+/// Shows a host network as its address, anything wider in CIDR notation.
+pub fn display_net(net: &IpNet) -> String {
+    if net.prefix_len() == net.max_prefix_len() {
+        net.addr().to_string()
+    } else {
+        net.to_string()
+    }
+}
+
+/// A network that deserializes from the forms `parse_net` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Net(pub IpNet);
+
+impl<'de> Deserialize<'de> for Net {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_net(&text).map(Net).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Addresses and networks that are never banned.
+#[derive(Debug, Clone, Default)]
+pub struct IgnoreList {
+    nets: Vec<IpNet>,
+}
+
+impl IgnoreList {
+    pub fn new(nets: impl IntoIterator<Item = IpNet>) -> IgnoreList {
+        IgnoreList {
+            nets: nets.into_iter().collect(),
+        }
+    }
+
+    /// The ignored network that holds `ip`, if any.
+    pub fn covering(&self, ip: IpAddr) -> Option<&IpNet> {
+        self.nets.iter().find(|n| n.contains(&ip))
+    }
+
+    /// The ignored network that a ban of `net` would hit (either contains the other).
+    pub fn overlapping(&self, net: &IpNet) -> Option<&IpNet> {
+        self.nets
+            .iter()
+            .find(|n| n.contains(net) || net.contains(*n))
+    }
+
+    pub fn nets(&self) -> &[IpNet] {
+        &self.nets
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_addresses_and_blocks() {
+        assert_eq!(display_net(&parse_net("192.0.2.1").unwrap()), "192.0.2.1");
+        assert_eq!(
+            display_net(&parse_net("::ffff:192.0.2.1").unwrap()),
+            "192.0.2.1"
+        );
+        assert_eq!(
+            display_net(&parse_net("198.51.100.0/24").unwrap()),
+            "198.51.100.0/24"
+        );
+        assert_eq!(
+            display_net(&parse_net("2001:db8::/32").unwrap()),
+            "2001:db8::/32"
+        );
+    }
+
+    #[test]
+    fn refuses_host_bits_and_names() {
+        assert!(
+            parse_net("10.0.0.1/8")
+                .unwrap_err()
+                .contains("did you mean 10.0.0.0/8")
+        );
+        assert!(
+            parse_net("example.com")
+                .unwrap_err()
+                .contains("not an IP address")
+        );
+        assert!(parse_net("1.2.3.4/33").is_err());
+    }
+
+    #[test]
+    fn ignore_list_covers_and_overlaps() {
+        let list = IgnoreList::new([parse_net("127.0.0.0/8").unwrap(), parse_net("::1").unwrap()]);
+        assert!(list.covering("127.1.2.3".parse().unwrap()).is_some());
+        assert!(list.covering("::1".parse().unwrap()).is_some());
+        assert!(list.covering("192.0.2.1".parse().unwrap()).is_none());
+        assert!(list.overlapping(&parse_net("0.0.0.0/0").unwrap()).is_some());
+        assert!(
+            list.overlapping(&parse_net("192.0.2.0/24").unwrap())
+                .is_none()
+        );
+    }
+}

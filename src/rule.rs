@@ -1,0 +1,505 @@
+//! Rules: what a rule file says, and the compiled matcher that finds an attempt in a line.
+//!
+//! One YAML file per rule. The shipped set (`rules.d/`) is embedded in the binary; files in
+//! the configured rules directory override a shipped rule of the same name or add new ones.
+//! Each pattern is `prefix + pattern` with `<IP>` expanded (see `pattern`), matched against
+//! one whole line as bytes, so invalid UTF-8 in a line never stops matching.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset, Local};
+use regex::bytes::{Regex, RegexBuilder};
+use serde::{Deserialize, Deserializer};
+
+use crate::config::ConfigError;
+use crate::duration::{BanTime, de_opt_duration};
+use crate::pattern::{self, IP_GROUP};
+use crate::timestamp::TimeFormat;
+
+include!(concat!(env!("OUT_DIR"), "/embedded_rules.rs"));
+
+/// A rule file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub log_files: Vec<String>,
+    #[serde(default)]
+    pub time_format: Option<String>,
+    #[serde(default)]
+    pub prefix: String,
+    pub patterns: Vec<PatternSpec>,
+    #[serde(default)]
+    pub failed_attempts: Option<NonZeroU32>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub request_time: Option<Duration>,
+    #[serde(default)]
+    pub ban_time: Option<BanTime>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One pattern: a plain string, or `{ regex: ..., instant: true }`.
+#[derive(Debug, Clone)]
+pub struct PatternSpec {
+    pub regex: String,
+    pub instant: bool,
+}
+
+impl<'de> Deserialize<'de> for PatternSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            regex: String,
+            #[serde(default)]
+            instant: bool,
+        }
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = PatternSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a regex string or a map { regex: ..., instant: true|false }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PatternSpec, E> {
+                Ok(PatternSpec {
+                    regex: v.to_string(),
+                    instant: false,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<PatternSpec, A::Error> {
+                let full = Full::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(PatternSpec {
+                    regex: full.regex,
+                    instant: full.instant,
+                })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// Where a rule came from, for messages and `check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Embedded(&'static str),
+    File(PathBuf),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Embedded(name) => write!(f, "rules.d/{name} (embedded)"),
+            Origin::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// When an IP is banned: the three numbers, after config overrides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub failed_attempts: NonZeroU32,
+    pub request_time: Duration,
+    pub ban_time: BanTime,
+}
+
+/// A compiled pattern.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    pub instant: bool,
+    regex: Regex,
+    has_time_group: bool,
+}
+
+/// A rule ready to match lines.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: Arc<str>,
+    pub description: String,
+    pub enabled: bool,
+    pub log_files: Vec<String>,
+    pub time_format: TimeFormat,
+    pub patterns: Vec<Pattern>,
+    pub limits: Limits,
+    pub origin: Origin,
+    /// All patterns as one regex without captures: most lines match nothing, and one
+    /// pass of one automaton says so fastest.
+    any: Regex,
+}
+
+/// What a line yielded for a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit<'a> {
+    /// The address, or `None` when the captured text is no valid address.
+    pub ip: Option<IpAddr>,
+    pub instant: bool,
+    /// Where the time is written: the `time` group when the pattern has one, else the line.
+    pub time_text: &'a [u8],
+}
+
+/// A matched line, read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    pub ip: IpAddr,
+    pub at: DateTime<FixedOffset>,
+    pub instant: bool,
+}
+
+/// Why a matching line cannot be used; such lines are counted and skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// The captured text is not a valid address.
+    BadAddress,
+    /// The line's time cannot be read with the rule's format.
+    BadTime,
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Skip::BadAddress => "the captured address is not a valid IP address",
+            Skip::BadTime => "the time on the line cannot be read",
+        })
+    }
+}
+
+/// Longest compiled regex accepted; protects against a pathological rule file.
+const REGEX_SIZE_LIMIT: usize = 64 << 20;
+
+impl Rule {
+    /// Compiles a rule file. `limits` are the effective numbers for it.
+    pub fn compile(file: RuleFile, origin: Origin, limits: Limits) -> Result<Rule, String> {
+        if file.name.is_empty()
+            || !file
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "rule name `{}` must be letters, digits, `-` or `_`",
+                file.name
+            ));
+        }
+        if file.patterns.is_empty() {
+            return Err("a rule needs at least one pattern".into());
+        }
+        let time_format = match &file.time_format {
+            None => TimeFormat::Auto,
+            Some(t) => TimeFormat::parse(t)?,
+        };
+        let mut patterns = Vec::with_capacity(file.patterns.len());
+        let mut alternatives = Vec::with_capacity(file.patterns.len());
+        for (i, spec) in file.patterns.iter().enumerate() {
+            let expanded = pattern::expand(&format!("{}{}", file.prefix, spec.regex))
+                .map_err(|e| format!("patterns[{i}] `{}`: {e}", spec.regex))?;
+            let regex =
+                build(&expanded).map_err(|e| format!("patterns[{i}] `{}`: {e}", spec.regex))?;
+            let has_time_group = regex.capture_names().any(|n| n == Some("time"));
+            alternatives.push(format!("(?:{})", strip_groups(&regex)));
+            patterns.push(Pattern {
+                instant: spec.instant,
+                regex,
+                has_time_group,
+            });
+        }
+        let any = build(&alternatives.join("|")).map_err(|e| format!("patterns combined: {e}"))?;
+        Ok(Rule {
+            name: Arc::from(file.name.as_str()),
+            description: file.description,
+            enabled: file.enabled,
+            log_files: file.log_files,
+            time_format,
+            patterns,
+            limits,
+            origin,
+            any,
+        })
+    }
+
+    /// The first pattern that matches `line`, if any.
+    pub fn find<'a>(&self, line: &'a [u8]) -> Option<Hit<'a>> {
+        if !self.any.is_match(line) {
+            return None;
+        }
+        self.patterns.iter().find_map(|p| {
+            let caps = p.regex.captures(line)?;
+            let ip = caps
+                .name(IP_GROUP)
+                .and_then(|m| pattern::parse_ip(m.as_bytes()));
+            let time_text = match p.has_time_group.then(|| caps.name("time")).flatten() {
+                Some(m) => &line[m.start()..m.end()],
+                None => line,
+            };
+            Some(Hit {
+                ip,
+                instant: p.instant,
+                time_text,
+            })
+        })
+    }
+
+    /// Everything a line says for this rule: `None` when no pattern matches.
+    pub fn examine(&self, line: &[u8], reference: DateTime<Local>) -> Option<Result<Found, Skip>> {
+        let hit = self.find(line)?;
+        let Some(ip) = hit.ip else {
+            return Some(Err(Skip::BadAddress));
+        };
+        let Some(at) = self.time_format.read(hit.time_text, reference) else {
+            return Some(Err(Skip::BadTime));
+        };
+        Some(Ok(Found {
+            ip,
+            at,
+            instant: hit.instant,
+        }))
+    }
+
+    /// One regex equivalent to the rule (for comparing with grep-like tools).
+    pub fn combined_regex(&self) -> String {
+        self.any.as_str().to_string()
+    }
+}
+
+fn build(pattern: &str) -> Result<Regex, regex::Error> {
+    // Byte semantics: `.` and `\S` also match bytes that are not UTF-8, so an attacker
+    // cannot dodge a pattern with one invalid byte in a user name.
+    RegexBuilder::new(pattern)
+        .unicode(false)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+}
+
+/// The regex source with named groups made anonymous, so alternatives can be joined
+/// without duplicate group names.
+fn strip_groups(regex: &Regex) -> String {
+    let mut src = regex.as_str().to_string();
+    for name in regex.capture_names().flatten() {
+        src = src
+            .replace(&format!("(?P<{name}>"), "(")
+            .replace(&format!("(?<{name}>"), "(");
+    }
+    src
+}
+
+fn parse_rule_file(text: &str) -> Result<RuleFile, serde_path_to_error::Error<serde_yaml::Error>> {
+    serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
+}
+
+/// A rule file read from disk or from the binary, not yet compiled.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub file: RuleFile,
+    pub origin: Origin,
+}
+
+/// Reads the embedded rules, then every `*.yml` of `dir` (when it exists), a file there
+/// replacing an embedded rule of the same name.
+pub fn load_sources(dir: &Path) -> Result<Vec<Source>, ConfigError> {
+    let mut sources: Vec<Source> = Vec::new();
+    for (name, text) in EMBEDDED_RULES {
+        let file = parse_rule_file(text)
+            .map_err(|e| ConfigError::located(Path::new("rules.d").join(name), text, e))?;
+        sources.push(Source {
+            file,
+            origin: Origin::Embedded(name),
+        });
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(sources),
+        Err(e) => {
+            return Err(ConfigError::plain(
+                dir,
+                format!("cannot read the rules directory: {e}"),
+            ));
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ConfigError::plain(&path, format!("cannot read: {e}")))?;
+        let file = parse_rule_file(&text).map_err(|e| ConfigError::located(&path, &text, e))?;
+        if let Some(prev) = sources.iter().position(|s| s.file.name == file.name) {
+            if let Origin::File(other) = &sources[prev].origin {
+                return Err(ConfigError::plain(
+                    &path,
+                    format!(
+                        "rule `{}` is already defined in {}",
+                        file.name,
+                        other.display()
+                    ),
+                ));
+            }
+            sources.remove(prev);
+        }
+        sources.push(Source {
+            file,
+            origin: Origin::File(path),
+        });
+    }
+    sources.sort_by(|a, b| a.file.name.cmp(&b.file.name));
+    Ok(sources)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            failed_attempts: NonZeroU32::new(3).unwrap(),
+            request_time: Duration::from_secs(600),
+            ban_time: BanTime::Forever,
+        }
+    }
+
+    fn rule(yaml: &str) -> Result<Rule, String> {
+        let file: RuleFile = serde_yaml::from_str(yaml).map_err(|e| e.to_string())?;
+        Rule::compile(file, Origin::Embedded("test.yml"), limits())
+    }
+
+    #[test]
+    fn finds_the_address_and_instant_flag() {
+        let r = rule(
+            "name: t\nprefix: '^\\S+ '\npatterns:\n  - 'bad from <IP>$'\n  - { regex: 'evil <IP>$', instant: true }\n",
+        )
+        .unwrap();
+        let hit = r.find(b"host bad from 192.0.2.9").unwrap();
+        assert_eq!(hit.ip, Some("192.0.2.9".parse().unwrap()));
+        assert!(!hit.instant);
+        assert!(r.find(b"host evil 2001:db8::2").unwrap().instant);
+        assert!(r.find(b"host good from 192.0.2.9").is_none());
+    }
+
+    #[test]
+    fn invalid_utf8_lines_still_match() {
+        let r = rule("name: t\npatterns: ['user \\S* from <IP>$']\n").unwrap();
+        let hit = r.find(b"user \xff\xfe from 192.0.2.1").unwrap();
+        assert_eq!(hit.ip, Some("192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn time_group_selects_the_time_text() {
+        let r = rule("name: t\npatterns: ['^<IP> \\[(?P<time>[^\\]]+)\\]']\n").unwrap();
+        let hit = r
+            .find(b"192.0.2.1 [10/Oct/2000:13:55:36 -0700] GET")
+            .unwrap();
+        assert_eq!(hit.time_text, b"10/Oct/2000:13:55:36 -0700");
+    }
+
+    #[test]
+    fn bad_rules_say_which_pattern() {
+        assert!(
+            rule("name: t\npatterns: ['no address']\n")
+                .unwrap_err()
+                .contains("patterns[0]")
+        );
+        assert!(
+            rule("name: t\npatterns: ['(<IP>']\n")
+                .unwrap_err()
+                .contains("patterns[0]")
+        );
+        assert!(
+            rule("name: 'a b'\npatterns: ['<IP>']\n")
+                .unwrap_err()
+                .contains("rule name")
+        );
+        assert!(
+            rule("name: t\npatterns: []\n")
+                .unwrap_err()
+                .contains("at least one")
+        );
+        assert!(
+            rule("name: t\nbogus: 1\npatterns: ['<IP>']\n")
+                .unwrap_err()
+                .contains("unknown field `bogus`")
+        );
+        assert!(
+            rule("name: t\npatterns: [{regex: '<IP>', instnt: true}]\n")
+                .unwrap_err()
+                .contains("unknown field `instnt`")
+        );
+    }
+
+    #[test]
+    fn embedded_rules_all_compile() {
+        let sources = load_sources(Path::new("/nonexistent")).unwrap();
+        assert!(sources.iter().any(|s| s.file.name == "sshd"));
+        for s in sources {
+            Rule::compile(s.file, s.origin, limits()).unwrap();
+        }
+    }
+}
+
+/// The shipped rules against their line-by-line cases in `tests/data/<rule>.cases`
+/// (`EXPECTED<TAB>LINE`, EXPECTED an address or `-` for "must not match").
+#[cfg(test)]
+mod shipped_cases {
+    use super::*;
+
+    fn check(name: &str, cases: &str) {
+        let sources = load_sources(Path::new("/nonexistent")).unwrap();
+        let source = sources.into_iter().find(|s| s.file.name == name).unwrap();
+        let limits = Limits {
+            failed_attempts: NonZeroU32::new(5).unwrap(),
+            request_time: Duration::from_secs(600),
+            ban_time: BanTime::Forever,
+        };
+        let rule = Rule::compile(source.file, source.origin, limits).unwrap();
+        let reference = chrono::DateTime::parse_from_rfc3339("2026-11-26T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Local);
+        let mut failures = Vec::new();
+        let mut count = 0;
+        for (n, case) in cases.lines().enumerate() {
+            if case.trim().is_empty() || case.starts_with('#') {
+                continue;
+            }
+            let (expected, line) = case
+                .split_once('\t')
+                .unwrap_or_else(|| panic!("{name}.cases:{}: no tab", n + 1));
+            count += 1;
+            let got = match rule.examine(line.as_bytes(), reference) {
+                None => "-".to_string(),
+                Some(Ok(found)) => found.ip.to_string(),
+                Some(Err(skip)) => format!("skipped: {skip}"),
+            };
+            if got != expected {
+                failures.push(format!(
+                    "{name}.cases:{}: expected {expected}, got {got}: {line}",
+                    n + 1
+                ));
+            }
+        }
+        assert!(count >= 20, "{name}: only {count} cases");
+        assert!(
+            failures.is_empty(),
+            "{} of {count} cases fail:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+
+    #[test]
+    fn sshd_rule_matches_exactly_its_cases() {
+        check("sshd", include_str!("../tests/data/sshd.cases"));
+    }
+}

@@ -1,0 +1,488 @@
+//! SQLite store: bans, their history, and log read positions in one file.
+//!
+//! WAL mode with a busy timeout lets the CLI write while the daemon runs. One active ban
+//! per network is enforced by a partial unique index, so two processes banning the same
+//! address at once cannot both succeed. The schema is versioned with `user_version`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{Ban, NewBan, Position, Positions, Recorded, StoreError};
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE bans (
+    id          INTEGER PRIMARY KEY,
+    net         TEXT    NOT NULL,
+    rule        TEXT    NOT NULL,
+    reason      TEXT    NOT NULL,
+    attempts    INTEGER NOT NULL,
+    server      TEXT    NOT NULL,
+    source      TEXT    NOT NULL,
+    banned_at   INTEGER NOT NULL,
+    expires_at  INTEGER,
+    lifted_at   INTEGER,
+    lift_reason TEXT
+);
+CREATE UNIQUE INDEX bans_active ON bans(net) WHERE lifted_at IS NULL;
+CREATE INDEX bans_expiry ON bans(expires_at) WHERE lifted_at IS NULL;
+CREATE INDEX bans_lifted ON bans(lifted_at);
+CREATE TABLE positions (
+    path       TEXT    PRIMARY KEY,
+    inode      INTEGER NOT NULL,
+    offset     INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+";
+
+const COLUMNS: &str = "id, net, rule, reason, attempts, server, source, banned_at, expires_at, lifted_at, lift_reason";
+
+/// An open SQLite store.
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating when needed) the database and its directory.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let err = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        let mut store = SqliteStore {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if version < 1 {
+            let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
+                path: self.path.clone(),
+                source: e,
+            })?;
+            tx.execute_batch(SCHEMA_V1)
+                .and_then(|_| tx.pragma_update(None, "user_version", SCHEMA_VERSION))
+                .and_then(|_| tx.commit())
+                .map_err(|e| StoreError::Sqlite {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Records a ban unless the network is already banned.
+    pub fn record(&mut self, ban: &NewBan) -> Result<Recorded, StoreError> {
+        let inserted = self
+            .conn
+            .execute(
+                "INSERT INTO bans (net, rule, reason, attempts, server, source, banned_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+                params![
+                    ban.net.to_string(),
+                    ban.rule,
+                    ban.reason,
+                    ban.attempts,
+                    ban.server,
+                    ban.source.as_str(),
+                    ban.banned_at.timestamp(),
+                    ban.expires_at.map(ceil_secs),
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        if inserted == 1 {
+            let id = self.conn.last_insert_rowid();
+            return Ok(Recorded::New(Ban {
+                id,
+                new: ban.clone(),
+                lifted_at: None,
+                lift_reason: None,
+            }));
+        }
+        match self.active(&ban.net)? {
+            Some(existing) => Ok(Recorded::AlreadyBanned(existing)),
+            // Lifted between the two statements: try once more.
+            None => self.record(ban),
+        }
+    }
+
+    /// The active ban of exactly this network.
+    pub fn active(&self, net: &IpNet) -> Result<Option<Ban>, StoreError> {
+        self.query_one(
+            &format!("SELECT {COLUMNS} FROM bans WHERE net = ?1 AND lifted_at IS NULL"),
+            params![net.to_string()],
+        )
+    }
+
+    /// Active bans, oldest first.
+    pub fn active_bans(&self) -> Result<Vec<Ban>, StoreError> {
+        self.query(
+            &format!("SELECT {COLUMNS} FROM bans WHERE lifted_at IS NULL ORDER BY banned_at, id"),
+            params![],
+        )
+    }
+
+    /// Every ban, active and lifted, oldest first.
+    pub fn all_bans(&self) -> Result<Vec<Ban>, StoreError> {
+        self.query(
+            &format!("SELECT {COLUMNS} FROM bans ORDER BY banned_at, id"),
+            params![],
+        )
+    }
+
+    /// Active bans whose time is up at `now`.
+    pub fn due(&self, now: DateTime<Utc>) -> Result<Vec<Ban>, StoreError> {
+        self.query(
+            &format!("SELECT {COLUMNS} FROM bans WHERE lifted_at IS NULL AND expires_at <= ?1 ORDER BY expires_at"),
+            params![now.timestamp()],
+        )
+    }
+
+    /// When the next active ban expires.
+    pub fn next_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let secs: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT MIN(expires_at) FROM bans WHERE lifted_at IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(secs.and_then(|s| DateTime::from_timestamp(s, 0)))
+    }
+
+    /// Lifts the active ban of `net`; returns it, or `None` when it was not banned.
+    pub fn lift(
+        &mut self,
+        net: &IpNet,
+        at: DateTime<Utc>,
+        why: &str,
+    ) -> Result<Option<Ban>, StoreError> {
+        let Some(mut ban) = self.active(net)? else {
+            return Ok(None);
+        };
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE bans SET lifted_at = ?1, lift_reason = ?2 WHERE id = ?3 AND lifted_at IS NULL",
+                params![at.timestamp(), why, ban.id],
+            )
+            .map_err(|e| self.err(e))?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        ban.lifted_at = Some(at);
+        ban.lift_reason = Some(why.to_string());
+        Ok(Some(ban))
+    }
+
+    /// Deletes lifted bans lifted before `before`; returns how many.
+    pub fn purge_history(&mut self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.conn
+            .execute(
+                "DELETE FROM bans WHERE lifted_at IS NOT NULL AND lifted_at < ?1",
+                params![before.timestamp()],
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Saved read positions of log files.
+    pub fn positions(&self) -> Result<Positions, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path, inode, offset FROM positions")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let path: String = r.get(0)?;
+                let inode: i64 = r.get(1)?;
+                let offset: i64 = r.get(2)?;
+                Ok((
+                    PathBuf::from(path),
+                    Position {
+                        inode: inode as u64,
+                        offset: offset as u64,
+                    },
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Saves read positions in one transaction.
+    pub fn save_positions(&mut self, positions: &Positions) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO positions (path, inode, offset, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(path) DO UPDATE SET inode = excluded.inode, offset = excluded.offset, updated_at = excluded.updated_at",
+                )
+                .map_err(err)?;
+            let now = Utc::now().timestamp();
+            for (file, pos) in positions {
+                stmt.execute(params![
+                    file.to_string_lossy(),
+                    pos.inode as i64,
+                    pos.offset as i64,
+                    now
+                ])
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn query_one(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Option<Ban>, StoreError> {
+        let row = self
+            .conn
+            .query_row(sql, params, raw_ban)
+            .optional()
+            .map_err(|e| self.err(e))?;
+        row.map(|raw| self.decode(raw)).transpose()
+    }
+
+    fn query(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Ban>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let raws = stmt.query_map(params, raw_ban).map_err(|e| self.err(e))?;
+        let raws: Vec<RawBan> = raws.collect::<Result<_, _>>().map_err(|e| self.err(e))?;
+        raws.into_iter().map(|raw| self.decode(raw)).collect()
+    }
+
+    fn decode(&self, raw: RawBan) -> Result<Ban, StoreError> {
+        let corrupt = |message: String| StoreError::Corrupt {
+            path: self.path.clone(),
+            message,
+        };
+        let time = |secs: i64| {
+            DateTime::from_timestamp(secs, 0)
+                .ok_or_else(|| corrupt(format!("ban {}: time {secs} out of range", raw.id)))
+        };
+        Ok(Ban {
+            id: raw.id,
+            new: NewBan {
+                net: raw.net.parse().map_err(|_| {
+                    corrupt(format!("ban {}: `{}` is not a network", raw.id, raw.net))
+                })?,
+                rule: raw.rule,
+                reason: raw.reason,
+                attempts: raw.attempts,
+                server: raw.server,
+                source: raw
+                    .source
+                    .parse()
+                    .map_err(|e| corrupt(format!("ban {}: {e}", raw.id)))?,
+                banned_at: time(raw.banned_at)?,
+                expires_at: raw.expires_at.map(time).transpose()?,
+            },
+            lifted_at: raw.lifted_at.map(time).transpose()?,
+            lift_reason: raw.lift_reason,
+        })
+    }
+}
+
+/// Whole seconds, rounded up: a ban is never lifted before its time.
+fn ceil_secs(t: DateTime<Utc>) -> i64 {
+    t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0)
+}
+
+/// A row before its text columns are parsed.
+struct RawBan {
+    id: i64,
+    net: String,
+    rule: String,
+    reason: String,
+    attempts: u32,
+    server: String,
+    source: String,
+    banned_at: i64,
+    expires_at: Option<i64>,
+    lifted_at: Option<i64>,
+    lift_reason: Option<String>,
+}
+
+fn raw_ban(r: &Row) -> rusqlite::Result<RawBan> {
+    Ok(RawBan {
+        id: r.get(0)?,
+        net: r.get(1)?,
+        rule: r.get(2)?,
+        reason: r.get(3)?,
+        attempts: r.get(4)?,
+        server: r.get(5)?,
+        source: r.get(6)?,
+        banned_at: r.get(7)?,
+        expires_at: r.get(8)?,
+        lifted_at: r.get(9)?,
+        lift_reason: r.get(10)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Origin;
+
+    fn ban(net: &str, secs: Option<i64>) -> NewBan {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        NewBan {
+            net: crate::net::parse_net(net).unwrap(),
+            rule: "sshd".into(),
+            reason: "Failed password for root from 192.0.2.1'; DROP TABLE bans; --".into(),
+            attempts: 5,
+            server: "web-1".into(),
+            source: Origin::Log,
+            banned_at: now,
+            expires_at: secs.map(|s| now + chrono::Duration::seconds(s)),
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("sub/pyfilter.db")).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn records_once_and_keeps_text_verbatim() {
+        let (_d, mut s) = store();
+        let b = ban("192.0.2.1", Some(60));
+        assert!(matches!(s.record(&b).unwrap(), Recorded::New(_)));
+        assert!(matches!(s.record(&b).unwrap(), Recorded::AlreadyBanned(_)));
+        let active = s.active_bans().unwrap();
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].new, b);
+    }
+
+    #[test]
+    fn lifting_moves_a_ban_to_history_and_allows_a_new_one() {
+        let (_d, mut s) = store();
+        let b = ban("198.51.100.0/24", None);
+        s.record(&b).unwrap();
+        let at = b.banned_at + chrono::Duration::seconds(5);
+        let lifted = s.lift(&b.net, at, "manual").unwrap().unwrap();
+        assert_eq!(lifted.lift_reason.as_deref(), Some("manual"));
+        assert!(s.lift(&b.net, at, "manual").unwrap().is_none());
+        assert!(s.active_bans().unwrap().is_empty());
+        assert!(matches!(s.record(&b).unwrap(), Recorded::New(_)));
+        assert_eq!(s.all_bans().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn due_and_next_expiry_follow_expires_at() {
+        let (_d, mut s) = store();
+        s.record(&ban("192.0.2.1", Some(60))).unwrap();
+        s.record(&ban("192.0.2.2", Some(10))).unwrap();
+        s.record(&ban("192.0.2.3", None)).unwrap();
+        let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        assert_eq!(
+            s.next_expiry().unwrap(),
+            Some(t0 + chrono::Duration::seconds(10))
+        );
+        assert_eq!(s.due(t0 + chrono::Duration::seconds(30)).unwrap().len(), 1);
+        assert_eq!(s.due(t0 + chrono::Duration::days(999)).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn purge_drops_only_old_history() {
+        let (_d, mut s) = store();
+        let b = ban("192.0.2.1", Some(1));
+        s.record(&b).unwrap();
+        s.lift(&b.net, b.banned_at, "expired").unwrap();
+        s.record(&ban("192.0.2.9", None)).unwrap();
+        assert_eq!(s.purge_history(b.banned_at).unwrap(), 0);
+        assert_eq!(
+            s.purge_history(b.banned_at + chrono::Duration::seconds(1))
+                .unwrap(),
+            1
+        );
+        assert_eq!(s.all_bans().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn positions_round_trip_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let mut s = SqliteStore::open(&path).unwrap();
+        let mut p = Positions::new();
+        p.insert(
+            "/var/log/auth.log".into(),
+            Position {
+                inode: 42,
+                offset: 1000,
+            },
+        );
+        s.save_positions(&p).unwrap();
+        p.insert(
+            "/var/log/auth.log".into(),
+            Position {
+                inode: 43,
+                offset: 7,
+            },
+        );
+        s.save_positions(&p).unwrap();
+        drop(s);
+        assert_eq!(SqliteStore::open(&path).unwrap().positions().unwrap(), p);
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+    }
+}

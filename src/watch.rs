@@ -1,0 +1,395 @@
+//! Watcher threads: one per log file, woken by inotify (never a sleep-and-poll loop).
+//!
+//! Each thread owns a `Follower` and the rules that read its file. On every change in the
+//! file's directory that concerns it, the thread reads the new lines, matches them, and
+//! sends `Attempt`s and its read position down the bounded channel to the decision thread.
+//! A glob in `log_files` gets its own thread that watches the directory and starts a file
+//! thread for each new match.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use chrono::{DateTime, FixedOffset, Local};
+use crossbeam_channel::{Receiver, Sender, bounded, select};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+
+use crate::follow::{Follower, Fresh};
+use crate::rule::{Rule, Skip};
+use crate::store::{Position, Positions};
+
+/// A failed attempt found in a log.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub rule: Arc<str>,
+    pub ip: IpAddr,
+    /// The time written on the line.
+    pub at: DateTime<FixedOffset>,
+    /// Matched an `instant: true` pattern: ban now.
+    pub instant: bool,
+    /// The line, verbatim (lossy UTF-8): the reason recorded with a ban.
+    pub line: String,
+}
+
+/// What watchers tell the decision thread.
+#[derive(Debug)]
+pub enum Event {
+    Attempt(Attempt),
+    /// How far a file has been handled (sent after the attempts it covers).
+    Position {
+        path: PathBuf,
+        position: Position,
+    },
+}
+
+/// What every watcher thread needs.
+#[derive(Clone)]
+pub struct WatchContext {
+    pub events: Sender<Event>,
+    /// Disconnected (its sender dropped) when the watchers must stop.
+    pub stop: Receiver<()>,
+    pub max_line: usize,
+}
+
+/// A log path and the rules that read it.
+#[derive(Clone)]
+pub struct LogSpec {
+    pub path: String,
+    pub rules: Vec<Arc<Rule>>,
+}
+
+/// Groups the enabled rules by log path (one thread per file, even when several rules
+/// read it).
+pub fn log_specs<'a>(rules: impl Iterator<Item = &'a Rule>) -> Vec<LogSpec> {
+    let mut specs: Vec<LogSpec> = Vec::new();
+    for rule in rules {
+        let rule = Arc::new(rule.clone());
+        for path in &rule.log_files {
+            match specs.iter_mut().find(|s| &s.path == path) {
+                Some(spec) => spec.rules.push(Arc::clone(&rule)),
+                None => specs.push(LogSpec {
+                    path: path.clone(),
+                    rules: vec![Arc::clone(&rule)],
+                }),
+            }
+        }
+    }
+    specs
+}
+
+/// Starts a thread for every log spec. Files that exist now start at their saved position
+/// or at their end; files that appear later are read from their start.
+pub fn spawn_all(
+    specs: Vec<LogSpec>,
+    positions: &Positions,
+    ctx: &WatchContext,
+) -> Vec<JoinHandle<()>> {
+    let mut handles = Vec::new();
+    for spec in specs {
+        if is_glob(&spec.path) {
+            let positions = positions.clone();
+            let ctx = ctx.clone();
+            let name = format!("glob {}", spec.path);
+            handles.push(spawn_named(name, move || glob_thread(spec, positions, ctx)));
+        } else {
+            let path = PathBuf::from(&spec.path);
+            let saved = positions.get(&path).copied();
+            handles.push(spawn_file(
+                path,
+                spec.rules,
+                saved,
+                Fresh::AtEnd,
+                ctx.clone(),
+            ));
+        }
+    }
+    handles
+}
+
+fn spawn_named(name: String, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(f)
+        .expect("spawning a thread")
+}
+
+fn spawn_file(
+    path: PathBuf,
+    rules: Vec<Arc<Rule>>,
+    saved: Option<Position>,
+    fresh: Fresh,
+    ctx: WatchContext,
+) -> JoinHandle<()> {
+    spawn_named(format!("watch {}", path.display()), move || {
+        if let Err(e) = file_thread(&path, &rules, saved, fresh, &ctx) {
+            log::error!("{}: no longer followed: {e}", path.display());
+        }
+    })
+}
+
+fn is_glob(path: &str) -> bool {
+    path.contains(['*', '?', '['])
+}
+
+/// Reads lines, matches them against the rules and sends what it finds.
+struct Matcher<'a> {
+    rules: &'a [Arc<Rule>],
+    path: &'a Path,
+    events: &'a Sender<Event>,
+    skipped: u64,
+}
+
+impl Matcher<'_> {
+    fn line(&mut self, line: &[u8]) {
+        for rule in self.rules {
+            match rule.examine(line, Local::now()) {
+                None => {}
+                Some(Ok(found)) => {
+                    let attempt = Attempt {
+                        rule: Arc::clone(&rule.name),
+                        ip: found.ip,
+                        at: found.at,
+                        instant: found.instant,
+                        line: String::from_utf8_lossy(line).into_owned(),
+                    };
+                    // Blocks when the decision thread is behind: back-pressure, not memory.
+                    let _ = self.events.send(Event::Attempt(attempt));
+                }
+                Some(Err(skip)) => self.skip(rule, skip, line),
+            }
+        }
+    }
+
+    fn skip(&mut self, rule: &Rule, skip: Skip, line: &[u8]) {
+        self.skipped += 1;
+        let level = if self.skipped == 1 {
+            log::Level::Warn
+        } else {
+            log::Level::Debug
+        };
+        log::log!(
+            level,
+            "{}: rule {}: line skipped, {skip}: {}",
+            self.path.display(),
+            rule.name,
+            String::from_utf8_lossy(line)
+        );
+    }
+}
+
+/// The directory to watch for `path`: its parent, or the nearest ancestor that exists.
+fn watch_dir(path: &Path) -> PathBuf {
+    let mut dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+    while !dir.is_dir() {
+        match dir.parent() {
+            Some(p) => dir = p.to_path_buf(),
+            None => return PathBuf::from("/"),
+        }
+    }
+    dir
+}
+
+fn new_watcher() -> notify::Result<(RecommendedWatcher, Receiver<notify::Result<notify::Event>>)> {
+    let (tx, rx) = bounded(256);
+    Ok((notify::recommended_watcher(tx)?, rx))
+}
+
+fn file_thread(
+    path: &Path,
+    rules: &[Arc<Rule>],
+    saved: Option<Position>,
+    fresh: Fresh,
+    ctx: &WatchContext,
+) -> anyhow::Result<()> {
+    let (mut watcher, notes) = new_watcher()?;
+    let mut watched = watch_dir(path);
+    watcher.watch(&watched, RecursiveMode::NonRecursive)?;
+    let mut follower = Follower::new(path, ctx.max_line);
+    let mut matcher = Matcher {
+        rules,
+        path,
+        events: &ctx.events,
+        skipped: 0,
+    };
+    follower.start(saved, fresh, &mut |l| matcher.line(l))?;
+    let mut sent = None;
+    send_position(&follower, &mut sent, ctx);
+    log::debug!(
+        "{}: following (watching {})",
+        path.display(),
+        watched.display()
+    );
+    loop {
+        select! {
+            recv(notes) -> note => {
+                let Ok(first) = note else { return Ok(()) };
+                let mut relevant = concerns(&first, path, &watched, &follower);
+                for note in notes.try_iter() {
+                    relevant |= concerns(&note, path, &watched, &follower);
+                }
+                if !relevant {
+                    continue;
+                }
+                let dir = watch_dir(path);
+                if dir != watched {
+                    let _ = watcher.unwatch(&watched);
+                    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+                    log::debug!("{}: now watching {}", path.display(), dir.display());
+                    watched = dir;
+                }
+                if let Err(e) = follower.poll(&mut |l| matcher.line(l)) {
+                    log::warn!("{}: read failed: {e}", path.display());
+                }
+                send_position(&follower, &mut sent, ctx);
+            }
+            recv(ctx.stop) -> _ => return Ok(()),
+        }
+    }
+}
+
+/// Whether a notification may mean new data for `path`.
+fn concerns(
+    note: &notify::Result<notify::Event>,
+    path: &Path,
+    watched: &Path,
+    follower: &Follower,
+) -> bool {
+    let Ok(event) = note else { return true };
+    if event.need_rescan() || follower.draining_rotated() || path.parent() != Some(watched) {
+        return true;
+    }
+    event.paths.iter().any(|p| p == path)
+}
+
+fn send_position(follower: &Follower, sent: &mut Option<Position>, ctx: &WatchContext) {
+    if let Some(position) = follower.position()
+        && Some(position) != *sent
+    {
+        *sent = Some(position);
+        let _ = ctx.events.send(Event::Position {
+            path: follower.path().to_path_buf(),
+            position,
+        });
+    }
+}
+
+/// The deepest directory of a glob pattern that has no wildcard, and whether the
+/// wildcards reach into directories (then it is watched recursively).
+fn glob_base(pattern: &str) -> (PathBuf, bool) {
+    let path = Path::new(pattern);
+    let mut base = PathBuf::new();
+    let mut components = path.components().peekable();
+    while let Some(c) = components.next() {
+        if is_glob(&c.as_os_str().to_string_lossy()) {
+            return (base, components.peek().is_some());
+        }
+        base.push(c);
+    }
+    (base, false)
+}
+
+fn glob_thread(spec: LogSpec, positions: Positions, ctx: WatchContext) {
+    let pattern = match glob::Pattern::new(&spec.path) {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("{}: not a valid glob: {e}", spec.path);
+            return;
+        }
+    };
+    let (base, recursive) = glob_base(&spec.path);
+    let mut followed: HashSet<PathBuf> = HashSet::new();
+    let mut children = Vec::new();
+    let start_new =
+        |fresh: Fresh, followed: &mut HashSet<PathBuf>, children: &mut Vec<JoinHandle<()>>| {
+            for path in glob::glob(&spec.path).into_iter().flatten().flatten() {
+                if path.is_file() && followed.insert(path.clone()) {
+                    log::info!("{}: matches {}; following it", path.display(), spec.path);
+                    let saved = positions.get(&path).copied();
+                    children.push(spawn_file(
+                        path,
+                        spec.rules.clone(),
+                        saved,
+                        fresh,
+                        ctx.clone(),
+                    ));
+                }
+            }
+        };
+    start_new(Fresh::AtEnd, &mut followed, &mut children);
+    let mode = if recursive {
+        RecursiveMode::Recursive
+    } else {
+        RecursiveMode::NonRecursive
+    };
+    let (mut watcher, notes) = match new_watcher() {
+        Ok(w) => w,
+        Err(e) => {
+            log::error!("{}: cannot watch for new files: {e}", spec.path);
+            return;
+        }
+    };
+    // Until the base directory exists, its nearest ancestor is watched (not recursively:
+    // that could be the whole file system) and the watch moves down as directories appear.
+    let mut watched: Option<PathBuf> = None;
+    loop {
+        let dir = watch_dir(&base.join("x"));
+        if watched.as_ref() != Some(&dir) {
+            if let Some(old) = watched.take() {
+                let _ = watcher.unwatch(&old);
+            }
+            let dir_mode = if dir == base {
+                mode
+            } else {
+                RecursiveMode::NonRecursive
+            };
+            if let Err(e) = watcher.watch(&dir, dir_mode) {
+                log::error!("{}: cannot watch {}: {e}", spec.path, dir.display());
+                break;
+            }
+            watched = Some(dir);
+            start_new(Fresh::AtStart, &mut followed, &mut children);
+        }
+        select! {
+            recv(notes) -> note => {
+                if note.is_err() { break; }
+                let changed = notes.try_iter().chain(note.ok()).any(|n| match n {
+                    Ok(e) => e.need_rescan() || e.paths.iter().any(|p| pattern.matches_path(p) || base.starts_with(p)),
+                    Err(_) => true,
+                });
+                if changed {
+                    start_new(Fresh::AtStart, &mut followed, &mut children);
+                }
+            }
+            recv(ctx.stop) -> _ => break,
+        }
+    }
+    for child in children {
+        let _ = child.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_base_stops_at_the_first_wildcard() {
+        assert_eq!(
+            glob_base("/var/log/nginx/*.log"),
+            (PathBuf::from("/var/log/nginx"), false)
+        );
+        assert_eq!(
+            glob_base("/var/log/*/access.log"),
+            (PathBuf::from("/var/log"), true)
+        );
+    }
+
+    #[test]
+    fn watch_dir_climbs_to_an_existing_ancestor() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(watch_dir(&dir.path().join("a.log")), dir.path());
+        assert_eq!(watch_dir(&dir.path().join("x/y/a.log")), dir.path());
+    }
+}
