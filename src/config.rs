@@ -71,7 +71,7 @@ impl ConfigError {
         if !unknown_field && let Some(line) = locate(text, &keys) {
             located.line = Some(line);
         }
-        if path != "." && !located.message.starts_with(&path) {
+        if !unknown_field && path != "." && !located.message.starts_with(&path) {
             located.message = format!("{path}: {}", located.message);
         }
         located
