@@ -13,12 +13,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, Local};
 use regex::bytes::{Regex, RegexBuilder};
+use regex_automata::nfa::thompson::{
+    self, WhichCaptures, backtrack, backtrack::BoundedBacktracker,
+};
+use regex_automata::util::captures::Captures;
+use regex_automata::{Anchored, Input, meta, util::syntax};
 use serde::{Deserialize, Deserializer};
 
 use crate::config::ConfigError;
 use crate::duration::{BanTime, de_opt_duration};
 use crate::pattern::{self, IP_GROUP};
-use crate::timestamp::TimeFormat;
+use crate::timestamp::{TimeCache, TimeFormat};
 
 include!(concat!(env!("OUT_DIR"), "/embedded_rules.rs"));
 
@@ -119,10 +124,16 @@ pub struct Limits {
 
 /// A compiled pattern.
 #[derive(Debug, Clone)]
-pub struct Pattern {
-    pub instant: bool,
+struct Pattern {
+    /// For lines too long for the backtracker (rare: it takes lines of a few KiB).
     regex: Regex,
-    has_time_group: bool,
+    /// Finds the groups inside a match already found, without searching again.
+    backtrack: BoundedBacktracker,
+    /// Capture group index of the address.
+    ip_group: usize,
+    /// Capture group index of the `time` group, if the pattern has one.
+    time_group: Option<usize>,
+    instant: bool,
 }
 
 /// A rule ready to match lines.
@@ -133,12 +144,22 @@ pub struct Rule {
     pub enabled: bool,
     pub log_files: Vec<String>,
     pub time_format: TimeFormat,
-    pub patterns: Vec<Pattern>,
     pub limits: Limits,
     pub origin: Origin,
-    /// All patterns as one regex without captures: most lines match nothing, and one
-    /// pass of one automaton says so fastest.
-    any: Regex,
+    /// All patterns in one automaton without captures: one pass per line says whether
+    /// any pattern matches and which. Only then does that one pattern's regex run for
+    /// its captures, which costs far more per byte.
+    which: meta::Regex,
+    patterns: Vec<Pattern>,
+}
+
+/// Per-thread working memory for matching one rule.
+#[derive(Debug, Clone)]
+pub struct Scratch {
+    cache: meta::Cache,
+    backtrack: Vec<(backtrack::Cache, Captures)>,
+    locs: Vec<regex::bytes::CaptureLocations>,
+    times: TimeCache,
 }
 
 /// What a line yielded for a rule.
@@ -201,64 +222,133 @@ impl Rule {
             None => TimeFormat::Auto,
             Some(t) => TimeFormat::parse(t)?,
         };
+        let mut sources = Vec::with_capacity(file.patterns.len());
         let mut patterns = Vec::with_capacity(file.patterns.len());
-        let mut alternatives = Vec::with_capacity(file.patterns.len());
         for (i, spec) in file.patterns.iter().enumerate() {
             let expanded = pattern::expand(&format!("{}{}", file.prefix, spec.regex))
                 .map_err(|e| format!("patterns[{i}] `{}`: {e}", spec.regex))?;
             let regex =
                 build(&expanded).map_err(|e| format!("patterns[{i}] `{}`: {e}", spec.regex))?;
-            let has_time_group = regex.capture_names().any(|n| n == Some("time"));
-            alternatives.push(format!("(?:{})", strip_groups(&regex)));
+            let group = |name: &str| regex.capture_names().position(|n| n == Some(name));
+            let ip_group = group(IP_GROUP).expect("expand adds the address group");
+            let time_group = group("time");
+            let backtrack = BoundedBacktracker::builder()
+                .syntax(syntax_config())
+                .thompson(
+                    thompson::Config::new()
+                        .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+                        .utf8(false),
+                )
+                .build(&expanded)
+                .map_err(|e| format!("patterns[{i}] `{}`: {e}", spec.regex))?;
+            sources.push(expanded);
             patterns.push(Pattern {
-                instant: spec.instant,
                 regex,
-                has_time_group,
+                backtrack,
+                ip_group,
+                time_group,
+                instant: spec.instant,
             });
         }
-        let any = build(&alternatives.join("|")).map_err(|e| format!("patterns combined: {e}"))?;
+        let which = meta::Regex::builder()
+            .syntax(syntax_config())
+            .configure(
+                meta::Config::new()
+                    .which_captures(WhichCaptures::Implicit)
+                    .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+                    .utf8_empty(false),
+            )
+            .build_many(&sources)
+            .map_err(|e| format!("patterns combined: {e}"))?;
         Ok(Rule {
             name: Arc::from(file.name.as_str()),
             description: file.description,
             enabled: file.enabled,
             log_files: file.log_files,
             time_format,
-            patterns,
             limits,
             origin,
-            any,
+            which,
+            patterns,
         })
     }
 
-    /// The first pattern that matches `line`, if any.
-    pub fn find<'a>(&self, line: &'a [u8]) -> Option<Hit<'a>> {
-        if !self.any.is_match(line) {
-            return None;
+    /// How many patterns the rule has.
+    pub fn pattern_count(&self) -> usize {
+        self.patterns.len()
+    }
+
+    /// Scratch space for `find`, one per thread that matches.
+    pub fn scratch(&self) -> Scratch {
+        Scratch {
+            cache: self.which.create_cache(),
+            backtrack: self
+                .patterns
+                .iter()
+                .map(|p| (p.backtrack.create_cache(), p.backtrack.create_captures()))
+                .collect(),
+            locs: self
+                .patterns
+                .iter()
+                .map(|p| p.regex.capture_locations())
+                .collect(),
+            times: TimeCache::default(),
         }
-        self.patterns.iter().find_map(|p| {
-            let caps = p.regex.captures(line)?;
-            let ip = caps
-                .name(IP_GROUP)
-                .and_then(|m| pattern::parse_ip(m.as_bytes()));
-            let time_text = match p.has_time_group.then(|| caps.name("time")).flatten() {
-                Some(m) => &line[m.start()..m.end()],
-                None => line,
-            };
-            Some(Hit {
-                ip,
-                instant: p.instant,
-                time_text,
-            })
+    }
+
+    /// The pattern that matches `line`, if any.
+    pub fn find<'a>(&self, line: &'a [u8], scratch: &mut Scratch) -> Option<Hit<'a>> {
+        let m = self
+            .which
+            .search_with(&mut scratch.cache, &Input::new(line))?;
+        let index = m.pattern().as_usize();
+        let pattern = &self.patterns[index];
+        // Which pattern matched, and where, is known: only its groups are left to find,
+        // anchored on that span.
+        let (ip, time) = if m.range().len() <= pattern.backtrack.max_haystack_len() {
+            let (cache, caps) = &mut scratch.backtrack[index];
+            let input = Input::new(line).range(m.range()).anchored(Anchored::Yes);
+            pattern.backtrack.try_search(cache, &input, caps).ok()?;
+            let span =
+                |g: Option<usize>| g.and_then(|g| caps.get_group(g)).map(|s| (s.start, s.end));
+            (span(Some(pattern.ip_group)), span(pattern.time_group))
+        } else {
+            let locs = &mut scratch.locs[index];
+            pattern
+                .regex
+                .captures_read_at(locs, &line[..m.end()], m.start())?;
+            (
+                locs.get(pattern.ip_group),
+                pattern.time_group.and_then(|g| locs.get(g)),
+            )
+        };
+        let ip = ip.and_then(|(start, end)| pattern::parse_ip(&line[start..end]));
+        let time_text = match time {
+            Some((start, end)) => &line[start..end],
+            None => line,
+        };
+        Some(Hit {
+            ip,
+            instant: pattern.instant,
+            time_text,
         })
     }
 
     /// Everything a line says for this rule: `None` when no pattern matches.
-    pub fn examine(&self, line: &[u8], reference: DateTime<Local>) -> Option<Result<Found, Skip>> {
-        let hit = self.find(line)?;
+    pub fn examine(
+        &self,
+        line: &[u8],
+        reference: DateTime<Local>,
+        scratch: &mut Scratch,
+    ) -> Option<Result<Found, Skip>> {
+        let hit = self.find(line, scratch)?;
         let Some(ip) = hit.ip else {
             return Some(Err(Skip::BadAddress));
         };
-        let Some(at) = self.time_format.read(hit.time_text, reference) else {
+        let Some(at) = self
+            .time_format
+            .read_cached(hit.time_text, reference, &mut scratch.times)
+        else {
             return Some(Err(Skip::BadTime));
         };
         Some(Ok(Found {
@@ -270,8 +360,18 @@ impl Rule {
 
     /// One regex equivalent to the rule (for comparing with grep-like tools).
     pub fn combined_regex(&self) -> String {
-        self.any.as_str().to_string()
+        let alternatives: Vec<String> = self
+            .patterns
+            .iter()
+            .map(|p| format!("(?:{})", strip_groups(&p.regex)))
+            .collect();
+        alternatives.join("|")
     }
+}
+
+/// Byte semantics, as in `build`.
+fn syntax_config() -> syntax::Config {
+    syntax::Config::new().unicode(false).utf8(false)
 }
 
 fn build(pattern: &str) -> Result<Regex, regex::Error> {
@@ -286,11 +386,16 @@ fn build(pattern: &str) -> Result<Regex, regex::Error> {
 /// The regex source with named groups made anonymous, so alternatives can be joined
 /// without duplicate group names.
 fn strip_groups(regex: &Regex) -> String {
+    rename_groups(regex, |_| "(".into())
+}
+
+fn rename_groups(regex: &Regex, to: impl Fn(&str) -> String) -> String {
     let mut src = regex.as_str().to_string();
     for name in regex.capture_names().flatten() {
+        let new = to(name);
         src = src
-            .replace(&format!("(?P<{name}>"), "(")
-            .replace(&format!("(?<{name}>"), "(");
+            .replace(&format!("(?P<{name}>"), &new)
+            .replace(&format!("(?<{name}>"), &new);
     }
     src
 }
@@ -382,17 +487,20 @@ mod tests {
             "name: t\nprefix: '^\\S+ '\npatterns:\n  - 'bad from <IP>$'\n  - { regex: 'evil <IP>$', instant: true }\n",
         )
         .unwrap();
-        let hit = r.find(b"host bad from 192.0.2.9").unwrap();
+        let mut sc = r.scratch();
+        let hit = r.find(b"host bad from 192.0.2.9", &mut sc).unwrap();
         assert_eq!(hit.ip, Some("192.0.2.9".parse().unwrap()));
         assert!(!hit.instant);
-        assert!(r.find(b"host evil 2001:db8::2").unwrap().instant);
-        assert!(r.find(b"host good from 192.0.2.9").is_none());
+        assert!(r.find(b"host evil 2001:db8::2", &mut sc).unwrap().instant);
+        assert!(r.find(b"host good from 192.0.2.9", &mut sc).is_none());
     }
 
     #[test]
     fn invalid_utf8_lines_still_match() {
         let r = rule("name: t\npatterns: ['user \\S* from <IP>$']\n").unwrap();
-        let hit = r.find(b"user \xff\xfe from 192.0.2.1").unwrap();
+        let hit = r
+            .find(b"user \xff\xfe from 192.0.2.1", &mut r.scratch())
+            .unwrap();
         assert_eq!(hit.ip, Some("192.0.2.1".parse().unwrap()));
     }
 
@@ -400,7 +508,10 @@ mod tests {
     fn time_group_selects_the_time_text() {
         let r = rule("name: t\npatterns: ['^<IP> \\[(?P<time>[^\\]]+)\\]']\n").unwrap();
         let hit = r
-            .find(b"192.0.2.1 [10/Oct/2000:13:55:36 -0700] GET")
+            .find(
+                b"192.0.2.1 [10/Oct/2000:13:55:36 -0700] GET",
+                &mut r.scratch(),
+            )
             .unwrap();
         assert_eq!(hit.time_text, b"10/Oct/2000:13:55:36 -0700");
     }
@@ -469,6 +580,7 @@ mod shipped_cases {
             .with_timezone(&Local);
         let mut failures = Vec::new();
         let mut count = 0;
+        let mut scratch = rule.scratch();
         for (n, case) in cases.lines().enumerate() {
             if case.trim().is_empty() || case.starts_with('#') {
                 continue;
@@ -477,7 +589,7 @@ mod shipped_cases {
                 .split_once('\t')
                 .unwrap_or_else(|| panic!("{name}.cases:{}: no tab", n + 1));
             count += 1;
-            let got = match rule.examine(line.as_bytes(), reference) {
+            let got = match rule.examine(line.as_bytes(), reference, &mut scratch) {
                 None => "-".to_string(),
                 Some(Ok(found)) => found.ip.to_string(),
                 Some(Err(skip)) => format!("skipped: {skip}"),

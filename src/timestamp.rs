@@ -62,6 +62,64 @@ impl TimeFormat {
     }
 }
 
+/// The last time read, keyed by the exact text of its stamp: consecutive log lines
+/// mostly share their second, and reading a time is far dearer than comparing bytes.
+#[derive(Debug, Clone, Default)]
+pub struct TimeCache {
+    key: Vec<u8>,
+    value: Option<DateTime<FixedOffset>>,
+}
+
+impl TimeFormat {
+    /// `read`, remembering the last stamp.
+    pub fn read_cached(
+        &self,
+        text: &[u8],
+        reference: DateTime<Local>,
+        cache: &mut TimeCache,
+    ) -> Option<DateTime<FixedOffset>> {
+        let Some(len) = self.stamp_len(text) else {
+            return self.read(text, reference);
+        };
+        if cache.value.is_some() && cache.key == text[..len] {
+            return cache.value;
+        }
+        let value = self.read(text, reference);
+        cache.key.clear();
+        cache.key.extend_from_slice(&text[..len]);
+        cache.value = value;
+        value
+    }
+
+    /// How many leading bytes of `text` hold everything `read` looks at, for the
+    /// built-in formats.
+    fn stamp_len(&self, text: &[u8]) -> Option<usize> {
+        let skip = text.iter().take_while(|&&b| b == b' ' || b == b'[').count();
+        let rest = &text[skip..];
+        let syslog = matches!(self, TimeFormat::Auto | TimeFormat::Syslog);
+        let iso = matches!(self, TimeFormat::Auto | TimeFormat::Rfc3339);
+        let len = match rest.first()? {
+            b'A'..=b'Z' if syslog => 15,
+            b'0'..=b'9' if iso => {
+                let first = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+                if first == 10 {
+                    // `date time`: the time is the second token.
+                    first
+                        + 1
+                        + rest[first + 1..]
+                            .iter()
+                            .position(|&b| b == b' ')
+                            .unwrap_or(rest.len() - first - 1)
+                } else {
+                    first
+                }
+            }
+            _ => return None,
+        };
+        Some(skip + len.min(rest.len()))
+    }
+}
+
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
@@ -269,6 +327,28 @@ mod tests {
         assert_eq!(TimeFormat::Auto.read(b"\xff\xfe", r), None);
         assert_eq!(TimeFormat::Auto.read(b"", r), None);
         assert_eq!(TimeFormat::Syslog.read(b"Dec", r), None);
+    }
+
+    #[test]
+    fn the_cache_gives_the_same_answers() {
+        let r = reference("2026-11-26T12:00:00Z");
+        let mut cache = TimeCache::default();
+        for line in [
+            &b"Dec 10 06:55:46 a"[..],
+            b"Dec 10 06:55:46 b",
+            b"Dec 10 06:55:47 a",
+            b"Dec 1 06:55:47 a",
+            b"2024-07-20 14:42:11 x",
+            b"2024-07-20 14:42:12 x",
+            b"2024-07-20T14:42:11+02:00 x",
+            b"garbage",
+            b"",
+        ] {
+            assert_eq!(
+                TimeFormat::Auto.read_cached(line, r, &mut cache),
+                TimeFormat::Auto.read(line, r)
+            );
+        }
     }
 
     #[test]

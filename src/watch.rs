@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, Sender, bounded, select};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::follow::{Follower, Fresh};
-use crate::rule::{Rule, Skip};
+use crate::rule::{Rule, Scratch, Skip};
 use crate::store::{Position, Positions};
 
 /// A failed attempt found in a log.
@@ -136,6 +136,7 @@ fn is_glob(path: &str) -> bool {
 /// Reads lines, matches them against the rules and sends what it finds.
 struct Matcher<'a> {
     rules: &'a [Arc<Rule>],
+    scratch: Vec<Scratch>,
     path: &'a Path,
     events: &'a Sender<Event>,
     skipped: u64,
@@ -143,8 +144,8 @@ struct Matcher<'a> {
 
 impl Matcher<'_> {
     fn line(&mut self, line: &[u8]) {
-        for rule in self.rules {
-            match rule.examine(line, Local::now()) {
+        for (rule, scratch) in self.rules.iter().zip(&mut self.scratch) {
+            match rule.examine(line, Local::now(), scratch) {
                 None => {}
                 Some(Ok(found)) => {
                     let attempt = Attempt {
@@ -157,26 +158,29 @@ impl Matcher<'_> {
                     // Blocks when the decision thread is behind: back-pressure, not memory.
                     let _ = self.events.send(Event::Attempt(attempt));
                 }
-                Some(Err(skip)) => self.skip(rule, skip, line),
+                Some(Err(skip)) => {
+                    self.skipped += 1;
+                    log_skip(self.path, self.skipped, rule, skip, line);
+                }
             }
         }
     }
+}
 
-    fn skip(&mut self, rule: &Rule, skip: Skip, line: &[u8]) {
-        self.skipped += 1;
-        let level = if self.skipped == 1 {
-            log::Level::Warn
-        } else {
-            log::Level::Debug
-        };
-        log::log!(
-            level,
-            "{}: rule {}: line skipped, {skip}: {}",
-            self.path.display(),
-            rule.name,
-            String::from_utf8_lossy(line)
-        );
-    }
+/// Logs a skipped line: a file's first one loudly, the rest at debug level.
+fn log_skip(path: &Path, count: u64, rule: &Rule, skip: Skip, line: &[u8]) {
+    let level = if count == 1 {
+        log::Level::Warn
+    } else {
+        log::Level::Debug
+    };
+    log::log!(
+        level,
+        "{}: rule {}: line skipped, {skip}: {}",
+        path.display(),
+        rule.name,
+        String::from_utf8_lossy(line)
+    );
 }
 
 /// The directory to watch for `path`: its parent, or the nearest ancestor that exists.
@@ -209,6 +213,7 @@ fn file_thread(
     let mut follower = Follower::new(path, ctx.max_line);
     let mut matcher = Matcher {
         rules,
+        scratch: rules.iter().map(|r| r.scratch()).collect(),
         path,
         events: &ctx.events,
         skipped: 0,

@@ -194,17 +194,42 @@ fn not_root_gets_a_clear_error_naming_the_fix() {
 #[test]
 fn reject_action_and_extra_parent_chains_are_used() {
     let ns = Netns::new();
-    assert!(ns.run("iptables", &["-w", "-N", "DOCKER-USER"]).status.success());
-    let s = Setup::new("firewall: { backend: iptables, action: REJECT, parents: [INPUT, DOCKER-USER] }");
+    assert!(
+        ns.run("iptables", &["-w", "-N", "DOCKER-USER"])
+            .status
+            .success()
+    );
+    let s = Setup::new(
+        "firewall: { backend: iptables, action: REJECT, parents: [INPUT, DOCKER-USER] }",
+    );
     let out = s.cli(Some(&ns), &["ban", "192.0.2.5"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(ns.rules("iptables", "PYFILTER").contains("-A PYFILTER -s 192.0.2.5/32 -j REJECT"));
-    assert!(ns.rules("iptables", "DOCKER-USER").contains("-A DOCKER-USER -j PYFILTER"));
+    assert!(
+        ns.rules("iptables", "PYFILTER")
+            .contains("-A PYFILTER -s 192.0.2.5/32 -j REJECT")
+    );
+    assert!(
+        ns.rules("iptables", "DOCKER-USER")
+            .contains("-A DOCKER-USER -j PYFILTER")
+    );
     // flush removes pyfilter's chain and jumps, and nothing else.
-    assert!(ns.run("iptables", &["-w", "-A", "INPUT", "-s", "198.51.100.1", "-j", "ACCEPT"]).status.success());
+    assert!(
+        ns.run(
+            "iptables",
+            &["-w", "-A", "INPUT", "-s", "198.51.100.1", "-j", "ACCEPT"]
+        )
+        .status
+        .success()
+    );
     assert!(s.cli(Some(&ns), &["flush"]).status.success());
     assert!(ns.rules("iptables", "PYFILTER").is_empty());
     let input = ns.rules("iptables", "INPUT");
-    assert!(!input.contains("PYFILTER") && input.contains("-A INPUT -s 198.51.100.1/32 -j ACCEPT"), "{input}");
-    assert!(ns.rules("iptables", "DOCKER-USER").lines().count() == 1, "only the chain itself is left");
+    assert!(
+        !input.contains("PYFILTER") && input.contains("-A INPUT -s 198.51.100.1/32 -j ACCEPT"),
+        "{input}"
+    );
+    assert!(
+        ns.rules("iptables", "DOCKER-USER").lines().count() == 1,
+        "only the chain itself is left"
+    );
 }

@@ -59,7 +59,7 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
         println!(
             "  {} ({state}, {} patterns, {} attempts within {} -> ban {}) from {}",
             rule.name,
-            rule.patterns.len(),
+            rule.pattern_count(),
             rule.limits.failed_attempts,
             format_duration(rule.limits.request_time),
             rule.limits.ban_time,
