@@ -116,15 +116,13 @@ impl Follower {
         &self.path
     }
 
-    /// Opens the file for the first time. With a saved position of the same file, resumes
-    /// there; when the file was rotated while pyfilter was down, first reads the rest of
-    /// the rotated file (found by its inode beside the log), then the new one from its start.
-    pub fn start(
-        &mut self,
-        saved: Option<Position>,
-        fresh: Fresh,
-        sink: &mut dyn FnMut(&[u8]),
-    ) -> io::Result<()> {
+    /// Opens the file for the first time and places the read position, reading nothing
+    /// (the first `poll` does): the daemon says it is ready only once every file is
+    /// placed, so no line written after that is skipped. With a saved position of the same
+    /// file, resumes there; when the file was rotated while pyfilter was down, the rest of
+    /// the rotated file (found by its inode beside the log) is read first, then the new
+    /// one from its start.
+    pub fn open(&mut self, saved: Option<Position>, fresh: Fresh) -> io::Result<()> {
         let Some(mut reader) = Reader::open(&self.path, self.max_line)? else {
             // Not there yet: it is read from its start when it appears.
             return Ok(());
@@ -135,20 +133,19 @@ impl Follower {
                 reader.seek(if pos.offset <= len { pos.offset } else { 0 })?
             }
             Some(pos) => {
-                if let Some(mut old) = self.find_rotated(pos)? {
+                if let Some(old) = self.find_rotated(pos)? {
                     log::info!(
                         "{}: rotated while pyfilter was stopped; reading the rest of the old file first",
                         self.path.display()
                     );
-                    old.drain(&mut self.buf, sink)?;
-                    old.lines.finish(sink);
+                    self.rotated = Some(old);
                 }
             }
             None if fresh == Fresh::AtEnd => reader.seek(len)?,
             None => {}
         }
         self.current = Some(reader);
-        self.poll(sink)
+        Ok(())
     }
 
     /// Reads whatever is new. Call it whenever the file or its directory changed.
@@ -265,12 +262,8 @@ mod tests {
     }
 
     fn start(f: &mut Follower, saved: Option<Position>, fresh: Fresh) -> Vec<String> {
-        let mut out = Vec::new();
-        f.start(saved, fresh, &mut |l| {
-            out.push(String::from_utf8_lossy(l).into_owned())
-        })
-        .unwrap();
-        out
+        f.open(saved, fresh).unwrap();
+        poll(f)
     }
 
     #[test]

@@ -89,10 +89,22 @@ pub fn spawn_all(
     let mut handles = Vec::new();
     for spec in specs {
         if is_glob(&spec.path) {
+            // Files matching now are placed before the daemon says it is ready.
+            let mut followed = HashSet::new();
+            follow_new_matches(
+                &spec,
+                &positions.clone(),
+                Fresh::AtEnd,
+                &mut followed,
+                &mut handles,
+                ctx,
+            );
             let positions = positions.clone();
             let ctx = ctx.clone();
             let name = format!("glob {}", spec.path);
-            handles.push(spawn_named(name, move || glob_thread(spec, positions, ctx)));
+            handles.push(spawn_named(name, move || {
+                glob_thread(spec, positions, followed, ctx)
+            }));
         } else {
             let path = PathBuf::from(&spec.path);
             let saved = positions.get(&path).copied();
@@ -115,6 +127,8 @@ fn spawn_named(name: String, f: impl FnOnce() + Send + 'static) -> JoinHandle<()
         .expect("spawning a thread")
 }
 
+/// Places the file's read position now, on the caller's thread, then follows it on a
+/// thread of its own.
 fn spawn_file(
     path: PathBuf,
     rules: Vec<Arc<Rule>>,
@@ -122,8 +136,13 @@ fn spawn_file(
     fresh: Fresh,
     ctx: WatchContext,
 ) -> JoinHandle<()> {
+    let mut follower = Follower::new(&path, ctx.max_line);
+    let opened = follower.open(saved, fresh);
     spawn_named(format!("watch {}", path.display()), move || {
-        if let Err(e) = file_thread(&path, &rules, saved, fresh, &ctx) {
+        if let Err(e) = opened
+            .map_err(anyhow::Error::from)
+            .and_then(|()| file_thread(&path, &rules, follower, &ctx))
+        {
             log::error!("{}: no longer followed: {e}", path.display());
         }
     })
@@ -203,14 +222,12 @@ fn new_watcher() -> notify::Result<(RecommendedWatcher, Receiver<notify::Result<
 fn file_thread(
     path: &Path,
     rules: &[Arc<Rule>],
-    saved: Option<Position>,
-    fresh: Fresh,
+    mut follower: Follower,
     ctx: &WatchContext,
 ) -> anyhow::Result<()> {
     let (mut watcher, notes) = new_watcher()?;
     let mut watched = watch_dir(path);
     watcher.watch(&watched, RecursiveMode::NonRecursive)?;
-    let mut follower = Follower::new(path, ctx.max_line);
     let mut matcher = Matcher {
         rules,
         scratch: rules.iter().map(|r| r.scratch()).collect(),
@@ -218,7 +235,8 @@ fn file_thread(
         events: &ctx.events,
         skipped: 0,
     };
-    follower.start(saved, fresh, &mut |l| matcher.line(l))?;
+    // Whatever was written since the file was placed, before the watch was armed.
+    follower.poll(&mut |l| matcher.line(l))?;
     let mut sent = None;
     send_position(&follower, &mut sent, ctx);
     log::debug!(
@@ -295,7 +313,36 @@ fn glob_base(pattern: &str) -> (PathBuf, bool) {
     (base, false)
 }
 
-fn glob_thread(spec: LogSpec, positions: Positions, ctx: WatchContext) {
+/// Starts a file thread for every file matching the spec's glob not followed yet.
+fn follow_new_matches(
+    spec: &LogSpec,
+    positions: &Positions,
+    fresh: Fresh,
+    followed: &mut HashSet<PathBuf>,
+    children: &mut Vec<JoinHandle<()>>,
+    ctx: &WatchContext,
+) {
+    for path in glob::glob(&spec.path).into_iter().flatten().flatten() {
+        if path.is_file() && followed.insert(path.clone()) {
+            log::info!("{}: matches {}; following it", path.display(), spec.path);
+            let saved = positions.get(&path).copied();
+            children.push(spawn_file(
+                path,
+                spec.rules.clone(),
+                saved,
+                fresh,
+                ctx.clone(),
+            ));
+        }
+    }
+}
+
+fn glob_thread(
+    spec: LogSpec,
+    positions: Positions,
+    mut followed: HashSet<PathBuf>,
+    ctx: WatchContext,
+) {
     let pattern = match glob::Pattern::new(&spec.path) {
         Ok(p) => p,
         Err(e) => {
@@ -304,25 +351,10 @@ fn glob_thread(spec: LogSpec, positions: Positions, ctx: WatchContext) {
         }
     };
     let (base, recursive) = glob_base(&spec.path);
-    let mut followed: HashSet<PathBuf> = HashSet::new();
     let mut children = Vec::new();
-    let start_new =
-        |fresh: Fresh, followed: &mut HashSet<PathBuf>, children: &mut Vec<JoinHandle<()>>| {
-            for path in glob::glob(&spec.path).into_iter().flatten().flatten() {
-                if path.is_file() && followed.insert(path.clone()) {
-                    log::info!("{}: matches {}; following it", path.display(), spec.path);
-                    let saved = positions.get(&path).copied();
-                    children.push(spawn_file(
-                        path,
-                        spec.rules.clone(),
-                        saved,
-                        fresh,
-                        ctx.clone(),
-                    ));
-                }
-            }
-        };
-    start_new(Fresh::AtEnd, &mut followed, &mut children);
+    let start_new = |followed: &mut HashSet<PathBuf>, children: &mut Vec<JoinHandle<()>>| {
+        follow_new_matches(&spec, &positions, Fresh::AtStart, followed, children, &ctx)
+    };
     let mode = if recursive {
         RecursiveMode::Recursive
     } else {
@@ -354,7 +386,7 @@ fn glob_thread(spec: LogSpec, positions: Positions, ctx: WatchContext) {
                 break;
             }
             watched = Some(dir);
-            start_new(Fresh::AtStart, &mut followed, &mut children);
+            start_new(&mut followed, &mut children);
         }
         select! {
             recv(notes) -> note => {
@@ -364,7 +396,7 @@ fn glob_thread(spec: LogSpec, positions: Positions, ctx: WatchContext) {
                     Err(_) => true,
                 });
                 if changed {
-                    start_new(Fresh::AtStart, &mut followed, &mut children);
+                    start_new(&mut followed, &mut children);
                 }
             }
             recv(ctx.stop) -> _ => break,
