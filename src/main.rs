@@ -2,6 +2,7 @@
 //! addresses in the firewall and records the bans. See DESIGN.md for the shape.
 
 mod actions;
+mod batch;
 mod cli;
 mod cmd;
 mod config;

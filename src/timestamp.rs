@@ -134,11 +134,23 @@ fn read_syslog(text: &str, reference: DateTime<Local>) -> Option<DateTime<FixedO
     let rest = text.get(3..)?.trim_start_matches(' ');
     let (day, rest) = rest.split_once(' ')?;
     let day: u32 = day.parse().ok()?;
-    let clock = rest.get(..8)?;
-    let time = NaiveTime::parse_from_str(clock, "%H:%M:%S").ok()?;
+    let time = read_clock(rest.as_bytes().get(..8)?)?;
     infer_year(reference, |year| {
         NaiveDate::from_ymd_opt(year, month, day).map(|d| d.and_time(time))
     })
+}
+
+/// `hh:mm:ss`, read by hand: this runs for every new second of a log.
+fn read_clock(b: &[u8]) -> Option<NaiveTime> {
+    let two = |i: usize| -> Option<u32> {
+        let (h, l) = (b[i], b[i + 1]);
+        (h.is_ascii_digit() && l.is_ascii_digit())
+            .then(|| u32::from(h - b'0') * 10 + u32::from(l - b'0'))
+    };
+    if b[2] != b':' || b[5] != b':' {
+        return None;
+    }
+    NaiveTime::from_hms_opt(two(0)?, two(3)?, two(6)?)
 }
 
 /// Picks the latest year that does not put the time in the future (two days of slack for

@@ -444,9 +444,15 @@ fn lines_written_right_after_ready_count_and_old_history_does_not() {
     let ns = Netns::new();
     let s = Setup::new("failed_attempts: 2");
     // History from before pyfilter was installed: not replayed on a first start.
-    append(&s.log(), &format!("{}{}", failed("192.0.2.140"), failed("192.0.2.140")));
+    append(
+        &s.log(),
+        &format!("{}{}", failed("192.0.2.140"), failed("192.0.2.140")),
+    );
     let d = Daemon::start(&s, &ns);
-    append(&s.log(), &format!("{}{}", failed("192.0.2.141"), failed("192.0.2.141")));
+    append(
+        &s.log(),
+        &format!("{}{}", failed("192.0.2.141"), failed("192.0.2.141")),
+    );
     ban_appears(&ns, "192.0.2.141");
     assert!(!ns.has_ban("192.0.2.140"), "{}", d.output());
 }

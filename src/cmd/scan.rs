@@ -11,18 +11,16 @@ use std::sync::Arc;
 use chrono::{DateTime, FixedOffset, Local, SecondsFormat, Utc};
 
 use super::UsageError;
+use crate::batch::{self, LineMatch};
 use crate::cli::ScanArgs;
 use crate::config::Settings;
 use crate::counter::{Counters, Outcome};
-use crate::lines::LineSplitter;
 use crate::net::IgnoreList;
-use crate::rule::{Rule, Scratch};
-
-const READ_BLOCK: usize = 256 * 1024;
+use crate::rule::Rule;
 
 /// The state of a scan across all its files.
 struct Scan<'a, W: Write> {
-    rules: Vec<(&'a Rule, Scratch)>,
+    rules: Vec<&'a Rule>,
     ignore: &'a IgnoreList,
     counters: Counters,
     /// Event-time end of each address's ban: while banned, the daemon would not have
@@ -54,7 +52,7 @@ pub fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<ExitCode> {
         return Err(UsageError("no rule is enabled; name one with --rule".into()).into());
     }
     let mut scan = Scan {
-        rules: rules.into_iter().map(|r| (r, r.scratch())).collect(),
+        rules,
         ignore: &settings.ignore,
         counters: Counters::new(settings.config.max_tracked),
         banned_until: HashMap::new(),
@@ -70,7 +68,7 @@ pub fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<ExitCode> {
     let max_line = settings.config.max_line_bytes;
     for file in &args.files {
         let result = if file.as_os_str() == "-" {
-            scan.read("-", io::stdin().lock(), Local::now(), max_line)
+            scan.read("-", io::stdin(), Local::now(), max_line)
         } else {
             let f = std::fs::File::open(file)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
@@ -95,109 +93,85 @@ impl<W: Write> Scan<'_, W> {
     fn read(
         &mut self,
         name: &str,
-        mut input: impl Read,
+        input: impl Read + Send,
         reference: DateTime<Local>,
         max_line: usize,
     ) -> io::Result<()> {
         self.file_json = json_str(name);
-        let mut buf = vec![0u8; READ_BLOCK];
-        let mut splitter = LineSplitter::new(max_line);
-        let mut line_no = 0u64;
-        let mut result = Ok(());
-        let mut each = |line: &[u8]| {
-            line_no += 1;
-            if result.is_ok() {
-                result = self.line(name, line_no, line, reference);
-            }
-        };
-        loop {
-            let n = match input.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            splitter.feed(&buf[..n], &mut each);
-        }
-        splitter.finish(&mut each);
-        self.lines += line_no;
-        if splitter.capped_lines > 0 {
+        let rules = self.rules.clone();
+        let totals =
+            batch::match_stream(input, &rules, reference, max_line, |m| self.found(name, m))?;
+        self.lines += totals.lines;
+        if totals.capped > 0 {
             log::warn!(
                 "{name}: {} lines longer than max_line_bytes were cut",
-                splitter.capped_lines
+                totals.capped
             );
         }
-        result
+        Ok(())
     }
 
-    fn line(
-        &mut self,
-        file: &str,
-        line_no: u64,
-        line: &[u8],
-        reference: DateTime<Local>,
-    ) -> io::Result<()> {
-        for (rule, scratch) in self.rules.iter_mut() {
-            let rule: &Rule = rule;
-            let found = match rule.examine(line, reference, scratch) {
-                None => continue,
-                Some(Err(skip)) => {
-                    self.skipped += 1;
-                    log::info!("{file}:{line_no}: rule {}: skipped, {skip}", rule.name);
-                    continue;
-                }
-                Some(Ok(found)) => found,
-            };
-            self.matched += 1;
-            let ignored = self.ignore.covering(found.ip).is_some();
-            let time = self.times.format(found.at);
+    /// Reports one match and counts it, in line order.
+    fn found(&mut self, file: &str, m: LineMatch) -> io::Result<()> {
+        let rule = self.rules[m.rule];
+        let line_no = m.line;
+        let found = match m.result {
+            Err(skip) => {
+                self.skipped += 1;
+                log::info!("{file}:{line_no}: rule {}: skipped, {skip}", rule.name);
+                return Ok(());
+            }
+            Ok(found) => found,
+        };
+        self.matched += 1;
+        let ignored = self.ignore.covering(found.ip).is_some();
+        let time = self.times.format(found.at);
+        if self.json {
+            // Written by hand: this is the hot path of a large scan. Rule names are
+            // plain words and the file name is escaped once per file.
+            writeln!(
+                self.out,
+                r#"{{"type":"match","file":{},"line":{line_no},"rule":"{}","ip":"{}","time":"{time}","instant":{}}}"#,
+                self.file_json, rule.name, found.ip, found.instant
+            )?;
+        } else {
+            let note = if ignored { " (ignored)" } else { "" };
+            writeln!(
+                self.out,
+                "{file}:{line_no}: {} {} {time}{note}",
+                rule.name, found.ip
+            )?;
+        }
+        if ignored {
+            return Ok(());
+        }
+        let key = (Arc::clone(&rule.name), found.ip);
+        let at_utc = found.at.with_timezone(&Utc);
+        if let Some(until) = self.banned_until.get(&key) {
+            if until.is_none_or(|u| at_utc < u) {
+                return Ok(());
+            }
+            self.banned_until.remove(&key);
+        }
+        let outcome =
+            self.counters
+                .record(&rule.name, found.ip, found.at, &rule.limits, found.instant);
+        if let Outcome::Ban(attempts) = outcome {
+            self.bans += 1;
+            self.banned_until
+                .insert(key, rule.limits.ban_time.expiry(at_utc));
             if self.json {
-                // Written by hand: this is the hot path of a large scan. Rule names are
-                // plain words and the file name is escaped once per file.
                 writeln!(
                     self.out,
-                    r#"{{"type":"match","file":{},"line":{line_no},"rule":"{}","ip":"{}","time":"{time}","instant":{}}}"#,
-                    self.file_json, rule.name, found.ip, found.instant
-                )?;
-            } else {
-                let note = if ignored { " (ignored)" } else { "" };
-                writeln!(
-                    self.out,
-                    "{file}:{line_no}: {} {} {time}{note}",
+                    r#"{{"type":"ban","rule":"{}","ip":"{}","time":"{time}","attempts":{attempts}}}"#,
                     rule.name, found.ip
                 )?;
-            }
-            if ignored {
-                continue;
-            }
-            let key = (Arc::clone(&rule.name), found.ip);
-            let at_utc = found.at.with_timezone(&Utc);
-            if let Some(until) = self.banned_until.get(&key) {
-                if until.is_none_or(|u| at_utc < u) {
-                    continue;
-                }
-                self.banned_until.remove(&key);
-            }
-            let outcome =
-                self.counters
-                    .record(&rule.name, found.ip, found.at, &rule.limits, found.instant);
-            if let Outcome::Ban(attempts) = outcome {
-                self.bans += 1;
-                self.banned_until
-                    .insert(key, rule.limits.ban_time.expiry(at_utc));
-                if self.json {
-                    writeln!(
-                        self.out,
-                        r#"{{"type":"ban","rule":"{}","ip":"{}","time":"{time}","attempts":{attempts}}}"#,
-                        rule.name, found.ip
-                    )?;
-                } else {
-                    writeln!(
-                        self.out,
-                        "BAN {} rule {} at {time} after {attempts} attempts",
-                        found.ip, rule.name
-                    )?;
-                }
+            } else {
+                writeln!(
+                    self.out,
+                    "BAN {} rule {} at {time} after {attempts} attempts",
+                    found.ip, rule.name
+                )?;
             }
         }
         Ok(())
