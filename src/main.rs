@@ -31,6 +31,12 @@ use crate::config::{ConfigError, Settings};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
+    if !matches!(cli.command, Command::Run) {
+        // `pyfilter list | head` should end quietly, as other Unix tools do. The daemon
+        // keeps SIGPIPE ignored: a closed log pipe must not kill it.
+        // SAFETY: resetting a signal to its default disposition, before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match dispatch(&cli) {
         Ok(code) => code,
         Err(e) => {
