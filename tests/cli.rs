@@ -123,9 +123,9 @@ fn scan_reads_stdin_and_real_loghub_logs() {
     let s = Setup::new("");
     let sample = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/data/loghub-openssh-2k.log"
+        "/tests/data/loghub-openssh-2k.log"
     );
-    let data = std::fs::read(sample).expect("the loghub sample beside the repository");
+    let data = std::fs::read(sample).unwrap();
     let mut child = Command::new(BIN)
         .args(["-c", s.config().to_str().unwrap(), "scan", "--json", "-"])
         .stdin(Stdio::piped())
