@@ -170,6 +170,10 @@ pub struct RuleOverride {
     pub request_time: Option<Duration>,
     pub ban_time: Option<BanTime>,
     pub log_files: Option<Vec<String>>,
+    /// For rules whose patterns use `<URL>`.
+    pub urls: Option<Vec<String>>,
+    /// For rules whose patterns use `<STATUS>`.
+    pub statuses: Option<Vec<u16>>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -490,6 +494,12 @@ fn compile_rules(name: &Path, text: &str, config: &Config) -> Result<Vec<Rule>, 
         }
         if let Some(files) = over.log_files {
             file.log_files = files;
+        }
+        if let Some(urls) = over.urls {
+            file.urls = urls;
+        }
+        if let Some(statuses) = over.statuses {
+            file.statuses = statuses;
         }
         let origin = source.origin.clone();
         let rule_name = file.name.clone();

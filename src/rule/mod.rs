@@ -1,7 +1,5 @@
-//! Rules: what a rule file says, and the compiled matcher that finds an attempt in a line.
+//! Rules compiled: the matcher that finds an attempt in a line.
 //!
-//! One YAML file per rule. The shipped set (`rules.d/`) is embedded in the binary; files in
-//! the configured rules directory override a shipped rule of the same name or add new ones.
 //! Each pattern is `prefix + pattern` with `<IP>` expanded (see `pattern`), matched against
 //! one whole line as bytes, so invalid UTF-8 in a line never stops matching.
 
@@ -20,99 +18,15 @@ use regex_automata::util::captures::Captures;
 use regex_automata::{Anchored, Input, meta, util::syntax};
 use serde::{Deserialize, Deserializer};
 
-use crate::config::ConfigError;
-use crate::duration::{BanTime, de_opt_duration};
+use crate::duration::BanTime;
 use crate::pattern::{self, IP_GROUP};
 use crate::timestamp::{TimeCache, TimeFormat};
 
-include!(concat!(env!("OUT_DIR"), "/embedded_rules.rs"));
+#[cfg(test)]
+mod cases;
+mod file;
 
-/// A rule file as written.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RuleFile {
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    #[serde(default)]
-    pub log_files: Vec<String>,
-    #[serde(default)]
-    pub time_format: Option<String>,
-    #[serde(default)]
-    pub prefix: String,
-    pub patterns: Vec<PatternSpec>,
-    #[serde(default)]
-    pub failed_attempts: Option<NonZeroU32>,
-    #[serde(default, deserialize_with = "de_opt_duration")]
-    pub request_time: Option<Duration>,
-    #[serde(default)]
-    pub ban_time: Option<BanTime>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// One pattern: a plain string, or `{ regex: ..., instant: true }`.
-#[derive(Debug, Clone)]
-pub struct PatternSpec {
-    pub regex: String,
-    pub instant: bool,
-}
-
-impl<'de> Deserialize<'de> for PatternSpec {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Full {
-            regex: String,
-            #[serde(default)]
-            instant: bool,
-        }
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = PatternSpec;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a regex string or a map { regex: ..., instant: true|false }")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PatternSpec, E> {
-                Ok(PatternSpec {
-                    regex: v.to_string(),
-                    instant: false,
-                })
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> Result<PatternSpec, A::Error> {
-                let full = Full::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                Ok(PatternSpec {
-                    regex: full.regex,
-                    instant: full.instant,
-                })
-            }
-        }
-        d.deserialize_any(Visitor)
-    }
-}
-
-/// Where a rule came from, for messages and `check`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    Embedded(&'static str),
-    File(PathBuf),
-}
-
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Origin::Embedded(name) => write!(f, "rules.d/{name} (embedded)"),
-            Origin::File(p) => write!(f, "{}", p.display()),
-        }
-    }
-}
+pub use file::{Origin, PatternSpec, RuleFile, Source, load_sources};
 
 /// When an IP is banned: the three numbers, after config overrides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,7 +139,13 @@ impl Rule {
         let mut sources = Vec::with_capacity(file.patterns.len());
         let mut patterns = Vec::with_capacity(file.patterns.len());
         for (i, spec) in file.patterns.iter().enumerate() {
-            let expanded = pattern::expand(&format!("{}{}", file.prefix, spec.regex))
+            let source = expand_lists(
+                &format!("{}{}", file.prefix, spec.regex),
+                &file.urls,
+                &file.statuses,
+            )
+            .map_err(|e| format!("patterns[{i}] `{}`: {e}", spec.regex))?;
+            let expanded = pattern::expand(&source)
                 .map_err(|e| format!("patterns[{i}] `{}`: {e}", spec.regex))?;
             let regex =
                 build(&expanded).map_err(|e| format!("patterns[{i}] `{}`: {e}", spec.regex))?;
@@ -369,6 +289,27 @@ impl Rule {
     }
 }
 
+/// Expands `<URL>` and `<STATUS>` to alternations of the rule's `urls` (matched
+/// literally, so a URL's dots and question marks mean themselves) and `statuses`.
+fn expand_lists(pattern: &str, urls: &[String], statuses: &[u16]) -> Result<String, String> {
+    let mut out = pattern.to_string();
+    if out.contains("<URL>") {
+        if urls.is_empty() {
+            return Err("uses <URL> but the rule lists no `urls`".into());
+        }
+        let alts: Vec<String> = urls.iter().map(|u| regex::escape(u)).collect();
+        out = out.replace("<URL>", &format!("(?:{})", alts.join("|")));
+    }
+    if out.contains("<STATUS>") {
+        if statuses.is_empty() {
+            return Err("uses <STATUS> but the rule lists no `statuses`".into());
+        }
+        let alts: Vec<String> = statuses.iter().map(u16::to_string).collect();
+        out = out.replace("<STATUS>", &format!("(?:{})", alts.join("|")));
+    }
+    Ok(out)
+}
+
 /// Byte semantics, as in `build`.
 fn syntax_config() -> syntax::Config {
     syntax::Config::new().unicode(false).utf8(false)
@@ -398,70 +339,6 @@ fn rename_groups(regex: &Regex, to: impl Fn(&str) -> String) -> String {
             .replace(&format!("(?<{name}>"), &new);
     }
     src
-}
-
-fn parse_rule_file(text: &str) -> Result<RuleFile, serde_path_to_error::Error<serde_yaml::Error>> {
-    serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
-}
-
-/// A rule file read from disk or from the binary, not yet compiled.
-#[derive(Debug, Clone)]
-pub struct Source {
-    pub file: RuleFile,
-    pub origin: Origin,
-}
-
-/// Reads the embedded rules, then every `*.yml` of `dir` (when it exists), a file there
-/// replacing an embedded rule of the same name.
-pub fn load_sources(dir: &Path) -> Result<Vec<Source>, ConfigError> {
-    let mut sources: Vec<Source> = Vec::new();
-    for (name, text) in EMBEDDED_RULES {
-        let file = parse_rule_file(text)
-            .map_err(|e| ConfigError::located(Path::new("rules.d").join(name), text, e))?;
-        sources.push(Source {
-            file,
-            origin: Origin::Embedded(name),
-        });
-    }
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(sources),
-        Err(e) => {
-            return Err(ConfigError::plain(
-                dir,
-                format!("cannot read the rules directory: {e}"),
-            ));
-        }
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
-        .collect();
-    paths.sort();
-    for path in paths {
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| ConfigError::plain(&path, format!("cannot read: {e}")))?;
-        let file = parse_rule_file(&text).map_err(|e| ConfigError::located(&path, &text, e))?;
-        if let Some(prev) = sources.iter().position(|s| s.file.name == file.name) {
-            if let Origin::File(other) = &sources[prev].origin {
-                return Err(ConfigError::plain(
-                    &path,
-                    format!(
-                        "rule `{}` is already defined in {}",
-                        file.name,
-                        other.display()
-                    ),
-                ));
-            }
-            sources.remove(prev);
-        }
-        sources.push(Source {
-            file,
-            origin: Origin::File(path),
-        });
-    }
-    sources.sort_by(|a, b| a.file.name.cmp(&b.file.name));
-    Ok(sources)
 }
 
 #[cfg(test)]
@@ -557,61 +434,5 @@ mod tests {
         for s in sources {
             Rule::compile(s.file, s.origin, limits()).unwrap();
         }
-    }
-}
-
-/// The shipped rules against their line-by-line cases in `tests/data/<rule>.cases`
-/// (`EXPECTED<TAB>LINE`, EXPECTED an address or `-` for "must not match").
-#[cfg(test)]
-mod shipped_cases {
-    use super::*;
-
-    fn check(name: &str, cases: &str) {
-        let sources = load_sources(Path::new("/nonexistent")).unwrap();
-        let source = sources.into_iter().find(|s| s.file.name == name).unwrap();
-        let limits = Limits {
-            failed_attempts: NonZeroU32::new(5).unwrap(),
-            request_time: Duration::from_secs(600),
-            ban_time: BanTime::Forever,
-        };
-        let rule = Rule::compile(source.file, source.origin, limits).unwrap();
-        let reference = chrono::DateTime::parse_from_rfc3339("2026-11-26T12:00:00Z")
-            .unwrap()
-            .with_timezone(&Local);
-        let mut failures = Vec::new();
-        let mut count = 0;
-        let mut scratch = rule.scratch();
-        for (n, case) in cases.lines().enumerate() {
-            if case.trim().is_empty() || case.starts_with('#') {
-                continue;
-            }
-            let (expected, line) = case
-                .split_once('\t')
-                .unwrap_or_else(|| panic!("{name}.cases:{}: no tab", n + 1));
-            count += 1;
-            let got = match rule.examine(line.as_bytes(), reference, &mut scratch) {
-                None => "-".to_string(),
-                Some(Ok(found)) => found.ip.to_string(),
-                Some(Err(skip)) => format!("skipped: {skip}"),
-            };
-            if got != expected {
-                failures.push(format!(
-                    "{name}.cases:{}: expected {expected}, got {got}: {line}",
-                    n + 1
-                ));
-            }
-        }
-        assert!(count >= 20, "{name}: only {count} cases");
-        assert!(
-            failures.is_empty(),
-            "{} of {count} cases fail:\n{}",
-            failures.len(),
-            failures.join("\n")
-        );
-    }
-
-    #[test]
-    fn sshd_rule_matches_exactly_its_cases() {
-        check("sshd", include_str!("../tests/data/sshd.cases"));
     }
 }

@@ -1,0 +1,172 @@
+//! Rule files: what a rule file says, and where rule files come from.
+//!
+//! One YAML file per rule. The shipped set (`rules.d/`) is embedded in the binary; files in
+//! the configured rules directory override a shipped rule of the same name or add new ones.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::config::ConfigError;
+use crate::duration::{BanTime, de_opt_duration};
+
+include!(concat!(env!("OUT_DIR"), "/embedded_rules.rs"));
+
+/// A rule file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub log_files: Vec<String>,
+    #[serde(default)]
+    pub time_format: Option<String>,
+    #[serde(default)]
+    pub prefix: String,
+    pub patterns: Vec<PatternSpec>,
+    #[serde(default)]
+    pub failed_attempts: Option<NonZeroU32>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub request_time: Option<Duration>,
+    #[serde(default)]
+    pub ban_time: Option<BanTime>,
+    /// What `<URL>` in a pattern stands for: these paths, literally.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// What `<STATUS>` in a pattern stands for: these HTTP statuses.
+    #[serde(default)]
+    pub statuses: Vec<u16>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One pattern: a plain string, or `{ regex: ..., instant: true }`.
+#[derive(Debug, Clone)]
+pub struct PatternSpec {
+    pub regex: String,
+    pub instant: bool,
+}
+
+impl<'de> Deserialize<'de> for PatternSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            regex: String,
+            #[serde(default)]
+            instant: bool,
+        }
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = PatternSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a regex string or a map { regex: ..., instant: true|false }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PatternSpec, E> {
+                Ok(PatternSpec {
+                    regex: v.to_string(),
+                    instant: false,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<PatternSpec, A::Error> {
+                let full = Full::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(PatternSpec {
+                    regex: full.regex,
+                    instant: full.instant,
+                })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// Where a rule came from, for messages and `check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Embedded(&'static str),
+    File(PathBuf),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Embedded(name) => write!(f, "rules.d/{name} (embedded)"),
+            Origin::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+fn parse_rule_file(text: &str) -> Result<RuleFile, serde_path_to_error::Error<serde_yaml::Error>> {
+    serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
+}
+
+/// A rule file read from disk or from the binary, not yet compiled.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub file: RuleFile,
+    pub origin: Origin,
+}
+
+/// Reads the embedded rules, then every `*.yml` of `dir` (when it exists), a file there
+/// replacing an embedded rule of the same name.
+pub fn load_sources(dir: &Path) -> Result<Vec<Source>, ConfigError> {
+    let mut sources: Vec<Source> = Vec::new();
+    for (name, text) in EMBEDDED_RULES {
+        let file = parse_rule_file(text)
+            .map_err(|e| ConfigError::located(Path::new("rules.d").join(name), text, e))?;
+        sources.push(Source {
+            file,
+            origin: Origin::Embedded(name),
+        });
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(sources),
+        Err(e) => {
+            return Err(ConfigError::plain(
+                dir,
+                format!("cannot read the rules directory: {e}"),
+            ));
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ConfigError::plain(&path, format!("cannot read: {e}")))?;
+        let file = parse_rule_file(&text).map_err(|e| ConfigError::located(&path, &text, e))?;
+        if let Some(prev) = sources.iter().position(|s| s.file.name == file.name) {
+            if let Origin::File(other) = &sources[prev].origin {
+                return Err(ConfigError::plain(
+                    &path,
+                    format!(
+                        "rule `{}` is already defined in {}",
+                        file.name,
+                        other.display()
+                    ),
+                ));
+            }
+            sources.remove(prev);
+        }
+        sources.push(Source {
+            file,
+            origin: Origin::File(path),
+        });
+    }
+    sources.sort_by(|a, b| a.file.name.cmp(&b.file.name));
+    Ok(sources)
+}
