@@ -5,7 +5,6 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,6 @@ use regex_automata::nfa::thompson::{
 };
 use regex_automata::util::captures::Captures;
 use regex_automata::{Anchored, Input, meta, util::syntax};
-use serde::{Deserialize, Deserializer};
 
 use crate::duration::BanTime;
 use crate::pattern::{self, IP_GROUP};
@@ -26,7 +24,7 @@ use crate::timestamp::{TimeCache, TimeFormat};
 mod cases;
 mod file;
 
-pub use file::{Origin, PatternSpec, RuleFile, Source, load_sources};
+pub use file::{Origin, RuleFile, load_sources};
 
 /// When an IP is banned: the three numbers, after config overrides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -429,7 +427,7 @@ mod tests {
 
     #[test]
     fn embedded_rules_all_compile() {
-        let sources = load_sources(Path::new("/nonexistent")).unwrap();
+        let sources = load_sources(std::path::Path::new("/nonexistent")).unwrap();
         assert!(sources.iter().any(|s| s.file.name == "sshd"));
         for s in sources {
             Rule::compile(s.file, s.origin, limits()).unwrap();
