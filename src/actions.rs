@@ -1,14 +1,15 @@
 //! Banning, unbanning and expiring: the store and the firewall changed together.
 //!
 //! The daemon's decision thread and the short-lived CLI commands both go through these
-//! functions, so a ban means the same thing whoever makes it. The store is written first
-//! (it is the truth); when the firewall then refuses, the record is rolled back so the
-//! store never claims a ban the kernel does not hold.
+//! functions, so a ban means the same thing whoever makes it. A batch is one store
+//! transaction and one firewall call. The store is written first (it is the truth); when
+//! the firewall then refuses, the new records are rolled back so the store never claims
+//! a ban the kernel does not hold.
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
-use crate::firewall::{Firewall, FirewallError};
+use crate::firewall::{Entry, Firewall, FirewallError};
 use crate::net::display_net;
 use crate::store::{Ban, NewBan, Recorded, SqliteStore, StoreError};
 
@@ -20,48 +21,91 @@ pub enum ActionError {
     Firewall(#[from] FirewallError),
 }
 
-/// Records and enforces a ban. An address already banned is left as it is.
+/// Records and enforces bans. Addresses already banned are left as they are (and the
+/// kernel is made to agree, idempotently).
+pub fn ban_many(
+    store: &mut SqliteStore,
+    firewall: &mut dyn Firewall,
+    bans: &[NewBan],
+) -> Result<Vec<Recorded>, ActionError> {
+    if bans.is_empty() {
+        return Ok(Vec::new());
+    }
+    let recorded = store.record_many(bans)?;
+    let now = Utc::now();
+    let entries: Vec<Entry> = recorded
+        .iter()
+        .map(|r| match r {
+            Recorded::New(b) | Recorded::AlreadyBanned(b) => Entry::until(b.net, b.expires_at, now),
+        })
+        .collect();
+    if let Err(e) = firewall.ban(&entries) {
+        let new: Vec<IpNet> = recorded
+            .iter()
+            .filter_map(|r| {
+                if let Recorded::New(b) = r {
+                    Some(b.net)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        store.lift_many(&new, now, &format!("firewall refused: {e}"))?;
+        return Err(e.into());
+    }
+    for r in &recorded {
+        if let Recorded::New(ban) = r {
+            log::info!(
+                "banned {} (rule {}, {} attempts, {}, until {})",
+                display_net(&ban.net),
+                ban.rule,
+                ban.attempts,
+                ban.source,
+                ban.expires_at
+                    .map_or("forever".to_string(), |t| t.to_rfc3339())
+            );
+        }
+    }
+    Ok(recorded)
+}
+
+/// Records and enforces one ban.
 pub fn ban(
     store: &mut SqliteStore,
     firewall: &mut dyn Firewall,
     new: &NewBan,
 ) -> Result<Recorded, ActionError> {
-    let recorded = store.record(new)?;
-    if let Recorded::New(ban) = &recorded {
-        if let Err(e) = firewall.ban(&ban.net) {
-            store.lift(&ban.net, Utc::now(), &format!("firewall refused: {e}"))?;
-            return Err(e.into());
-        }
-        log::info!(
-            "banned {} (rule {}, {} attempts, {}, until {})",
-            display_net(&ban.net),
-            ban.rule,
-            ban.attempts,
-            ban.source,
-            ban.expires_at
-                .map_or("forever".to_string(), |t| t.to_rfc3339())
-        );
-    } else {
-        // Already recorded: make sure the kernel agrees (idempotent).
-        firewall.ban(&new.net)?;
-    }
-    Ok(recorded)
+    let mut recorded = ban_many(store, firewall, std::slice::from_ref(new))?;
+    Ok(recorded.remove(0))
 }
 
-/// Lifts the ban of `net` in the store and the firewall. Returns the ban, or `None` when
-/// it was not banned (the firewall is cleaned all the same).
+/// Lifts the bans of `nets` in the store and the firewall. Returns the bans that were
+/// active (the firewall is cleaned of all `nets` all the same).
+pub fn unban_many(
+    store: &mut SqliteStore,
+    firewall: &mut dyn Firewall,
+    nets: &[IpNet],
+    why: &str,
+) -> Result<Vec<Ban>, ActionError> {
+    if nets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let lifted = store.lift_many(nets, Utc::now(), why)?;
+    firewall.unban(nets)?;
+    for ban in &lifted {
+        log::info!("unbanned {} ({why})", display_net(&ban.net));
+    }
+    Ok(lifted)
+}
+
+/// Lifts the ban of one network; `None` when it was not banned.
 pub fn unban(
     store: &mut SqliteStore,
     firewall: &mut dyn Firewall,
     net: &IpNet,
     why: &str,
 ) -> Result<Option<Ban>, ActionError> {
-    let lifted = store.lift(net, Utc::now(), why)?;
-    firewall.unban(net)?;
-    if lifted.is_some() {
-        log::info!("unbanned {} ({why})", display_net(net));
-    }
-    Ok(lifted)
+    Ok(unban_many(store, firewall, std::slice::from_ref(net), why)?.pop())
 }
 
 /// Lifts every ban whose time is up at `now`.
@@ -70,12 +114,6 @@ pub fn expire_due(
     firewall: &mut dyn Firewall,
     now: DateTime<Utc>,
 ) -> Result<Vec<Ban>, ActionError> {
-    let due = store.due(now)?;
-    let mut lifted = Vec::with_capacity(due.len());
-    for ban in due {
-        if let Some(ban) = unban(store, firewall, &ban.net, "expired")? {
-            lifted.push(ban);
-        }
-    }
-    Ok(lifted)
+    let due: Vec<IpNet> = store.due(now)?.iter().map(|b| b.net).collect();
+    unban_many(store, firewall, &due, "expired")
 }

@@ -153,6 +153,9 @@ pub struct Config {
     /// Longest line kept, in bytes; the rest of a longer line is dropped.
     #[serde(default = "default_max_line")]
     pub max_line_bytes: usize,
+    /// Count and ban IPv6 attackers by this prefix length (64: a whole /64 as one).
+    #[serde(default = "default_ipv6_prefix")]
+    pub ipv6_prefix: u8,
     /// Most (rule, address) counters held at once.
     #[serde(default = "default_max_tracked")]
     pub max_tracked: usize,
@@ -189,6 +192,18 @@ pub struct FirewallConfig {
     /// Chains that jump to pyfilter's chain (e.g. `INPUT`, `DOCKER-USER`).
     #[serde(default = "default_parents")]
     pub parents: Vec<String>,
+    /// Base name of the ipset sets, or the nftables table.
+    #[serde(default = "default_set")]
+    pub set: String,
+    /// Most members of one set (ipset `maxelem`, nftables set `size`).
+    #[serde(default = "default_maxelem")]
+    pub maxelem: u32,
+    /// nftables: the hooks pyfilter's table filters (`input`; `forward` for containers).
+    #[serde(default = "default_hooks")]
+    pub hooks: Vec<String>,
+    /// nftables: the priority of pyfilter's base chains (lower runs earlier).
+    #[serde(default = "default_priority")]
+    pub priority: i32,
 }
 
 impl Default for FirewallConfig {
@@ -198,6 +213,10 @@ impl Default for FirewallConfig {
             action: Action::default(),
             chain: default_chain(),
             parents: default_parents(),
+            set: default_set(),
+            maxelem: default_maxelem(),
+            hooks: default_hooks(),
+            priority: default_priority(),
         }
     }
 }
@@ -207,8 +226,21 @@ impl Default for FirewallConfig {
 pub enum Backend {
     #[default]
     Iptables,
+    Ipset,
+    Nftables,
     /// Record bans without touching the firewall.
     None,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Iptables => "iptables",
+            Backend::Ipset => "ipset",
+            Backend::Nftables => "nftables",
+            Backend::None => "none",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -287,6 +319,21 @@ fn default_chain() -> String {
 }
 fn default_parents() -> Vec<String> {
     vec!["INPUT".into()]
+}
+fn default_ipv6_prefix() -> u8 {
+    128
+}
+fn default_set() -> String {
+    "pyfilter".into()
+}
+fn default_maxelem() -> u32 {
+    1 << 20
+}
+fn default_hooks() -> Vec<String> {
+    vec!["input".into()]
+}
+fn default_priority() -> i32 {
+    -10
 }
 fn default_db() -> PathBuf {
     PathBuf::from("/var/lib/pyfilter/pyfilter.db")
@@ -433,6 +480,60 @@ fn validate(name: &Path, text: &str, config: &Config) -> Result<(), ConfigError>
             text,
             "firewall.parents",
             "must not contain pyfilter's own chain",
+        ));
+    }
+    let fw = &config.firewall;
+    if fw.set.is_empty()
+        || fw.set.len() > 22
+        || !fw
+            .set
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ConfigError::at_key(
+            name,
+            text,
+            "firewall.set",
+            format!(
+                "`{}` is not a valid set/table name (letters, digits, - and _, at most 22)",
+                fw.set
+            ),
+        ));
+    }
+    if fw.maxelem == 0 {
+        return Err(ConfigError::at_key(
+            name,
+            text,
+            "firewall.maxelem",
+            "must be at least 1",
+        ));
+    }
+    if fw.hooks.is_empty() {
+        return Err(ConfigError::at_key(
+            name,
+            text,
+            "firewall.hooks",
+            "needs at least one hook",
+        ));
+    }
+    if let Some(bad) = fw
+        .hooks
+        .iter()
+        .find(|h| !["input", "forward", "prerouting"].contains(&h.as_str()))
+    {
+        return Err(ConfigError::at_key(
+            name,
+            text,
+            "firewall.hooks",
+            format!("`{bad}` is not a hook pyfilter filters (input, forward, prerouting)"),
+        ));
+    }
+    if !(16..=128).contains(&config.ipv6_prefix) {
+        return Err(ConfigError::at_key(
+            name,
+            text,
+            "ipv6_prefix",
+            "must be between 16 and 128",
         ));
     }
     if config.max_line_bytes < 256 {

@@ -20,6 +20,9 @@ use crate::firewall;
 use crate::store::SqliteStore;
 use crate::watch::{self, Event, WatchContext};
 
+/// Most events handled before their bans are applied.
+const BURST: usize = 50_000;
+
 /// Attempts queued between watchers and the decision thread at most.
 const EVENT_QUEUE: usize = 16 * 1024;
 
@@ -64,6 +67,7 @@ impl Watchers {
         while !self.handles.iter().all(JoinHandle::is_finished) {
             if let Ok(event) = events.recv_timeout(Duration::from_millis(20)) {
                 engine.handle(event);
+                engine.commit();
             }
         }
         for h in self.handles.drain(..) {
@@ -72,6 +76,7 @@ impl Watchers {
         for event in events.try_iter() {
             engine.handle(event);
         }
+        engine.commit();
         engine.flush_positions();
     }
 }
@@ -93,7 +98,7 @@ pub fn run(config_path: Option<&Path>, mut settings: Settings) -> anyhow::Result
     let mut watchers = Watchers::start(&settings, &engine, &events_tx)?;
     let rules: Vec<&str> = settings.enabled_rules().map(|r| &*r.name).collect();
     log::info!(
-        "pyfilter ready: rules {}, firewall {:?}, store {}, {restored} bans restored",
+        "pyfilter ready: rules {}, firewall {}, store {}, {restored} bans restored",
         rules.join(", "),
         settings.config.firewall.backend,
         settings.config.sqlite.path.display()
@@ -107,6 +112,12 @@ pub fn run(config_path: Option<&Path>, mut settings: Settings) -> anyhow::Result
             recv(events) -> event => {
                 if let Ok(event) = event {
                     engine.handle(event);
+                    // What is already queued joins this batch; nothing waits for more, so
+                    // a lone ban goes out at once and a burst goes out as one batch.
+                    for event in events.try_iter().take(BURST) {
+                        engine.handle(event);
+                    }
+                    engine.commit();
                 }
             }
             recv(control) -> msg => match msg {

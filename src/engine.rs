@@ -15,8 +15,8 @@ use ipnet::IpNet;
 use crate::actions;
 use crate::config::Settings;
 use crate::counter::{Counters, Outcome};
-use crate::firewall::Firewall;
-use crate::net::{IgnoreList, display_net};
+use crate::firewall::{Entry, Firewall};
+use crate::net::{IgnoreList, aggregate, display_net};
 use crate::rule::Limits;
 use crate::store::{NewBan, Origin, Positions, Recorded, SqliteStore};
 use crate::watch::{Attempt, Event};
@@ -33,6 +33,9 @@ pub struct Engine {
     store: SqliteStore,
     positions: Positions,
     positions_due: Option<Instant>,
+    /// Bans decided but not yet applied (see `commit`).
+    pending: Vec<NewBan>,
+    ipv6_prefix: u8,
     next_expiry: Option<chrono::DateTime<Utc>>,
     pub bans: u64,
 }
@@ -49,6 +52,8 @@ impl Engine {
             positions: Positions::new(),
             positions_due: None,
             next_expiry: None,
+            pending: Vec::new(),
+            ipv6_prefix: 128,
             bans: 0,
         };
         engine.configure(settings);
@@ -64,6 +69,7 @@ impl Engine {
             .collect();
         self.ignore = settings.ignore.clone();
         self.server = settings.config.server_name.clone();
+        self.ipv6_prefix = settings.config.ipv6_prefix;
     }
 
     /// Replaces the firewall (after a reload changed its settings).
@@ -81,7 +87,12 @@ impl Engine {
         for ban in &expired {
             self.store.lift(&ban.net, now, "expired")?;
         }
-        let active: Vec<IpNet> = self.store.active_bans()?.iter().map(|b| b.net).collect();
+        let active: Vec<Entry> = self
+            .store
+            .active_bans()?
+            .iter()
+            .map(|b| Entry::until(b.net, b.expires_at, now))
+            .collect();
         self.firewall.restore(&active)?;
         self.refresh_expiry();
         Ok(active.len())
@@ -114,9 +125,11 @@ impl Engine {
         let Some(limits) = self.limits.get(&a.rule).copied() else {
             return;
         };
+        // With ipv6_prefix, an IPv6 attacker is its whole prefix: counted and banned as one.
+        let target = aggregate(a.ip, self.ipv6_prefix);
         match self
             .counters
-            .record(&a.rule, a.ip, a.at, &limits, a.instant)
+            .record(&a.rule, target.addr(), a.at, &limits, a.instant)
         {
             Outcome::Counted(n) => log::debug!(
                 "{} rule {}: attempt {n} of {}",
@@ -124,11 +137,12 @@ impl Engine {
                 a.rule,
                 limits.failed_attempts
             ),
-            Outcome::Ban(attempts) => self.ban(&a, attempts, &limits),
+            Outcome::Ban(attempts) => self.decide_ban(&a, target, attempts, &limits),
         }
     }
 
-    fn ban(&mut self, a: &Attempt, attempts: u32, limits: &Limits) {
+    /// Queues a ban; `commit` applies the queue, so a burst becomes one batch.
+    fn decide_ban(&mut self, a: &Attempt, net: IpNet, attempts: u32, limits: &Limits) {
         let now = Utc::now();
         // The ban runs from the deciding line's time (never later than now), so lines
         // caught up after a restart do not ban for longer than they would have live.
@@ -143,8 +157,8 @@ impl Engine {
             );
             return;
         }
-        let new = NewBan {
-            net: IpNet::from(a.ip),
+        self.pending.push(NewBan {
+            net,
             rule: a.rule.to_string(),
             reason: a.line.clone(),
             attempts,
@@ -152,20 +166,34 @@ impl Engine {
             source: Origin::Log,
             banned_at: now,
             expires_at,
-        };
-        match actions::ban(&mut self.store, self.firewall.as_mut(), &new) {
-            Ok(Recorded::New(_)) => {
-                self.bans += 1;
-                if let Some(t) = expires_at
-                    && self.next_expiry.is_none_or(|n| t < n)
-                {
-                    self.next_expiry = Some(t);
+        });
+    }
+
+    /// Applies the queued bans: one store transaction and one firewall batch.
+    pub fn commit(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        match actions::ban_many(&mut self.store, self.firewall.as_mut(), &pending) {
+            Ok(recorded) => {
+                for r in recorded {
+                    match r {
+                        Recorded::New(ban) => {
+                            self.bans += 1;
+                            if let Some(t) = ban.expires_at
+                                && self.next_expiry.is_none_or(|n| t < n)
+                            {
+                                self.next_expiry = Some(t);
+                            }
+                        }
+                        Recorded::AlreadyBanned(ban) => {
+                            log::debug!("{} is already banned", display_net(&ban.net))
+                        }
+                    }
                 }
             }
-            Ok(Recorded::AlreadyBanned(_)) => {
-                log::debug!("{} is already banned", display_net(&new.net))
-            }
-            Err(e) => log::error!("cannot ban {}: {e}", a.ip),
+            Err(e) => log::error!("cannot ban {} addresses: {e}", pending.len()),
         }
     }
 

@@ -36,6 +36,19 @@ pub fn display_net(net: &IpNet) -> String {
     }
 }
 
+/// The network an attempt from `ip` counts against: the address itself, or with
+/// `ipv6_prefix` below 128 the IPv6 prefix it belongs to.
+pub fn aggregate(ip: IpAddr, ipv6_prefix: u8) -> IpNet {
+    match ip {
+        IpAddr::V6(v6) if ipv6_prefix < 128 => IpNet::V6(
+            ipnet::Ipv6Net::new(v6, ipv6_prefix)
+                .expect("prefix validated at load")
+                .trunc(),
+        ),
+        ip => IpNet::from(ip),
+    }
+}
+
 /// A network that deserializes from the forms `parse_net` accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Net(pub IpNet);
@@ -111,6 +124,17 @@ mod tests {
                 .contains("not an IP address")
         );
         assert!(parse_net("1.2.3.4/33").is_err());
+    }
+
+    #[test]
+    fn ipv6_addresses_aggregate_to_their_prefix() {
+        let ip = "2001:db8:1:2:3:4:5:6".parse().unwrap();
+        assert_eq!(aggregate(ip, 64).to_string(), "2001:db8:1:2::/64");
+        assert_eq!(aggregate(ip, 128).to_string(), "2001:db8:1:2:3:4:5:6/128");
+        assert_eq!(
+            aggregate("192.0.2.1".parse().unwrap(), 64).to_string(),
+            "192.0.2.1/32"
+        );
     }
 
     #[test]

@@ -41,6 +41,22 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
             c.firewall.parents.join(", "),
             c.firewall.action.target()
         ),
+        Backend::Ipset => println!(
+            "firewall: ipset, sets {set}-v4 {set}-net4 {set}-v6 {set}-net6 (maxelem {}) matched from chain {} (from {}), action {}",
+            c.firewall.maxelem,
+            c.firewall.chain,
+            c.firewall.parents.join(", "),
+            c.firewall.action.target(),
+            set = c.firewall.set,
+        ),
+        Backend::Nftables => println!(
+            "firewall: nftables, table inet {} on hooks {} (priority {}), sets of at most {}, action {}",
+            c.firewall.set,
+            c.firewall.hooks.join(", "),
+            c.firewall.priority,
+            c.firewall.maxelem,
+            c.firewall.action.target()
+        ),
         Backend::None => println!("firewall: none (bans are recorded, not enforced)"),
     }
     match c.store {
@@ -99,11 +115,16 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
     {
         warnings.push("none of the enabled rules' log files exists yet".into());
     }
-    if c.firewall.backend == Backend::Iptables && !tool_exists("iptables") {
-        warnings.push(
-            "iptables is not installed (apt-get install iptables), or set firewall.backend: none"
-                .into(),
-        );
+    let tools: &[(&str, &str)] = match c.firewall.backend {
+        Backend::Iptables => &[("iptables", "iptables")],
+        Backend::Ipset => &[("iptables", "iptables"), ("ipset", "ipset")],
+        Backend::Nftables => &[("nft", "nftables")],
+        Backend::None => &[],
+    };
+    for (tool, package) in tools.iter().filter(|(t, _)| !tool_exists(t)) {
+        warnings.push(format!(
+            "{tool} is not installed (apt-get install {package}), or set firewall.backend: none"
+        ));
     }
     for w in &warnings {
         println!("warning: {w}");

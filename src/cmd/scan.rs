@@ -15,13 +15,14 @@ use crate::batch::{self, LineMatch};
 use crate::cli::ScanArgs;
 use crate::config::Settings;
 use crate::counter::{Counters, Outcome};
-use crate::net::IgnoreList;
+use crate::net::{IgnoreList, aggregate, display_net};
 use crate::rule::Rule;
 
 /// The state of a scan across all its files.
 struct Scan<'a, W: Write> {
     rules: Vec<&'a Rule>,
     ignore: &'a IgnoreList,
+    ipv6_prefix: u8,
     counters: Counters,
     /// Event-time end of each address's ban: while banned, the daemon would not have
     /// seen (or counted) it.
@@ -54,6 +55,7 @@ pub fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<ExitCode> {
     let mut scan = Scan {
         rules,
         ignore: &settings.ignore,
+        ipv6_prefix: settings.config.ipv6_prefix,
         counters: Counters::new(settings.config.max_tracked),
         banned_until: HashMap::new(),
         json: args.json,
@@ -145,7 +147,9 @@ impl<W: Write> Scan<'_, W> {
         if ignored {
             return Ok(());
         }
-        let key = (Arc::clone(&rule.name), found.ip);
+        // The same aggregation as the daemon: with ipv6_prefix, a prefix is one attacker.
+        let target = aggregate(found.ip, self.ipv6_prefix);
+        let key = (Arc::clone(&rule.name), target.addr());
         let at_utc = found.at.with_timezone(&Utc);
         if let Some(until) = self.banned_until.get(&key) {
             if until.is_none_or(|u| at_utc < u) {
@@ -153,9 +157,13 @@ impl<W: Write> Scan<'_, W> {
             }
             self.banned_until.remove(&key);
         }
-        let outcome =
-            self.counters
-                .record(&rule.name, found.ip, found.at, &rule.limits, found.instant);
+        let outcome = self.counters.record(
+            &rule.name,
+            target.addr(),
+            found.at,
+            &rule.limits,
+            found.instant,
+        );
         if let Outcome::Ban(attempts) = outcome {
             self.bans += 1;
             self.banned_until
@@ -164,13 +172,15 @@ impl<W: Write> Scan<'_, W> {
                 writeln!(
                     self.out,
                     r#"{{"type":"ban","rule":"{}","ip":"{}","time":"{time}","attempts":{attempts}}}"#,
-                    rule.name, found.ip
+                    rule.name,
+                    display_net(&target)
                 )?;
             } else {
                 writeln!(
                     self.out,
                     "BAN {} rule {} at {time} after {attempts} attempts",
-                    found.ip, rule.name
+                    display_net(&target),
+                    rule.name
                 )?;
             }
         }

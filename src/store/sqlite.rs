@@ -145,6 +145,47 @@ impl SqliteStore {
         }
     }
 
+    /// Runs `f` in one transaction: a burst of bans is one write to disk, not thousands.
+    pub fn batch<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.err(e))?;
+        match f(self) {
+            Ok(value) => {
+                self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// Records many bans in one transaction.
+    pub fn record_many(&mut self, bans: &[NewBan]) -> Result<Vec<Recorded>, StoreError> {
+        self.batch(|s| bans.iter().map(|b| s.record(b)).collect())
+    }
+
+    /// Lifts many bans in one transaction; returns those that were active.
+    pub fn lift_many(
+        &mut self,
+        nets: &[IpNet],
+        at: DateTime<Utc>,
+        why: &str,
+    ) -> Result<Vec<Ban>, StoreError> {
+        self.batch(|s| {
+            let mut lifted = Vec::new();
+            for net in nets {
+                lifted.extend(s.lift(net, at, why)?);
+            }
+            Ok(lifted)
+        })
+    }
+
     /// The active ban of exactly this network.
     pub fn active(&self, net: &IpNet) -> Result<Option<Ban>, StoreError> {
         self.query_one(

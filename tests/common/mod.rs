@@ -298,3 +298,47 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+impl Netns {
+    pub fn pid(&self) -> u32 {
+        self.holder.id()
+    }
+
+    /// Runs a command in the namespace and panics when it fails.
+    pub fn ok(&self, program: &str, args: &[&str]) {
+        let out = self.run(program, args);
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Two namespaces joined by a veth pair: `a` gets `addr_a` (and `extra_a`), `b` gets `addr_b`
+/// (all /24 in one subnet of the test's own).
+pub fn veth(a: &Netns, addrs_a: &[&str], b: &Netns, addr_b: &str) {
+    let (pa, pb) = (a.pid().to_string(), b.pid().to_string());
+    let out = Command::new("ip")
+        .args([
+            "link", "add", "pfa", "netns", &pa, "type", "veth", "peer", "name", "pfb", "netns", &pb,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ip link add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for addr in addrs_a {
+        a.ok("ip", &["addr", "add", &format!("{addr}/24"), "dev", "pfa"]);
+    }
+    b.ok(
+        "ip",
+        &["addr", "add", &format!("{addr_b}/24"), "dev", "pfb"],
+    );
+    for (ns, dev) in [(a, "pfa"), (b, "pfb")] {
+        ns.ok("ip", &["link", "set", dev, "up"]);
+        ns.ok("ip", &["link", "set", "lo", "up"]);
+    }
+}

@@ -1,0 +1,198 @@
+//! nftables backend: pyfilter's own table with address sets, changed by `nft -f` batches.
+//!
+//! The table (`inet pyfilter` by default, named by `firewall.set`) holds four sets —
+//! `v4`/`v6` for addresses, `net4`/`net6` (`flags interval`) for CIDR blocks, all with
+//! `flags timeout` so the kernel expires bans — and one base chain per configured hook
+//! (`input` by default; add `forward` for containers) whose rules drop or reject members.
+//! Every change is one transaction fed to `nft -f -`; nothing outside the table is
+//! touched, and `flush` deletes the table.
+
+use ipnet::IpNet;
+
+use super::iptables::Family;
+use super::{Entry, Firewall, FirewallError, output, run, run_script};
+use crate::config::{Action, FirewallConfig};
+
+pub struct Nftables {
+    table: String,
+    hooks: Vec<String>,
+    priority: i32,
+    action: Action,
+    maxelem: u32,
+}
+
+/// (set, element type, flags, match keyword)
+const SETS: [(&str, &str, &str, &str); 4] = [
+    ("v4", "ipv4_addr", "timeout", "ip"),
+    ("net4", "ipv4_addr", "interval, timeout", "ip"),
+    ("v6", "ipv6_addr", "timeout", "ip6"),
+    ("net6", "ipv6_addr", "interval, timeout", "ip6"),
+];
+
+fn set_of(net: &IpNet) -> &'static str {
+    let host = net.prefix_len() == net.max_prefix_len();
+    match (Family::of(net), host) {
+        (Family::V4, true) => "v4",
+        (Family::V4, false) => "net4",
+        (Family::V6, true) => "v6",
+        (Family::V6, false) => "net6",
+    }
+}
+
+/// Elements per `add element` statement, to keep lines reasonable in huge restores.
+const CHUNK: usize = 2000;
+
+impl Nftables {
+    pub fn new(config: &FirewallConfig) -> Nftables {
+        Nftables {
+            table: config.set.clone(),
+            hooks: config.hooks.clone(),
+            priority: config.priority,
+            action: config.action,
+            maxelem: config.maxelem,
+        }
+    }
+
+    /// The table, its sets and chains, declared (idempotent), and the chains' rules
+    /// replaced.
+    fn structure(&self) -> String {
+        let verdict = match self.action {
+            Action::Drop => "drop",
+            Action::Reject => "reject",
+        };
+        let mut s = format!("table inet {} {{\n", self.table);
+        for (name, ty, flags, _) in SETS {
+            s.push_str(&format!(
+                "  set {name} {{ type {ty}; flags {flags}; size {}; }}\n",
+                self.maxelem
+            ));
+        }
+        for hook in &self.hooks {
+            s.push_str(&format!(
+                "  chain {hook} {{ type filter hook {hook} priority {}; policy accept; }}\n",
+                self.priority
+            ));
+        }
+        s.push_str("}\n");
+        for hook in &self.hooks {
+            s.push_str(&format!("flush chain inet {} {hook}\n", self.table));
+            for (name, _, _, keyword) in SETS {
+                s.push_str(&format!(
+                    "add rule inet {} {hook} {keyword} saddr @{name} {verdict}\n",
+                    self.table
+                ));
+            }
+        }
+        s
+    }
+
+    fn element(e: &Entry) -> String {
+        let member = if set_of(&e.net).starts_with("net") {
+            e.net.to_string()
+        } else {
+            e.net.addr().to_string()
+        };
+        match e.timeout_secs() {
+            Some(secs) => format!("{member} timeout {secs}s"),
+            None => member,
+        }
+    }
+
+    fn add_elements(&self, script: &mut String, bans: &[&Entry], set: &str) {
+        for chunk in bans.chunks(CHUNK) {
+            let elements: Vec<String> = chunk.iter().map(|e| Self::element(e)).collect();
+            script.push_str(&format!(
+                "add element inet {} {set} {{ {} }}\n",
+                self.table,
+                elements.join(", ")
+            ));
+        }
+    }
+
+    fn apply(&self, script: &str, what: &str) -> Result<(), FirewallError> {
+        run_script("nft", &["-f", "-"], script, what).map_err(|e| match e {
+            // The kernel says ENOSPC or ENFILE, depending on the version.
+            FirewallError::Command { stderr, .. }
+                if stderr.contains("No space left on device")
+                    || stderr.contains("Too many open files") =>
+            {
+                FirewallError::SetFull {
+                    set: format!("inet {}", self.table),
+                    maxelem: self.maxelem,
+                    detail: stderr,
+                }
+            }
+            other => other,
+        })
+    }
+}
+
+impl Firewall for Nftables {
+    fn name(&self) -> &'static str {
+        "nftables"
+    }
+
+    fn init(&mut self) -> Result<(), FirewallError> {
+        self.apply(&self.structure(), "creating the table")
+    }
+
+    fn restore(&mut self, bans: &[Entry]) -> Result<(), FirewallError> {
+        let mut script = self.structure();
+        for (name, _, _, _) in SETS {
+            script.push_str(&format!("flush set inet {} {name}\n", self.table));
+            let mine: Vec<&Entry> = bans.iter().filter(|e| set_of(&e.net) == name).collect();
+            self.add_elements(&mut script, &mine, name);
+        }
+        self.apply(&script, &format!("restoring {} bans", bans.len()))
+    }
+
+    fn ban(&mut self, bans: &[Entry]) -> Result<(), FirewallError> {
+        let mut script = String::new();
+        for (name, _, _, _) in SETS {
+            let mine: Vec<&Entry> = bans.iter().filter(|e| set_of(&e.net) == name).collect();
+            self.add_elements(&mut script, &mine, name);
+        }
+        self.apply(&script, &format!("{} bans", bans.len()))
+    }
+
+    /// Deleting a missing element fails the whole transaction, so each is added first
+    /// (a no-op when present): unbanning stays idempotent.
+    fn unban(&mut self, nets: &[IpNet]) -> Result<(), FirewallError> {
+        let mut script = String::new();
+        for (name, _, _, _) in SETS {
+            let mine: Vec<String> = nets
+                .iter()
+                .filter(|n| set_of(n) == name)
+                .map(|n| {
+                    Self::element(&Entry {
+                        net: *n,
+                        timeout: None,
+                    })
+                })
+                .collect();
+            for chunk in mine.chunks(CHUNK) {
+                let list = chunk.join(", ");
+                script.push_str(&format!(
+                    "add element inet {} {name} {{ {list} }}\n",
+                    self.table
+                ));
+                script.push_str(&format!(
+                    "delete element inet {} {name} {{ {list} }}\n",
+                    self.table
+                ));
+            }
+        }
+        self.apply(&script, &format!("{} unbans", nets.len()))
+    }
+
+    fn flush(&mut self) -> Result<(), FirewallError> {
+        let tables = output("nft", &["list", "tables"])?;
+        if tables
+            .lines()
+            .any(|l| l.trim() == format!("table inet {}", self.table))
+        {
+            run("nft", &["delete", "table", "inet", &self.table], false)?;
+        }
+        Ok(())
+    }
+}
