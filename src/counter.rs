@@ -5,24 +5,24 @@
 //! once a day is never banned. Reaching the threshold returns the count and clears the
 //! counter. Times are the log's own (event time), so the same logic serves the daemon and
 //! `scan`. Memory is bounded: counters that can no longer lead to a ban are evicted, and
-//! past `max_tracked` the oldest go first.
+//! past `max_tracked` the oldest go first. A counter is 8 bytes beside its address (IPv4
+//! addresses are kept as `u32`), so a million tracked addresses take a few tens of MB.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset};
 
 use crate::rule::Limits;
 
+/// One address's count: attempts so far and the time of the latest, in whole seconds
+/// since the epoch (request_time is never finer than a second in practice).
 #[derive(Debug, Clone, Copy)]
 struct Count {
     attempts: u32,
-    /// Latest attempt time, as seconds and nanoseconds since the epoch.
-    last_ns: i64,
-    /// How long this counter stays meaningful (the rule's request_time).
-    window_ns: i64,
+    last: u32,
 }
 
 /// What one attempt did to its counter.
@@ -34,21 +34,67 @@ pub enum Outcome {
     Ban(u32),
 }
 
+/// The counters of one rule.
+#[derive(Debug, Default)]
+struct RuleCounts {
+    v4: HashMap<u32, Count>,
+    v6: HashMap<u128, Count>,
+    /// The rule's request_time in seconds (a counter older than this is stale).
+    window: u32,
+}
+
+impl RuleCounts {
+    fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+}
+
 /// All counters. Owned by one thread.
 #[derive(Debug)]
 pub struct Counters {
-    map: HashMap<(Arc<str>, IpAddr), Count>,
+    rules: HashMap<Arc<str>, RuleCounts>,
+    len: usize,
     max_tracked: usize,
-    /// Size after the last sweep: the next sweep waits until the map has doubled.
+    /// Size after the last sweep: the next sweep waits until the count has doubled.
     swept_at_len: usize,
 }
 
 const MIN_SWEEP_LEN: usize = 4096;
 
+fn seconds(at: DateTime<FixedOffset>) -> u32 {
+    at.timestamp().clamp(0, i64::from(u32::MAX)) as u32
+}
+
+/// Counts one attempt in `map`; `Some(attempts)` when the threshold is reached (the
+/// counter is then removed).
+fn bump<K: Hash + Eq>(
+    map: &mut HashMap<K, Count>,
+    key: K,
+    now: u32,
+    window: u32,
+    threshold: u32,
+    instant: bool,
+) -> (u32, bool) {
+    let count = map.entry(key).or_insert(Count {
+        attempts: 0,
+        last: now,
+    });
+    // Lines from several files can arrive slightly out of order: the gap is measured
+    // either way, and the latest time is kept.
+    if count.attempts > 0 && now.abs_diff(count.last) > window {
+        count.attempts = 0;
+    }
+    count.attempts += 1;
+    count.last = count.last.max(now);
+    let attempts = count.attempts;
+    (attempts, instant || attempts >= threshold)
+}
+
 impl Counters {
     pub fn new(max_tracked: usize) -> Counters {
         Counters {
-            map: HashMap::new(),
+            rules: HashMap::new(),
+            len: 0,
             max_tracked,
             swept_at_len: 0,
         }
@@ -63,74 +109,95 @@ impl Counters {
         limits: &Limits,
         instant: bool,
     ) -> Outcome {
-        let now_ns = nanos(at);
-        let window_ns = nanos_of(limits.request_time);
-        let key = (Arc::clone(rule), ip);
-        let count = self.map.entry(key).or_insert(Count {
-            attempts: 0,
-            last_ns: now_ns,
-            window_ns,
-        });
-        // Lines from several files can arrive slightly out of order: the gap is measured
-        // either way, and the latest time is kept.
-        if count.attempts > 0 && (now_ns - count.last_ns).abs() > window_ns {
-            count.attempts = 0;
+        let now = seconds(at);
+        let window = u32::try_from(limits.request_time.as_secs()).unwrap_or(u32::MAX);
+        let threshold = limits.failed_attempts.get();
+        if !self.rules.contains_key(rule) {
+            self.rules.insert(Arc::clone(rule), RuleCounts::default());
         }
-        count.attempts += 1;
-        count.last_ns = count.last_ns.max(now_ns);
-        count.window_ns = window_ns;
-        let attempts = count.attempts;
-        if instant || attempts >= limits.failed_attempts.get() {
-            self.map.remove(&(Arc::clone(rule), ip));
+        let counts = self.rules.get_mut(rule).expect("inserted above");
+        counts.window = window;
+        let before = counts.len();
+        let (attempts, ban) = match ip {
+            IpAddr::V4(v4) => {
+                let key = u32::from(v4);
+                let r = bump(&mut counts.v4, key, now, window, threshold, instant);
+                if r.1 {
+                    counts.v4.remove(&key);
+                }
+                r
+            }
+            IpAddr::V6(v6) => {
+                let key = u128::from(v6);
+                let r = bump(&mut counts.v6, key, now, window, threshold, instant);
+                if r.1 {
+                    counts.v6.remove(&key);
+                }
+                r
+            }
+        };
+        self.len = self.len + counts.len() - before;
+        if ban {
             return Outcome::Ban(attempts);
         }
-        if self.map.len() > self.swept_at_len.max(MIN_SWEEP_LEN) * 2
-            || self.map.len() > self.max_tracked
-        {
-            self.sweep(now_ns);
+        if self.len > self.swept_at_len.max(MIN_SWEEP_LEN) * 2 || self.len > self.max_tracked {
+            self.sweep(now);
         }
         Outcome::Counted(attempts)
     }
 
     /// How many (rule, address) counters are held.
     pub fn tracked(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
-    /// Drops counters whose window has passed at `now_ns`; if still over the cap, drops the
+    /// Drops counters whose window has passed at `now`; if still over the cap, drops the
     /// oldest until at 90% of it.
-    fn sweep(&mut self, now_ns: i64) {
-        self.map.retain(|_, c| now_ns - c.last_ns <= c.window_ns);
-        if self.map.len() > self.max_tracked {
+    fn sweep(&mut self, now: u32) {
+        for counts in self.rules.values_mut() {
+            let window = counts.window;
+            counts
+                .v4
+                .retain(|_, c| now.saturating_sub(c.last) <= window);
+            counts
+                .v6
+                .retain(|_, c| now.saturating_sub(c.last) <= window);
+        }
+        self.len = self.rules.values().map(RuleCounts::len).sum();
+        if self.len > self.max_tracked {
+            // Exactly the oldest go, even when many share one second: find the cut-off
+            // time, then drop everything older and as many at the cut-off as needed.
             let target = self.max_tracked / 10 * 9;
-            // Exactly the oldest go, even when many share one second.
-            let mut by_age: Vec<(i64, (Arc<str>, IpAddr))> = self
-                .map
-                .iter()
-                .map(|(k, c)| (c.last_ns, k.clone()))
+            let mut lasts: Vec<u32> = self
+                .rules
+                .values()
+                .flat_map(|c| c.v4.values().chain(c.v6.values()).map(|c| c.last))
                 .collect();
-            let cut = by_age.len() - target;
-            by_age.select_nth_unstable_by_key(cut, |(last, _)| *last);
-            for (_, key) in &by_age[..cut] {
-                self.map.remove(key);
+            let cut = lasts.len() - target;
+            let (_, &mut cutoff, _) = lasts.select_nth_unstable(cut - 1);
+            let mut at_cutoff = cut - lasts.iter().filter(|&&l| l < cutoff).count();
+            for counts in self.rules.values_mut() {
+                let mut keep = |c: &Count| {
+                    if c.last < cutoff {
+                        return false;
+                    }
+                    if c.last == cutoff && at_cutoff > 0 {
+                        at_cutoff -= 1;
+                        return false;
+                    }
+                    true
+                };
+                counts.v4.retain(|_, c| keep(c));
+                counts.v6.retain(|_, c| keep(c));
             }
+            self.len = self.rules.values().map(RuleCounts::len).sum();
             log::warn!(
                 "more than {} addresses are being counted at once; the oldest counters were dropped (raise max_tracked if this is expected)",
                 self.max_tracked
             );
         }
-        self.swept_at_len = self.map.len();
+        self.swept_at_len = self.len;
     }
-}
-
-fn nanos(at: DateTime<FixedOffset>) -> i64 {
-    at.timestamp()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(i64::from(at.timestamp_subsec_nanos()))
-}
-
-fn nanos_of(d: Duration) -> i64 {
-    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -138,6 +205,7 @@ mod tests {
     use super::*;
     use crate::duration::BanTime;
     use std::num::NonZeroU32;
+    use std::time::Duration;
 
     fn limits(n: u32, secs: u64) -> Limits {
         Limits {
@@ -193,7 +261,10 @@ mod tests {
         assert_eq!(c.record(&a, ip1, t(0), &l, false), Outcome::Counted(1));
         assert_eq!(c.record(&b, ip1, t(1), &l, false), Outcome::Counted(1));
         assert_eq!(c.record(&a, ip2, t(2), &l, false), Outcome::Counted(1));
+        assert_eq!(c.tracked(), 3);
         assert_eq!(c.record(&a, ip1, t(3), &l, false), Outcome::Ban(2));
+        assert_eq!(c.record(&a, ip2, t(4), &l, false), Outcome::Ban(2));
+        assert_eq!(c.tracked(), 1);
     }
 
     #[test]
@@ -219,7 +290,8 @@ mod tests {
         let l = limits(5, 600);
         for i in 0..200_000u32 {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
-            // All inside one window: nothing is stale, so the cap must do the work.
+            // All inside one window, most in the same second: nothing is stale, so the
+            // cap must do the work.
             c.record(&rule, ip, t(i64::from(i / 50_000)), &l, false);
             assert!(c.tracked() <= 10_001);
         }
