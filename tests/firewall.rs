@@ -321,3 +321,20 @@ fn a_burst_of_distinct_attackers_is_banned_in_batches() {
         drop(d);
     }
 }
+
+#[test]
+fn with_ipv6_prefix_64_a_whole_prefix_is_counted_and_banned_as_one() {
+    let ns = Netns::new();
+    let s = Setup::new("failed_attempts: 3\nipv6_prefix: 64\nfirewall: { backend: nftables }");
+    append(&s.log(), "");
+    let _d = Daemon::start(&s, &ns);
+    // Three addresses of one /64, one attempt each.
+    for host in ["2001:db8:7:7::1", "2001:db8:7:7::2", "2001:db8:7:7:abcd::3"] {
+        append(&s.log(), &failed(host));
+    }
+    wait_for(Duration::from_secs(5), "the /64 to be banned", || {
+        holds(&ns, "nftables", "2001:db8:7:7::/64")
+    });
+    let list = stdout(&s.cli(Some(&ns), &["list", "--json"]));
+    assert!(list.contains(r#""ip":"2001:db8:7:7::/64""#), "{list}");
+}
