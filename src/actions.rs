@@ -11,7 +11,7 @@ use ipnet::IpNet;
 
 use crate::firewall::{Entry, Firewall, FirewallError};
 use crate::net::display_net;
-use crate::store::{Ban, NewBan, Recorded, SqliteStore, StoreError};
+use crate::store::{Ban, BanStore, NewBan, Recorded, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
@@ -24,7 +24,7 @@ pub enum ActionError {
 /// Records and enforces bans. Addresses already banned are left as they are (and the
 /// kernel is made to agree, idempotently).
 pub fn ban_many(
-    store: &mut SqliteStore,
+    store: &mut dyn BanStore,
     firewall: &mut dyn Firewall,
     bans: &[NewBan],
 ) -> Result<Vec<Recorded>, ActionError> {
@@ -71,7 +71,7 @@ pub fn ban_many(
 
 /// Records and enforces one ban.
 pub fn ban(
-    store: &mut SqliteStore,
+    store: &mut dyn BanStore,
     firewall: &mut dyn Firewall,
     new: &NewBan,
 ) -> Result<Recorded, ActionError> {
@@ -82,7 +82,7 @@ pub fn ban(
 /// Lifts the bans of `nets` in the store and the firewall. Returns the bans that were
 /// active (the firewall is cleaned of all `nets` all the same).
 pub fn unban_many(
-    store: &mut SqliteStore,
+    store: &mut dyn BanStore,
     firewall: &mut dyn Firewall,
     nets: &[IpNet],
     why: &str,
@@ -100,7 +100,7 @@ pub fn unban_many(
 
 /// Lifts the ban of one network; `None` when it was not banned.
 pub fn unban(
-    store: &mut SqliteStore,
+    store: &mut dyn BanStore,
     firewall: &mut dyn Firewall,
     net: &IpNet,
     why: &str,
@@ -110,7 +110,7 @@ pub fn unban(
 
 /// Lifts every ban whose time is up at `now`.
 pub fn expire_due(
-    store: &mut SqliteStore,
+    store: &mut dyn BanStore,
     firewall: &mut dyn Firewall,
     now: DateTime<Utc>,
 ) -> Result<Vec<Ban>, ActionError> {

@@ -150,6 +150,8 @@ pub struct Config {
     pub store: StoreKind,
     #[serde(default)]
     pub sqlite: SqliteConfig,
+    #[serde(default)]
+    pub redis: RedisConfig,
     /// Longest line kept, in bytes; the rest of a longer line is dropped.
     #[serde(default = "default_max_line")]
     pub max_line_bytes: usize,
@@ -266,6 +268,69 @@ impl Action {
 pub enum StoreKind {
     #[default]
     Sqlite,
+    Redis,
+}
+
+/// The `redis` section: the fleet's shared store and ban channel.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port/db`, `rediss://...` (TLS) or
+    /// `redis+unix:///path/to/socket?db=N`.
+    #[serde(default = "default_redis_url")]
+    pub url: String,
+    /// Publish this server's bans and apply the others'.
+    #[serde(default = "yes")]
+    pub sync: bool,
+    /// Prefix of every key pyfilter writes.
+    #[serde(default = "default_redis_prefix")]
+    pub prefix: String,
+    /// The pub/sub channel of ban events (default: the prefix + `events`).
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// How often the firewall is reconciled with the active bans in Redis.
+    #[serde(default = "default_reconcile", deserialize_with = "de_duration")]
+    pub reconcile_every: Duration,
+    /// How long connecting may take before Redis counts as unreachable.
+    #[serde(default = "default_redis_timeout", deserialize_with = "de_duration")]
+    pub timeout: Duration,
+}
+
+impl RedisConfig {
+    pub fn channel(&self) -> String {
+        self.channel
+            .clone()
+            .unwrap_or_else(|| format!("{}events", self.prefix))
+    }
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: default_redis_url(),
+            sync: true,
+            prefix: default_redis_prefix(),
+            channel: None,
+            reconcile_every: default_reconcile(),
+            timeout: default_redis_timeout(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_redis_url() -> String {
+    "redis://127.0.0.1:6379/0".into()
+}
+fn default_redis_prefix() -> String {
+    "pyfilter:".into()
+}
+fn default_reconcile() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_redis_timeout() -> Duration {
+    Duration::from_secs(2)
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -527,6 +592,28 @@ fn validate(name: &Path, text: &str, config: &Config) -> Result<(), ConfigError>
             "firewall.hooks",
             format!("`{bad}` is not a hook pyfilter filters (input, forward, prerouting)"),
         ));
+    }
+    if config.store == StoreKind::Redis {
+        let url = &config.redis.url;
+        if let Err(e) = redis::Client::open(url.as_str()) {
+            return Err(ConfigError::at_key(
+                name,
+                text,
+                "redis.url",
+                format!(
+                    "`{}` is not a Redis URL ({e}); write it like redis://127.0.0.1:6379/0, rediss://host:6380/0 or redis+unix:///run/redis.sock",
+                    crate::store::redacted(url)
+                ),
+            ));
+        }
+        if config.redis.prefix.is_empty() {
+            return Err(ConfigError::at_key(
+                name,
+                text,
+                "redis.prefix",
+                "must not be empty",
+            ));
+        }
     }
     if !(16..=128).contains(&config.ipv6_prefix) {
         return Err(ConfigError::at_key(

@@ -14,10 +14,11 @@ use crossbeam_channel::{Receiver, Sender, bounded, select};
 use notify::{RecursiveMode, Watcher};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-use crate::config::Settings;
+use crate::config::{Settings, StoreKind};
 use crate::engine::Engine;
 use crate::firewall;
 use crate::store::SqliteStore;
+use crate::sync;
 use crate::watch::{self, Event, WatchContext};
 
 /// Most events handled before their bans are applied.
@@ -84,8 +85,9 @@ impl Watchers {
 /// Runs the daemon until a stop signal. `config_path` is re-read on SIGHUP.
 pub fn run(config_path: Option<&Path>, mut settings: Settings) -> anyhow::Result<()> {
     let firewall = firewall::open(&settings.config.firewall)?;
-    let store = SqliteStore::open(&settings.config.sqlite.path)?;
-    let mut engine = Engine::new(&settings, firewall, store);
+    let local = SqliteStore::open(&settings.config.sqlite.path)?;
+    let store = crate::store::open(&settings)?;
+    let mut engine = Engine::new(&settings, firewall, store, local);
     let restored = engine
         .restore()
         .context("restoring bans into the firewall")?;
@@ -95,6 +97,14 @@ pub fn run(config_path: Option<&Path>, mut settings: Settings) -> anyhow::Result
     let (store_changed, _store_watch) = watch_store(&settings.config.sqlite.path);
 
     let (events_tx, events) = bounded::<Event>(EVENT_QUEUE);
+    if settings.config.store == StoreKind::Redis && settings.config.redis.sync {
+        // Lives as long as the process: it reconnects by itself.
+        sync::spawn(
+            settings.config.redis.clone(),
+            settings.config.server_name.clone(),
+            events_tx.clone(),
+        )?;
+    }
     let mut watchers = Watchers::start(&settings, &engine, &events_tx)?;
     let rules: Vec<&str> = settings.enabled_rules().map(|r| &*r.name).collect();
     log::info!(

@@ -2,8 +2,10 @@
 //!
 //! Watchers send attempts; the engine counts them, bans at the threshold, lifts bans when
 //! their time is up (sleeping until the next expiry, not polling), and saves read
-//! positions. Nothing else in the daemon touches the firewall or the store, so none of it
-//! needs a lock.
+//! positions. With a Redis store it also applies the other servers' bans and unbans, and
+//! reconciles the firewall with the fleet's active bans on start, on every reconnection
+//! and every `redis.reconcile_every`. Nothing else in the daemon touches the firewall or
+//! the store, so none of it needs a lock.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +20,8 @@ use crate::counter::{Counters, Outcome};
 use crate::firewall::{Entry, Firewall};
 use crate::net::{IgnoreList, aggregate, display_net};
 use crate::rule::Limits;
-use crate::store::{NewBan, Origin, Positions, Recorded, SqliteStore};
+use crate::store::{BanStore, NewBan, Origin, Positions, Recorded, SqliteStore};
+use crate::sync::{Link, RemoteEvent};
 use crate::watch::{Attempt, Event};
 
 /// How often changed read positions are written.
@@ -30,7 +33,16 @@ pub struct Engine {
     server: String,
     counters: Counters,
     firewall: Box<dyn Firewall>,
-    store: SqliteStore,
+    store: Box<dyn BanStore>,
+    /// The local SQLite file: read positions (whatever the ban store is).
+    local: SqliteStore,
+    /// What this server has put in its firewall, and why: what reconciling compares with
+    /// the store, and what it puts back if a shared store lost its data.
+    applied: HashMap<IpNet, NewBan>,
+    /// With a shared store: how often to reconcile, and when next.
+    reconcile_every: Option<Duration>,
+    reconcile_due: Option<Instant>,
+    epoch: Option<String>,
     positions: Positions,
     positions_due: Option<Instant>,
     /// Bans decided but not yet applied (see `commit`).
@@ -41,7 +53,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(settings: &Settings, firewall: Box<dyn Firewall>, store: SqliteStore) -> Engine {
+    pub fn new(
+        settings: &Settings,
+        firewall: Box<dyn Firewall>,
+        store: Box<dyn BanStore>,
+        local: SqliteStore,
+    ) -> Engine {
         let mut engine = Engine {
             limits: HashMap::new(),
             ignore: IgnoreList::default(),
@@ -49,6 +66,11 @@ impl Engine {
             counters: Counters::new(settings.config.max_tracked),
             firewall,
             store,
+            local,
+            applied: HashMap::new(),
+            reconcile_every: None,
+            reconcile_due: None,
+            epoch: None,
             positions: Positions::new(),
             positions_due: None,
             next_expiry: None,
@@ -70,6 +92,9 @@ impl Engine {
         self.ignore = settings.ignore.clone();
         self.server = settings.config.server_name.clone();
         self.ipv6_prefix = settings.config.ipv6_prefix;
+        self.reconcile_every = (settings.config.store == crate::config::StoreKind::Redis)
+            .then_some(settings.config.redis.reconcile_every);
+        self.reconcile_due = self.reconcile_every.map(|d| Instant::now() + d);
     }
 
     /// Replaces the firewall (after a reload changed its settings).
@@ -83,23 +108,152 @@ impl Engine {
     pub fn restore(&mut self) -> anyhow::Result<usize> {
         self.firewall.init()?;
         let now = Utc::now();
-        let expired = self.store.due(now)?;
-        for ban in &expired {
-            self.store.lift(&ban.net, now, "expired")?;
+        if let Err(e) = self.store.flush_outbox() {
+            log::warn!("changes queued while the store was away are not delivered yet: {e}");
         }
-        let active: Vec<Entry> = self
-            .store
-            .active_bans()?
+        let active = match self.store.active_bans() {
+            Ok(active) => active,
+            // A fleet server starts (and protects itself) even while Redis is away.
+            Err(e @ crate::store::StoreError::Unreachable { .. }) => {
+                log::warn!("starting without the fleet's bans: {e}");
+                Vec::new()
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (expired, active): (Vec<_>, Vec<_>) = active
+            .into_iter()
+            .partition(|b| b.expires_at.is_some_and(|t| t <= now));
+        let expired: Vec<IpNet> = expired.iter().map(|b| b.net).collect();
+        self.store.lift_many(&expired, now, "expired")?;
+        let active: Vec<_> = active
+            .into_iter()
+            .filter(|b| self.ignore.overlapping(&b.net).is_none())
+            .collect();
+        let entries: Vec<Entry> = active
             .iter()
             .map(|b| Entry::until(b.net, b.expires_at, now))
             .collect();
-        self.firewall.restore(&active)?;
+        self.firewall.restore(&entries)?;
+        self.applied = active.into_iter().map(|b| (b.net, b.new)).collect();
+        self.epoch = self.store.epoch().ok().flatten();
         self.refresh_expiry();
-        Ok(active.len())
+        Ok(entries.len())
+    }
+
+    /// Makes the firewall agree with the store's active bans: delivers the outbox, puts
+    /// back this server's bans if the shared store lost its data, then bans what is
+    /// missing and unbans what is gone. Returns (banned, unbanned).
+    pub fn reconcile(&mut self) -> anyhow::Result<(usize, usize)> {
+        self.reconcile_due = self.reconcile_every.map(|d| Instant::now() + d);
+        let delivered = self.store.flush_outbox()?;
+        if delivered > 0 {
+            log::info!("delivered {delivered} changes queued while the store was away");
+        }
+        let epoch = self.store.epoch()?;
+        if self.epoch.is_some() && epoch != self.epoch {
+            let known: Vec<NewBan> = self.applied.values().cloned().collect();
+            log::warn!(
+                "the shared store lost its data; putting back the {} bans this server knows",
+                known.len()
+            );
+            self.store.record_many(&known)?;
+        }
+        self.epoch = epoch;
+        let now = Utc::now();
+        let active = self.store.active_bans()?;
+        let desired: HashMap<IpNet, NewBan> = active
+            .into_iter()
+            .filter(|b| {
+                b.expires_at.is_none_or(|t| t > now) && self.ignore.overlapping(&b.net).is_none()
+            })
+            .map(|b| (b.net, b.new))
+            .collect();
+        let missing: Vec<Entry> = desired
+            .iter()
+            .filter(|(n, _)| !self.applied.contains_key(*n))
+            .map(|(n, b)| Entry::until(*n, b.expires_at, now))
+            .collect();
+        let gone: Vec<IpNet> = self
+            .applied
+            .keys()
+            .filter(|n| !desired.contains_key(*n))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            self.firewall.ban(&missing)?;
+        }
+        if !gone.is_empty() {
+            self.firewall.unban(&gone)?;
+        }
+        self.applied = desired;
+        self.refresh_expiry();
+        Ok((missing.len(), gone.len()))
+    }
+
+    /// Applies another server's ban or unban to this server's firewall. The fleet's
+    /// record is already in the shared store; only the kernel changes here, and a remote
+    /// ban keeps the end its origin gave it.
+    fn remote(&mut self, event: RemoteEvent) {
+        let now = Utc::now();
+        match event {
+            RemoteEvent::Ban {
+                net,
+                rule,
+                server,
+                reason,
+                until,
+            } => {
+                if let Some(ignored) = self.ignore.overlapping(&net) {
+                    log::warn!(
+                        "{server} banned {}, which overlaps {ignored} in the ignore list: not applied here",
+                        display_net(&net)
+                    );
+                    return;
+                }
+                if until.is_some_and(|t| t <= now) {
+                    return;
+                }
+                match self.firewall.ban(&[Entry::until(net, until, now)]) {
+                    Ok(()) => {
+                        log::info!("banned {} (from {server}, rule {rule})", display_net(&net));
+                        let ban = NewBan {
+                            net,
+                            rule,
+                            reason,
+                            attempts: 0,
+                            server,
+                            source: Origin::Remote,
+                            banned_at: now,
+                            expires_at: until,
+                        };
+                        self.applied.insert(net, ban);
+                        if let Some(t) = until
+                            && self.next_expiry.is_none_or(|n| t < n)
+                        {
+                            self.next_expiry = Some(t);
+                        }
+                    }
+                    Err(e) => {
+                        log::error!("cannot apply {server}'s ban of {}: {e}", display_net(&net))
+                    }
+                }
+            }
+            RemoteEvent::Unban { net, server } => match self.firewall.unban(&[net]) {
+                Ok(()) => {
+                    if self.applied.remove(&net).is_some() {
+                        log::info!("unbanned {} (by {server})", display_net(&net));
+                    }
+                }
+                Err(e) => log::error!(
+                    "cannot apply {server}'s unban of {}: {e}",
+                    display_net(&net)
+                ),
+            },
+        }
     }
 
     pub fn saved_positions(&self) -> anyhow::Result<Positions> {
-        Ok(self.store.positions()?)
+        Ok(self.local.positions()?)
     }
 
     pub fn handle(&mut self, event: Event) {
@@ -110,6 +264,14 @@ impl Engine {
                 self.positions_due
                     .get_or_insert_with(|| Instant::now() + POSITION_FLUSH);
             }
+            Event::Remote(event) => self.remote(event),
+            Event::Link(Link::Up) => match self.reconcile() {
+                Ok((banned, unbanned)) => log::info!(
+                    "caught up with the fleet: {banned} bans and {unbanned} unbans applied"
+                ),
+                Err(e) => log::warn!("cannot reconcile with the store yet: {e}"),
+            },
+            Event::Link(Link::Down) => {}
         }
     }
 
@@ -175,9 +337,11 @@ impl Engine {
             return;
         }
         let pending = std::mem::take(&mut self.pending);
-        match actions::ban_many(&mut self.store, self.firewall.as_mut(), &pending) {
+        match actions::ban_many(self.store.as_mut(), self.firewall.as_mut(), &pending) {
             Ok(recorded) => {
                 for r in recorded {
+                    let (Recorded::New(ban) | Recorded::AlreadyBanned(ban)) = &r;
+                    self.applied.insert(ban.net, ban.new.clone());
                     match r {
                         Recorded::New(ban) => {
                             self.bans += 1;
@@ -199,8 +363,12 @@ impl Engine {
 
     /// Lifts bans whose time is up.
     pub fn expire(&mut self) {
-        match actions::expire_due(&mut self.store, self.firewall.as_mut(), Utc::now()) {
-            Ok(_) => {}
+        match actions::expire_due(self.store.as_mut(), self.firewall.as_mut(), Utc::now()) {
+            Ok(lifted) => {
+                for ban in lifted {
+                    self.applied.remove(&ban.net);
+                }
+            }
             Err(e) => log::error!("cannot lift expired bans: {e}"),
         }
         self.refresh_expiry();
@@ -220,7 +388,7 @@ impl Engine {
         if self.positions.is_empty() {
             return;
         }
-        match self.store.save_positions(&self.positions) {
+        match self.local.save_positions(&self.positions) {
             Ok(()) => self.positions.clear(),
             Err(e) => log::error!("cannot save log positions: {e}"),
         }
@@ -233,7 +401,10 @@ impl Engine {
             // Second-granular expiry times: wake just after the second turns.
             Instant::now() + wait + Duration::from_millis(5)
         });
-        [expiry, self.positions_due].into_iter().flatten().min()
+        [expiry, self.positions_due, self.reconcile_due]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Does whatever is due now.
@@ -244,6 +415,15 @@ impl Engine {
         }
         if self.next_expiry.is_some_and(|t| t <= Utc::now()) {
             self.expire();
+        }
+        if self.reconcile_due.is_some_and(|t| t <= now) {
+            match self.reconcile() {
+                Ok((0, 0)) => {}
+                Ok((banned, unbanned)) => log::info!(
+                    "reconciled with the store: {banned} bans and {unbanned} unbans applied"
+                ),
+                Err(e) => log::warn!("cannot reconcile with the store: {e}"),
+            }
         }
     }
 

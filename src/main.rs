@@ -17,6 +17,7 @@ mod net;
 mod pattern;
 mod rule;
 mod store;
+mod sync;
 mod timestamp;
 mod watch;
 

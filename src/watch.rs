@@ -42,6 +42,10 @@ pub enum Event {
         path: PathBuf,
         position: Position,
     },
+    /// Another server's ban or unban (from the sync thread).
+    Remote(crate::sync::RemoteEvent),
+    /// The sync thread's link to Redis went up or down.
+    Link(crate::sync::Link),
 }
 
 /// What every watcher thread needs.

@@ -10,7 +10,7 @@ use crate::cli::BanArgs;
 use crate::config::Settings;
 use crate::duration::BanTime;
 use crate::net::{display_net, parse_net};
-use crate::store::{NewBan, Origin, Recorded, SqliteStore};
+use crate::store::{NewBan, Origin, Recorded};
 
 pub fn run(settings: &Settings, args: &BanArgs) -> anyhow::Result<ExitCode> {
     let net = parse_net(&args.ip).map_err(UsageError)?;
@@ -27,7 +27,7 @@ pub fn run(settings: &Settings, args: &BanArgs) -> anyhow::Result<ExitCode> {
     }
     let mut firewall = crate::firewall::open(&settings.config.firewall)?;
     firewall.init()?;
-    let mut store = SqliteStore::open(&settings.config.sqlite.path)?;
+    let mut store = crate::store::open(settings)?;
     let now = Utc::now();
     let new = NewBan {
         net,
@@ -42,7 +42,7 @@ pub fn run(settings: &Settings, args: &BanArgs) -> anyhow::Result<ExitCode> {
         banned_at: now,
         expires_at: ban_time.expiry(now),
     };
-    match actions::ban(&mut store, firewall.as_mut(), &new)? {
+    match actions::ban(store.as_mut(), firewall.as_mut(), &new)? {
         Recorded::New(ban) => {
             let until = ban.expires_at.map_or("forever".to_string(), |t| {
                 format!("until {}", human_time(t))

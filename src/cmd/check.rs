@@ -17,6 +17,7 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
         return Ok(ExitCode::SUCCESS);
     }
     let c = &settings.config;
+    let mut warnings = Vec::new();
     println!("configuration: {}", settings.source);
     println!("server_name: {}", c.server_name);
     println!(
@@ -61,6 +62,21 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
     }
     match c.store {
         StoreKind::Sqlite => println!("store: sqlite {}", c.sqlite.path.display()),
+        StoreKind::Redis => {
+            println!(
+                "store: redis {} (prefix {}, sync {}, channel {}, reconcile every {}); local positions and outbox in {}",
+                crate::store::redacted(&c.redis.url),
+                c.redis.prefix,
+                if c.redis.sync { "on" } else { "off" },
+                c.redis.channel(),
+                format_duration(c.redis.reconcile_every),
+                c.sqlite.path.display()
+            );
+            match redis_status(settings) {
+                Ok(()) => println!("redis: reachable"),
+                Err(e) => warnings.push(e),
+            }
+        }
     }
     println!(
         "history_retention: {}",
@@ -69,7 +85,6 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
     println!("rules_dir: {}", c.rules_dir.display());
     println!();
     println!("rules:");
-    let mut warnings = Vec::new();
     for rule in &settings.rules {
         let state = if rule.enabled { "enabled" } else { "disabled" };
         println!(
@@ -131,6 +146,41 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
     }
     println!("configuration OK");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Connects to Redis once, as the daemon would, and says precisely what failed.
+fn redis_status(settings: &Settings) -> Result<(), String> {
+    let c = &settings.config;
+    let client =
+        ::redis::Client::open(c.redis.url.as_str()).map_err(|e| format!("redis: bad URL: {e}"))?;
+    let url = crate::store::redacted(&c.redis.url);
+    let mut conn = client
+        .get_connection_with_timeout(c.redis.timeout)
+        .map_err(|e| {
+            let why = if e.is_connection_refusal() {
+                "connection refused (is redis-server running, and listening there?)".to_string()
+            } else if e.is_timeout() {
+                "timed out (firewall, wrong host?)".to_string()
+            } else if e.to_string().to_lowercase().contains("auth")
+                || e.to_string().contains("NOAUTH")
+                || e.to_string().contains("WRONGPASS")
+            {
+                format!("authentication failed ({e}); check the user and password in the URL")
+            } else if e.to_string().to_lowercase().contains("tls")
+                || e.to_string().to_lowercase().contains("certificate")
+            {
+                format!("TLS failed ({e})")
+            } else if e.to_string().contains("DB index") || e.to_string().contains("invalid DB") {
+                format!("wrong database number ({e})")
+            } else {
+                e.to_string()
+            };
+            format!("redis {url}: {why}")
+        })?;
+    ::redis::cmd("PING")
+        .query::<String>(&mut conn)
+        .map_err(|e| format!("redis {url}: PING failed: {e}"))?;
+    Ok(())
 }
 
 fn tool_exists(name: &str) -> bool {

@@ -7,8 +7,9 @@ use serde::Serialize;
 
 use super::{human_time, rfc3339};
 use crate::config::Settings;
+use crate::config::StoreKind;
 use crate::net::display_net;
-use crate::store::{Ban, SqliteStore};
+use crate::store::{Ban, Origin};
 
 /// One ban in `list --json`.
 #[derive(Serialize)]
@@ -27,12 +28,20 @@ struct BanJson<'a> {
 }
 
 pub fn run(settings: &Settings, json: bool, all: bool) -> anyhow::Result<ExitCode> {
-    let store = SqliteStore::open(&settings.config.sqlite.path)?;
-    let bans = if all {
+    let mut store = crate::store::open(settings)?;
+    let mut bans = if all {
         store.all_bans()?
     } else {
         store.active_bans()?
     };
+    if settings.config.store == StoreKind::Redis {
+        // In a fleet's shared store, a ban another server made is remote from here.
+        for ban in &mut bans {
+            if ban.server != settings.config.server_name {
+                ban.new.source = Origin::Remote;
+            }
+        }
+    }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if json {
         for ban in &bans {

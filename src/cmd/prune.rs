@@ -7,10 +7,9 @@ use chrono::Utc;
 
 use crate::actions;
 use crate::config::Settings;
-use crate::store::SqliteStore;
 
 pub fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
-    let mut store = SqliteStore::open(&settings.config.sqlite.path)?;
+    let mut store = crate::store::open(settings)?;
     let now = Utc::now();
     // The firewall is only needed when something expired: a prune with nothing to do
     // works without root.
@@ -19,7 +18,7 @@ pub fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
     } else {
         let mut firewall = crate::firewall::open(&settings.config.firewall)?;
         firewall.init()?;
-        actions::expire_due(&mut store, firewall.as_mut(), now)?
+        actions::expire_due(store.as_mut(), firewall.as_mut(), now)?
     };
     let retention = chrono::Duration::from_std(settings.config.history_retention)
         .unwrap_or(chrono::Duration::MAX);

@@ -6,14 +6,13 @@ use super::UsageError;
 use crate::actions;
 use crate::config::Settings;
 use crate::net::{display_net, parse_net};
-use crate::store::SqliteStore;
 
 pub fn run(settings: &Settings, ip: &str) -> anyhow::Result<ExitCode> {
     let net = parse_net(ip).map_err(UsageError)?;
     let mut firewall = crate::firewall::open(&settings.config.firewall)?;
     firewall.init()?;
-    let mut store = SqliteStore::open(&settings.config.sqlite.path)?;
-    match actions::unban(&mut store, firewall.as_mut(), &net, "unbanned by hand")? {
+    let mut store = crate::store::open(settings)?;
+    match actions::unban(store.as_mut(), firewall.as_mut(), &net, "unbanned by hand")? {
         Some(_) => println!("unbanned {}", display_net(&net)),
         None => println!("{} was not banned", display_net(&net)),
     }

@@ -1,7 +1,10 @@
 //! The store: the truth about bans (active and past) and about how far each log was read.
 //!
-//! Only SQLite exists today (`sqlite`); the record types here are what any store keeps.
+//! Bans live in SQLite on one server (`sqlite`) or in Redis across a fleet (`redis`), both
+//! behind `BanStore`; read positions (and Redis's outbox) always stay in the local SQLite
+//! file, since they belong to one machine.
 
+pub mod redis;
 pub mod sqlite;
 
 use std::fmt;
@@ -11,7 +14,55 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
+pub use self::redis::{RedisStore, redacted};
 pub use sqlite::SqliteStore;
+
+use crate::config::{Settings, StoreKind};
+
+/// Where bans are kept. Every method may fail when the store cannot be reached.
+pub trait BanStore: Send {
+    /// Records bans; an address already banned is left as it is.
+    fn record_many(&mut self, bans: &[NewBan]) -> Result<Vec<Recorded>, StoreError>;
+    /// Lifts the bans of `nets`; returns those that were active.
+    fn lift_many(
+        &mut self,
+        nets: &[IpNet],
+        at: DateTime<Utc>,
+        why: &str,
+    ) -> Result<Vec<Ban>, StoreError>;
+    /// Active bans, oldest first.
+    fn active_bans(&mut self) -> Result<Vec<Ban>, StoreError>;
+    /// Every ban, active and lifted, oldest first.
+    fn all_bans(&mut self) -> Result<Vec<Ban>, StoreError>;
+    /// Active bans whose time is up at `now`.
+    fn due(&mut self, now: DateTime<Utc>) -> Result<Vec<Ban>, StoreError>;
+    /// When the next active ban expires.
+    fn next_expiry(&mut self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Drops lifted bans lifted before `before`; returns how many.
+    fn purge_history(&mut self, before: DateTime<Utc>) -> Result<usize, StoreError>;
+    /// Delivers changes queued while the store was unreachable; returns how many.
+    fn flush_outbox(&mut self) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+    /// A token that changes when a shared store lost its data (`None`: not shared).
+    fn epoch(&mut self) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// Opens the store the configuration names.
+pub fn open(settings: &Settings) -> Result<Box<dyn BanStore>, StoreError> {
+    let c = &settings.config;
+    Ok(match c.store {
+        StoreKind::Sqlite => Box::new(SqliteStore::open(&c.sqlite.path)?),
+        StoreKind::Redis => Box::new(RedisStore::open(
+            &c.redis,
+            &c.sqlite.path,
+            c.history_retention,
+            &c.server_name,
+        )?),
+    })
+}
 
 /// Who decided a ban.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +157,10 @@ pub enum Recorded {
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("Redis {url}: {message}")]
+    Redis { url: String, message: String },
+    #[error("Redis {url} is unreachable: {message}")]
+    Unreachable { url: String, message: String },
     #[error("cannot create the database directory {path}: {source}")]
     CreateDir {
         path: PathBuf,

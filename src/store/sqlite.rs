@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Ban, NewBan, Position, Positions, Recorded, StoreError};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE bans (
@@ -37,6 +37,16 @@ CREATE TABLE positions (
     inode      INTEGER NOT NULL,
     offset     INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
+);
+";
+
+/// Version 2: the outbox of a Redis store, for bans and unbans made while Redis was away.
+const SCHEMA_V2: &str = "
+CREATE TABLE outbox (
+    seq       INTEGER PRIMARY KEY,
+    op        TEXT    NOT NULL,
+    payload   TEXT    NOT NULL,
+    queued_at INTEGER NOT NULL
 );
 ";
 
@@ -94,18 +104,18 @@ impl SqliteStore {
                 known: SCHEMA_VERSION,
             });
         }
-        if version < 1 {
-            let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
-                path: self.path.clone(),
-                source: e,
-            })?;
-            tx.execute_batch(SCHEMA_V1)
-                .and_then(|_| tx.pragma_update(None, "user_version", SCHEMA_VERSION))
+        let steps: [(i64, &str); 2] = [(1, SCHEMA_V1), (2, SCHEMA_V2)];
+        for (to, sql) in steps.into_iter().filter(|(to, _)| *to > version) {
+            let path = self.path.clone();
+            let err = |source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            };
+            let tx = self.conn.transaction().map_err(err)?;
+            tx.execute_batch(sql)
+                .and_then(|_| tx.pragma_update(None, "user_version", to))
                 .and_then(|_| tx.commit())
-                .map_err(|e| StoreError::Sqlite {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
+                .map_err(err)?;
         }
         Ok(())
     }
@@ -266,6 +276,37 @@ impl SqliteStore {
             .map_err(|e| self.err(e))
     }
 
+    /// Queues an operation for Redis (see `store::redis`).
+    pub fn outbox_push(&mut self, op: &str, payload: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO outbox (op, payload, queued_at) VALUES (?1, ?2, ?3)",
+                params![op, payload, Utc::now().timestamp()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The queued operations, oldest first: (sequence number, op, payload).
+    pub fn outbox(&self) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, op, payload FROM outbox ORDER BY seq")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Removes one delivered operation.
+    pub fn outbox_remove(&mut self, seq: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM outbox WHERE seq = ?1", params![seq])
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     /// Saved read positions of log files.
     pub fn positions(&self) -> Result<Positions, StoreError> {
         let mut stmt = self
@@ -404,6 +445,35 @@ fn raw_ban(r: &Row) -> rusqlite::Result<RawBan> {
         lifted_at: r.get(9)?,
         lift_reason: r.get(10)?,
     })
+}
+
+impl super::BanStore for SqliteStore {
+    fn record_many(&mut self, bans: &[NewBan]) -> Result<Vec<Recorded>, StoreError> {
+        SqliteStore::record_many(self, bans)
+    }
+    fn lift_many(
+        &mut self,
+        nets: &[IpNet],
+        at: DateTime<Utc>,
+        why: &str,
+    ) -> Result<Vec<Ban>, StoreError> {
+        SqliteStore::lift_many(self, nets, at, why)
+    }
+    fn active_bans(&mut self) -> Result<Vec<Ban>, StoreError> {
+        SqliteStore::active_bans(self)
+    }
+    fn all_bans(&mut self) -> Result<Vec<Ban>, StoreError> {
+        SqliteStore::all_bans(self)
+    }
+    fn due(&mut self, now: DateTime<Utc>) -> Result<Vec<Ban>, StoreError> {
+        SqliteStore::due(self, now)
+    }
+    fn next_expiry(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        SqliteStore::next_expiry(self)
+    }
+    fn purge_history(&mut self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        SqliteStore::purge_history(self, before)
+    }
 }
 
 #[cfg(test)]

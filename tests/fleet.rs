@@ -1,0 +1,188 @@
+//! Many servers as one: a real `redis-server` on a unix socket and several pyfilter
+//! instances, each in its own network namespace with real iptables.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// One server of the fleet: its namespace, directory and daemon.
+struct Member {
+    name: &'static str,
+    ns: Netns,
+    setup: Setup,
+    daemon: Option<Daemon>,
+}
+
+impl Member {
+    fn new(name: &'static str, redis: &RedisServer) -> Member {
+        let setup = Setup::new(&format!(
+            "server_name: {name}\nfailed_attempts: 2\nstore: redis\nredis: {{ url: '{}', reconcile_every: 2s }}",
+            redis.url()
+        ));
+        append(&setup.log(), "");
+        Member {
+            name,
+            ns: Netns::new(),
+            setup,
+            daemon: None,
+        }
+    }
+
+    fn start(mut self) -> Member {
+        self.daemon = Some(Daemon::start(&self.setup, &self.ns));
+        self
+    }
+
+    fn attack(&self, ip: &str) {
+        append(&self.setup.log(), &format!("{}{}", failed(ip), failed(ip)));
+    }
+
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.setup.cli(Some(&self.ns), args)
+    }
+
+    fn log(&self) -> String {
+        self.daemon.as_ref().map(Daemon::output).unwrap_or_default()
+    }
+}
+
+fn everywhere(fleet: &[&Member], ip: &str, banned: bool) {
+    for m in fleet {
+        let what = format!(
+            "{ip} to be {} on {}",
+            if banned { "banned" } else { "unbanned" },
+            m.name
+        );
+        wait_for(WAIT, &what, || m.ns.has_ban(ip) == banned);
+    }
+}
+
+#[test]
+fn bans_and_unbans_travel_across_the_fleet() {
+    let redis = RedisServer::start();
+    let a = Member::new("a", &redis).start();
+    let b = Member::new("b", &redis).start();
+    let c = Member::new("c", &redis).start();
+
+    // A ban from A's log appears on B and C.
+    a.attack("192.0.2.10");
+    everywhere(&[&a, &b, &c], "192.0.2.10", true);
+    assert!(
+        b.log().contains("banned 192.0.2.10 (from a, rule sshd)"),
+        "{}",
+        b.log()
+    );
+
+    // An unban on B disappears everywhere.
+    let out = b.cli(&["unban", "192.0.2.10"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    everywhere(&[&a, &b, &c], "192.0.2.10", false);
+
+    // A manual ban on C appears everywhere, as remote elsewhere.
+    assert!(
+        c.cli(&["ban", "198.51.100.0/24", "--reason", "scanner"])
+            .status
+            .success()
+    );
+    everywhere(&[&a, &b, &c], "198.51.100.0/24", true);
+    let list = stdout(&a.cli(&["list", "--json"]));
+    assert!(
+        list.contains(r#""ip":"198.51.100.0/24""#)
+            && list.contains(r#""server":"c","source":"remote""#),
+        "{list}"
+    );
+
+    // A late server gets every active ban on start.
+    let d = Member::new("d", &redis).start();
+    assert!(d.ns.has_ban("198.51.100.0/24"));
+    assert!(d.log().contains("1 bans restored"), "{}", d.log());
+
+    // One record per ban, whoever applied it.
+    assert_eq!(redis.cli(&["HLEN", "pyfilter:active"]).trim(), "1");
+}
+
+#[test]
+fn with_redis_down_a_server_still_bans_and_the_fleet_catches_up() {
+    let mut redis = RedisServer::start();
+    let a = Member::new("a", &redis).start();
+    let b = Member::new("b", &redis).start();
+    let c = Member::new("c", &redis).start();
+    a.attack("192.0.2.20");
+    everywhere(&[&a, &b, &c], "192.0.2.20", true);
+
+    redis.stop();
+    // A keeps protecting itself.
+    a.attack("192.0.2.21");
+    wait_for(WAIT, "a local ban while Redis is down", || {
+        a.ns.has_ban("192.0.2.21")
+    });
+    assert!(!b.ns.has_ban("192.0.2.21"));
+
+    // Redis comes back empty (no persistence): nothing a server knew is lost, the queued
+    // ban reaches the fleet, and nothing is recorded twice.
+    redis.restart();
+    everywhere(&[&a, &b, &c], "192.0.2.21", true);
+    everywhere(&[&a, &b, &c], "192.0.2.20", true);
+    wait_for(WAIT, "both bans back in Redis", || {
+        redis.cli(&["HLEN", "pyfilter:active"]).trim() == "2"
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(redis.cli(&["HLEN", "pyfilter:active"]).trim(), "2");
+    let list = stdout(&b.cli(&["list", "--json"]));
+    assert_eq!(list.lines().count(), 2, "{list}");
+    assert!(a.log().contains("lost Redis"), "{}", a.log());
+}
+
+#[test]
+fn forged_and_malformed_events_are_dropped() {
+    let redis = RedisServer::start();
+    let a = Member::new("a", &redis).start();
+    wait_for(WAIT, "a to subscribe", || {
+        a.log().contains("sync: connected")
+    });
+    for event in [
+        r#"{"v":2,"kind":"ban","ip":"192.0.2.30","server":"evil"}"#,
+        r#"{"v":1,"kind":"ban","ip":"192.0.2.30; iptables -F","server":"evil"}"#,
+        r#"{"v":1,"kind":"ban","ip":"127.0.0.1","server":"evil"}"#,
+        r#"not json at all"#,
+    ] {
+        redis.cli(&["PUBLISH", "pyfilter:events", event]);
+    }
+    wait_for(WAIT, "the events to be dropped", || {
+        a.log().matches("event dropped").count() >= 3
+    });
+    assert!(
+        a.log().contains("overlaps 127.0.0.0/8 in the ignore list"),
+        "{}",
+        a.log()
+    );
+    assert!(
+        a.ns.rules("iptables", "PYFILTER")
+            .lines()
+            .all(|l| !l.contains("-s ")),
+        "nothing was banned"
+    );
+}
+
+#[test]
+fn a_server_killed_and_restarted_converges() {
+    let redis = RedisServer::start();
+    let a = Member::new("a", &redis).start();
+    let mut b = Member::new("b", &redis).start();
+    // B dies without a chance to clean up.
+    let victim = b.daemon.take().unwrap();
+    victim.signal(libc::SIGKILL);
+    drop(victim);
+    a.attack("192.0.2.40");
+    assert!(a.cli(&["ban", "198.51.100.40"]).status.success());
+    wait_for(WAIT, "a's bans", || a.ns.has_ban("192.0.2.40"));
+    assert!(a.cli(&["unban", "198.51.100.40"]).status.success());
+    // B comes back: it gets what it missed, and not what was lifted meanwhile.
+    let b = b.start();
+    everywhere(&[&b], "192.0.2.40", true);
+    assert!(!b.ns.has_ban("198.51.100.40"));
+}
