@@ -26,7 +26,7 @@ pub struct RuleFile {
     #[serde(default)]
     pub log_files: Vec<String>,
     #[serde(default)]
-    pub time_format: Option<String>,
+    pub time_format: Option<OneOrMany>,
     #[serde(default)]
     pub prefix: String,
     pub patterns: Vec<PatternSpec>,
@@ -46,6 +46,24 @@ pub struct RuleFile {
 
 fn yes() -> bool {
     true
+}
+
+/// A value written either alone or as a list (`time_format: auto` or
+/// `time_format: [auto, "%y%m%d %H:%M:%S"]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn items(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::One(s) => vec![s.as_str()],
+            OneOrMany::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 /// One pattern: a plain string, or `{ regex: ..., instant: true }`.

@@ -18,7 +18,7 @@ use regex_automata::{Anchored, Input, meta, util::syntax};
 
 use crate::duration::BanTime;
 use crate::pattern::{self, IP_GROUP};
-use crate::timestamp::{TimeCache, TimeFormat};
+use crate::timestamp::{TimeCache, TimeFormat, TimeFormats};
 
 #[cfg(test)]
 mod cases;
@@ -55,7 +55,7 @@ pub struct Rule {
     pub description: String,
     pub enabled: bool,
     pub log_files: Vec<String>,
-    pub time_format: TimeFormat,
+    pub time_format: TimeFormats,
     pub limits: Limits,
     pub origin: Origin,
     /// All patterns in one automaton without captures: one pass per line says whether
@@ -131,8 +131,8 @@ impl Rule {
             return Err("a rule needs at least one pattern".into());
         }
         let time_format = match &file.time_format {
-            None => TimeFormat::Auto,
-            Some(t) => TimeFormat::parse(t)?,
+            None => TimeFormats::new(vec![TimeFormat::Auto])?,
+            Some(t) => TimeFormats::new(t.items().into_iter().map(TimeFormat::parse).collect::<Result<_, _>>()?)?,
         };
         let mut sources = Vec::with_capacity(file.patterns.len());
         let mut patterns = Vec::with_capacity(file.patterns.len());
