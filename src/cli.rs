@@ -54,6 +54,26 @@ pub enum Command {
     },
     /// Remove everything pyfilter put in the firewall (its chain and jumps), nothing else.
     Flush,
+    /// Bring the bans of an existing PyFilter installation into this store (idempotent).
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("from").required(true).multiple(true))]
+pub struct ImportArgs {
+    /// PyFilter's SQLite database.
+    #[arg(long, value_name = "PATH", group = "from")]
+    pub pyfilter_sqlite: Option<PathBuf>,
+    /// PyFilter's Redis (its per-address hashes).
+    #[arg(long, value_name = "URL", group = "from")]
+    pub pyfilter_redis: Option<String>,
+    /// How long imported bans last from now [default: forever, as in PyFilter]
+    #[arg(long = "for", value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Record them without putting them in the firewall now (the daemon's next start,
+    /// or reconcile, does).
+    #[arg(long)]
+    pub no_firewall: bool,
 }
 
 #[derive(Debug, Args)]

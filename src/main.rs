@@ -76,5 +76,6 @@ fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Scan(args) => cmd::scan::run(&settings, args),
         Command::Check { show_regex } => cmd::check::run(&settings, show_regex.as_deref()),
         Command::Flush => cmd::flush::run(&settings),
+        Command::Import(args) => cmd::import::run(&settings, args),
     }
 }

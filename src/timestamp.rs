@@ -76,7 +76,12 @@ impl TimeFormats {
 
     /// The first format's reading that succeeds. A single format also remembers its
     /// last stamp (see `TimeCache`).
-    pub fn read_cached(&self, text: &[u8], reference: DateTime<Local>, cache: &mut TimeCache) -> Option<DateTime<FixedOffset>> {
+    pub fn read_cached(
+        &self,
+        text: &[u8],
+        reference: DateTime<Local>,
+        cache: &mut TimeCache,
+    ) -> Option<DateTime<FixedOffset>> {
         match self.0.as_slice() {
             [one] => one.read_cached(text, reference, cache),
             many => many.iter().find_map(|f| f.read(text, reference)),
@@ -387,12 +392,20 @@ mod tests {
 
     #[test]
     fn a_list_of_formats_tries_each_in_turn() {
-        let f = TimeFormats::new(vec![TimeFormat::Auto, TimeFormat::parse("%y%m%d %H:%M:%S").unwrap()]).unwrap();
+        let f = TimeFormats::new(vec![
+            TimeFormat::Auto,
+            TimeFormat::parse("%y%m%d %H:%M:%S").unwrap(),
+        ])
+        .unwrap();
         let r = reference("2026-11-26T12:00:00Z");
         let mut cache = TimeCache::default();
-        let old = f.read_cached(b"151126  1:02:03 [Warning] Access denied", r, &mut cache).unwrap();
+        let old = f
+            .read_cached(b"151126  1:02:03 [Warning] Access denied", r, &mut cache)
+            .unwrap();
         assert_eq!(local_naive(old), "2015-11-26 01:02:03");
-        let new = f.read_cached(b"2025-11-26T01:02:03.123456Z 12 [Note]", r, &mut cache).unwrap();
+        let new = f
+            .read_cached(b"2025-11-26T01:02:03.123456Z 12 [Note]", r, &mut cache)
+            .unwrap();
         assert_eq!(new.timestamp(), 1764118923);
     }
 

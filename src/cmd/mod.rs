@@ -4,6 +4,7 @@
 pub mod ban;
 pub mod check;
 pub mod flush;
+pub mod import;
 pub mod list;
 pub mod prune;
 pub mod scan;

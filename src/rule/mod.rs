@@ -132,7 +132,12 @@ impl Rule {
         }
         let time_format = match &file.time_format {
             None => TimeFormats::new(vec![TimeFormat::Auto])?,
-            Some(t) => TimeFormats::new(t.items().into_iter().map(TimeFormat::parse).collect::<Result<_, _>>()?)?,
+            Some(t) => TimeFormats::new(
+                t.items()
+                    .into_iter()
+                    .map(TimeFormat::parse)
+                    .collect::<Result<_, _>>()?,
+            )?,
         };
         let mut sources = Vec::with_capacity(file.patterns.len());
         let mut patterns = Vec::with_capacity(file.patterns.len());
