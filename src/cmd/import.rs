@@ -155,11 +155,7 @@ fn read_sqlite(
         // Table names come from the file itself: quoted, never spliced raw.
         let quoted = format!("\"{}\"", table.replace('"', "\"\""));
         let mut stmt = conn.prepare(&format!("SELECT * FROM {quoted}"))?;
-        let columns: Vec<String> = stmt
-            .column_names()
-            .into_iter()
-            .map(|c| c.to_lowercase())
-            .collect();
+        let columns: Vec<String> = stmt.column_names().map(|c| c.to_lowercase()).collect();
         if !columns.iter().any(|c| IP_NAMES.contains(&c.as_str())) {
             continue;
         }
