@@ -163,6 +163,9 @@ pub struct Config {
     pub max_tracked: usize,
     #[serde(default)]
     pub rules: BTreeMap<String, RuleOverride>,
+    /// When set, exactly these rules run, whatever their files and `rules` say.
+    #[serde(default)]
+    pub enabled_rules: Option<Vec<String>>,
 }
 
 /// Per-rule settings in `pyfilter.yml`, over those of the rule file.
@@ -655,6 +658,12 @@ fn compile_rules(name: &Path, text: &str, config: &Config) -> Result<Vec<Rule>, 
             ));
         }
     }
+    for key in config.enabled_rules.iter().flatten() {
+        if !sources.iter().any(|s| &s.file.name == key) {
+            let known: Vec<&str> = sources.iter().map(|s| s.file.name.as_str()).collect();
+            return Err(ConfigError::at_key(name, text, "enabled_rules", format!("`{key}`: no such rule (known: {})", known.join(", "))));
+        }
+    }
     let mut rules = Vec::with_capacity(sources.len());
     for source in sources {
         let over = config
@@ -679,6 +688,9 @@ fn compile_rules(name: &Path, text: &str, config: &Config) -> Result<Vec<Rule>, 
         let mut file = source.file;
         if let Some(enabled) = over.enabled {
             file.enabled = enabled;
+        }
+        if let Some(list) = &config.enabled_rules {
+            file.enabled = list.contains(&file.name);
         }
         if let Some(files) = over.log_files {
             file.log_files = files;
@@ -773,6 +785,14 @@ mod tests {
         let e = load("rules:\n  nosuch: { enabled: true }\n").unwrap_err();
         assert_eq!(e.line, Some(2), "{e}");
         assert!(e.message.contains("rules.nosuch: no such rule"), "{e}");
+    }
+
+    #[test]
+    fn enabled_rules_runs_exactly_the_rules_named() {
+        let s = load("enabled_rules: [sshd]\n").unwrap();
+        assert_eq!(s.enabled_rules().map(|r| r.name.to_string()).collect::<Vec<_>>(), ["sshd"]);
+        let e = load("enabled_rules: [sshd, nope]\n").unwrap_err();
+        assert!(e.message.contains("`nope`: no such rule"), "{e}");
     }
 
     #[test]

@@ -121,7 +121,7 @@ fn the_count_restarts_after_request_time_then_bans_when_fast() {
 #[test]
 fn an_instant_pattern_bans_on_one_line() {
     let ns = Netns::new();
-    let s = Setup::new("");
+    let s = Setup::new("enabled_rules: [probe]");
     std::fs::create_dir_all(s.path("rules.d")).unwrap();
     std::fs::write(
         s.path("rules.d/probe.yml"),

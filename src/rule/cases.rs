@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Local, NaiveDateTime, TimeZone};
+use chrono::{DateTime, Local, NaiveDateTime, TimeZone, Timelike};
 
 use super::*;
 
@@ -30,10 +30,13 @@ impl Expected {
             .map(Expected::Local)
     }
 
+    /// Whether `at` is this time, to the precision the annotation gives (an annotation
+    /// without a fraction of a second compares whole seconds, as `scan` prints them).
     fn agrees(&self, at: DateTime<FixedOffset>) -> bool {
+        let whole = |nanos: u32, at: DateTime<FixedOffset>| if nanos == 0 { at.with_nanosecond(0).unwrap_or(at) } else { at };
         match self {
-            Expected::Zoned(t) => *t == at && t.offset() == at.offset(),
-            Expected::Local(t) => at.with_timezone(&Local).naive_local() == *t,
+            Expected::Zoned(t) => *t == whole(t.nanosecond(), at) && t.offset() == at.offset(),
+            Expected::Local(t) => whole(t.nanosecond(), at).with_timezone(&Local).naive_local() == *t,
         }
     }
 }

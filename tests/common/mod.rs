@@ -150,6 +150,11 @@ impl Setup {
         if !has("rules_dir") {
             text.push_str(&format!("rules_dir: {}\n", self.path("rules.d").display()));
         }
+        // Only the rules a test names run: the shipped set would also follow the host's
+        // own logs.
+        if !has("enabled_rules") {
+            text.push_str("enabled_rules: [sshd]\n");
+        }
         if !has("rules") {
             text.push_str(&format!(
                 "rules:\n  sshd: {{ log_files: [{}] }}\n",
