@@ -661,7 +661,12 @@ fn compile_rules(name: &Path, text: &str, config: &Config) -> Result<Vec<Rule>, 
     for key in config.enabled_rules.iter().flatten() {
         if !sources.iter().any(|s| &s.file.name == key) {
             let known: Vec<&str> = sources.iter().map(|s| s.file.name.as_str()).collect();
-            return Err(ConfigError::at_key(name, text, "enabled_rules", format!("`{key}`: no such rule (known: {})", known.join(", "))));
+            return Err(ConfigError::at_key(
+                name,
+                text,
+                "enabled_rules",
+                format!("`{key}`: no such rule (known: {})", known.join(", ")),
+            ));
         }
     }
     let mut rules = Vec::with_capacity(sources.len());
@@ -790,7 +795,12 @@ mod tests {
     #[test]
     fn enabled_rules_runs_exactly_the_rules_named() {
         let s = load("enabled_rules: [sshd]\n").unwrap();
-        assert_eq!(s.enabled_rules().map(|r| r.name.to_string()).collect::<Vec<_>>(), ["sshd"]);
+        assert_eq!(
+            s.enabled_rules()
+                .map(|r| r.name.to_string())
+                .collect::<Vec<_>>(),
+            ["sshd"]
+        );
         let e = load("enabled_rules: [sshd, nope]\n").unwrap_err();
         assert!(e.message.contains("`nope`: no such rule"), "{e}");
     }

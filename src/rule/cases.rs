@@ -33,10 +33,21 @@ impl Expected {
     /// Whether `at` is this time, to the precision the annotation gives (an annotation
     /// without a fraction of a second compares whole seconds, as `scan` prints them).
     fn agrees(&self, at: DateTime<FixedOffset>) -> bool {
-        let whole = |nanos: u32, at: DateTime<FixedOffset>| if nanos == 0 { at.with_nanosecond(0).unwrap_or(at) } else { at };
+        let whole = |nanos: u32, at: DateTime<FixedOffset>| {
+            if nanos == 0 {
+                at.with_nanosecond(0).unwrap_or(at)
+            } else {
+                at
+            }
+        };
         match self {
             Expected::Zoned(t) => *t == whole(t.nanosecond(), at) && t.offset() == at.offset(),
-            Expected::Local(t) => whole(t.nanosecond(), at).with_timezone(&Local).naive_local() == *t,
+            Expected::Local(t) => {
+                whole(t.nanosecond(), at)
+                    .with_timezone(&Local)
+                    .naive_local()
+                    == *t
+            }
         }
     }
 }
