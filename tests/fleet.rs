@@ -186,3 +186,36 @@ fn a_server_killed_and_restarted_converges() {
     everywhere(&[&b], "192.0.2.40", true);
     assert!(!b.ns.has_ban("198.51.100.40"));
 }
+
+#[test]
+fn check_and_the_cli_say_exactly_what_is_wrong_with_redis() {
+    let redis = RedisServer::start();
+    let s = Setup::new(&format!(
+        "store: redis\nfirewall: {{ backend: none }}\nredis: {{ url: '{}?db=99' }}",
+        redis.url()
+    ));
+    let out = s.cli(None, &["check"]);
+    assert!(
+        stdout(&out).contains("wrong database number"),
+        "{}",
+        stdout(&out)
+    );
+    // A refused database is a configuration error, not an outage: nothing is queued.
+    let out = s.cli(None, &["ban", "192.0.2.50"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    s.write_config("store: redis\nfirewall: { backend: none }\nredis: { url: 'redis+unix:///nonexistent/redis.sock' }");
+    let out = s.cli(None, &["check"]);
+    assert!(
+        stdout(&out).contains("warning: redis redis+unix:///nonexistent/redis.sock:"),
+        "{}",
+        stdout(&out)
+    );
+    // Away: the ban is kept locally and said to be.
+    let out = s.cli(None, &["ban", "192.0.2.51"]);
+    assert!(out.status.success());
+    assert!(
+        stdout(&out).contains("Redis is unreachable: kept in the outbox"),
+        "{}",
+        stdout(&out)
+    );
+}

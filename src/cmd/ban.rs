@@ -7,7 +7,7 @@ use chrono::Utc;
 use super::{UsageError, human_time};
 use crate::actions;
 use crate::cli::BanArgs;
-use crate::config::Settings;
+use crate::config::{Settings, StoreKind};
 use crate::duration::BanTime;
 use crate::net::{display_net, parse_net};
 use crate::store::{NewBan, Origin, Recorded};
@@ -47,7 +47,13 @@ pub fn run(settings: &Settings, args: &BanArgs) -> anyhow::Result<ExitCode> {
             let until = ban.expires_at.map_or("forever".to_string(), |t| {
                 format!("until {}", human_time(t))
             });
-            println!("banned {} {until}", display_net(&ban.net));
+            // Id 0: Redis was unreachable; the ban waits in the outbox.
+            let queued = if ban.id == 0 && settings.config.store == StoreKind::Redis {
+                " (Redis is unreachable: kept in the outbox, published when it returns)"
+            } else {
+                ""
+            };
+            println!("banned {} {until}{queued}", display_net(&ban.net));
         }
         Recorded::AlreadyBanned(ban) => {
             let until = ban.expires_at.map_or("forever".to_string(), |t| {

@@ -83,13 +83,28 @@ pub struct RedisStore {
 
 /// A URL with its password replaced by `***`, fit for logs and messages.
 pub fn redacted(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
+    let Ok(mut u) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
     }
+    // redis+unix URLs carry the password as `?pass=`.
+    if u.query_pairs().any(|(k, _)| k == "pass") {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "pass" {
+                    "***".to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -140,9 +155,24 @@ impl RedisStore {
             let conn = self
                 .client
                 .get_connection_with_timeout(self.timeout)
-                .map_err(|e| StoreError::Unreachable {
-                    url: self.url.clone(),
-                    message: e.to_string(),
+                .map_err(|e| {
+                    // Refused, timed out, no socket: Redis is away and will be back. A refused
+                    // password or database is a configuration error, not an outage.
+                    if e.is_connection_refusal()
+                        || e.is_timeout()
+                        || e.is_io_error()
+                        || e.is_connection_dropped()
+                    {
+                        StoreError::Unreachable {
+                            url: self.url.clone(),
+                            message: e.to_string(),
+                        }
+                    } else {
+                        StoreError::Redis {
+                            url: self.url.clone(),
+                            message: e.to_string(),
+                        }
+                    }
                 })?;
             let _ = conn.set_read_timeout(Some(self.timeout * 5));
             let _ = conn.set_write_timeout(Some(self.timeout * 5));
@@ -556,4 +586,43 @@ fn unban_from_json(text: &str) -> Option<(IpNet, DateTime<Utc>, String)> {
         DateTime::from_timestamp(v["at"].as_i64()?, 0)?,
         v["why"].as_str()?.to_string(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redacted("redis://user:secret@10.0.0.1:6379/0"),
+            "redis://user:***@10.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redacted("redis+unix:///run/redis.sock?pass=secret&db=2"),
+            "redis+unix:///run/redis.sock?pass=***&db=2"
+        );
+        assert_eq!(redacted("redis://127.0.0.1/0"), "redis://127.0.0.1/0");
+    }
+
+    #[test]
+    fn outbox_payloads_round_trip() {
+        let ban = NewBan {
+            net: "192.0.2.0/24".parse().unwrap(),
+            rule: "sshd".into(),
+            reason: "a \"quoted\" line".into(),
+            attempts: 5,
+            server: "web-1".into(),
+            source: Origin::Log,
+            banned_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            expires_at: None,
+        };
+        assert_eq!(ban_from_json(&ban_to_json(&ban)), Some(ban));
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let net: IpNet = "2001:db8::1/128".parse().unwrap();
+        assert_eq!(
+            unban_from_json(&unban_to_json(&net, at, "by hand")),
+            Some((net, at, "by hand".to_string()))
+        );
+    }
 }
