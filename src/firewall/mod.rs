@@ -145,9 +145,9 @@ fn package_of(program: &str) -> &'static str {
     }
 }
 
-/// Runs `program args`; `Ok(false)` when it exits non-zero and `check` is set.
-pub(crate) fn run(program: &str, args: &[&str], check: bool) -> Result<bool, FirewallError> {
-    let out = Command::new(program)
+/// Runs `program args` to completion, its output captured.
+fn exec(program: &str, args: &[&str]) -> Result<std::process::Output, FirewallError> {
+    Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -155,37 +155,32 @@ pub(crate) fn run(program: &str, args: &[&str], check: bool) -> Result<bool, Fir
             program: program.into(),
             package: package_of(program),
             source,
-        })?;
-    if out.status.success() {
-        return Ok(true);
-    }
-    if check {
-        return Ok(false);
-    }
-    Err(FirewallError::Command {
+        })
+}
+
+fn failed(program: &str, args: &[&str], out: &std::process::Output) -> FirewallError {
+    FirewallError::Command {
         command: format!("{program} {}", args.join(" ")),
         status: out.status.to_string(),
         stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-    })
+    }
+}
+
+/// Runs `program args`; `Ok(false)` when it exits non-zero and `check` is set.
+pub(crate) fn run(program: &str, args: &[&str], check: bool) -> Result<bool, FirewallError> {
+    let out = exec(program, args)?;
+    match (out.status.success(), check) {
+        (true, _) => Ok(true),
+        (false, true) => Ok(false),
+        (false, false) => Err(failed(program, args, &out)),
+    }
 }
 
 /// Runs `program args` and returns its standard output (failing when it fails).
 pub(crate) fn output(program: &str, args: &[&str]) -> Result<String, FirewallError> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| FirewallError::Spawn {
-            program: program.into(),
-            package: package_of(program),
-            source,
-        })?;
+    let out = exec(program, args)?;
     if !out.status.success() {
-        return Err(FirewallError::Command {
-            command: format!("{program} {}", args.join(" ")),
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
+        return Err(failed(program, args, &out));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

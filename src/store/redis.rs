@@ -155,48 +155,34 @@ impl RedisStore {
             let conn = self
                 .client
                 .get_connection_with_timeout(self.timeout)
-                .map_err(|e| {
-                    // Refused, timed out, no socket: Redis is away and will be back. A refused
-                    // password or database is a configuration error, not an outage.
-                    if e.is_connection_refusal()
-                        || e.is_timeout()
-                        || e.is_io_error()
-                        || e.is_connection_dropped()
-                    {
-                        StoreError::Unreachable {
-                            url: self.url.clone(),
-                            message: e.to_string(),
-                        }
-                    } else {
-                        StoreError::Redis {
-                            url: self.url.clone(),
-                            message: e.to_string(),
-                        }
-                    }
-                })?;
+                .map_err(|e| self.classify(e))?;
             let _ = conn.set_read_timeout(Some(self.timeout * 5));
             let _ = conn.set_write_timeout(Some(self.timeout * 5));
             self.conn = Some(conn);
         }
         let conn = self.conn.as_mut().expect("connected above");
         f(conn).map_err(|e| {
-            if e.is_io_error()
-                || e.is_connection_dropped()
-                || e.is_connection_refusal()
-                || e.is_timeout()
-            {
+            let e = self.classify(e);
+            if matches!(e, StoreError::Unreachable { .. }) {
                 self.conn = None;
-                StoreError::Unreachable {
-                    url: self.url.clone(),
-                    message: e.to_string(),
-                }
-            } else {
-                StoreError::Redis {
-                    url: self.url.clone(),
-                    message: e.to_string(),
-                }
             }
+            e
         })
+    }
+
+    /// Refused, timed out, dropped: Redis is away and will be back (`Unreachable`). A
+    /// refused password or database, a script error: a configuration error (`Redis`).
+    fn classify(&self, e: ::redis::RedisError) -> StoreError {
+        let (url, message) = (self.url.clone(), e.to_string());
+        if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_timeout()
+        {
+            StoreError::Unreachable { url, message }
+        } else {
+            StoreError::Redis { url, message }
+        }
     }
 
     /// A random token that changes when Redis loses its data (a restart without
