@@ -32,6 +32,8 @@ use crate::config::{ConfigError, Settings};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
+    // rediss:// needs one process-wide TLS crypto provider; ring is the one built in.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     if !matches!(cli.command, Command::Run) {
         // `pyfilter list | head` should end quietly, as other Unix tools do. The daemon
         // keeps SIGPIPE ignored: a closed log pipe must not kill it.
