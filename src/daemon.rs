@@ -135,8 +135,9 @@ pub fn run(config_path: Option<&Path>, mut settings: Settings) -> anyhow::Result
                     log::info!("SIGHUP: reloading the configuration");
                     match Settings::load(config_path) {
                         Ok(new) => {
-                            if new.config.sqlite != settings.config.sqlite || new.config.max_tracked != settings.config.max_tracked {
-                                log::warn!("sqlite.path and max_tracked take effect at the next restart, not on reload");
+                            let (old, fresh) = (&settings.config, &new.config);
+                            if fresh.store != old.store || fresh.sqlite != old.sqlite || fresh.redis != old.redis || fresh.max_tracked != old.max_tracked {
+                                log::warn!("store, sqlite, redis and max_tracked take effect at the next restart, not on reload");
                             }
                             watchers.stop(&events, &mut engine);
                             if new.config.firewall != settings.config.firewall {
