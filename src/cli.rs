@@ -56,6 +56,8 @@ pub enum Command {
     Flush,
     /// Bring the bans of an existing PyFilter installation into this store (idempotent).
     Import(ImportArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Args)]

@@ -68,6 +68,16 @@ fn init_logging(cli: &Cli) {
 }
 
 fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Completions { shell } = &cli.command {
+        // Needs no configuration: install scripts run it before one exists.
+        clap_complete::generate(
+            *shell,
+            &mut <Cli as clap::CommandFactory>::command(),
+            "pyfilter",
+            &mut std::io::stdout(),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let settings = Settings::load(cli.config.as_deref())?;
     match &cli.command {
         Command::Run => daemon::run(cli.config.as_deref(), settings).map(|()| ExitCode::SUCCESS),
@@ -79,5 +89,6 @@ fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Check { show_regex } => cmd::check::run(&settings, show_regex.as_deref()),
         Command::Flush => cmd::flush::run(&settings),
         Command::Import(args) => cmd::import::run(&settings, args),
+        Command::Completions { .. } => unreachable!("handled before loading the configuration"),
     }
 }

@@ -64,6 +64,9 @@ end
 return tonumber(id)
 "#;
 
+/// Ban records read per round trip.
+const LOAD_CHUNK: usize = 1000;
+
 pub struct RedisStore {
     client: Client,
     conn: Option<Connection>,
@@ -271,26 +274,25 @@ impl RedisStore {
         Ok(self.load_many(&[id])?.pop().flatten())
     }
 
+    /// Reads ban records, a pipeline of `LOAD_CHUNK` at a time: the raw replies of a
+    /// hundred thousand hashes at once would take hundreds of MB.
     fn load_many(&mut self, ids: &[i64]) -> Result<Vec<Option<Ban>>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(LOAD_CHUNK) {
+            let keys: Vec<String> = chunk
+                .iter()
+                .map(|id| self.key(&format!("ban:{id}")))
+                .collect();
+            let maps: Vec<std::collections::HashMap<String, String>> = self.with(|c| {
+                let mut pipe = ::redis::pipe();
+                for k in &keys {
+                    pipe.hgetall(k);
+                }
+                pipe.query(c)
+            })?;
+            out.extend(chunk.iter().zip(maps).map(|(id, m)| decode(*id, &m)));
         }
-        let keys: Vec<String> = ids
-            .iter()
-            .map(|id| self.key(&format!("ban:{id}")))
-            .collect();
-        let maps: Vec<std::collections::HashMap<String, String>> = self.with(|c| {
-            let mut pipe = ::redis::pipe();
-            for k in &keys {
-                pipe.hgetall(k);
-            }
-            pipe.query(c)
-        })?;
-        Ok(ids
-            .iter()
-            .zip(maps)
-            .map(|(id, m)| decode(*id, &m))
-            .collect())
+        Ok(out)
     }
 
     fn bans_of(&mut self, nets: Vec<String>) -> Result<Vec<Ban>, StoreError> {
