@@ -1,33 +1,14 @@
 //! pyfilter: follows logs, counts failed attempts per address, bans brute-forcing
 //! addresses in the firewall and records the bans. See DESIGN.md for the shape.
 
-mod actions;
-mod batch;
-mod cli;
-mod cmd;
-mod config;
-mod counter;
-mod daemon;
-mod duration;
-mod engine;
-mod firewall;
-mod follow;
-mod lines;
-mod net;
-mod pattern;
-mod rule;
-mod store;
-mod sync;
-mod timestamp;
-mod watch;
-
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
-use crate::cmd::UsageError;
-use crate::config::{ConfigError, Settings};
+use pyfilter::cli::{Cli, Command};
+use pyfilter::cmd::{self, UsageError};
+use pyfilter::config::{ConfigError, Settings};
+use pyfilter::daemon;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -1,0 +1,23 @@
+//! pyfilter as a library: every part of the daemon and the CLI, so that the binary,
+//! the fuzz targets and the benchmarks share one implementation. The binary
+//! (`src/main.rs`) only parses the command line and dispatches.
+
+pub mod actions;
+pub mod batch;
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod counter;
+pub mod daemon;
+pub mod duration;
+pub mod engine;
+pub mod firewall;
+pub mod follow;
+pub mod lines;
+pub mod net;
+pub mod pattern;
+pub mod rule;
+pub mod store;
+pub mod sync;
+pub mod timestamp;
+pub mod watch;
