@@ -178,6 +178,8 @@ pub struct RuleOverride {
     pub request_time: Option<Duration>,
     pub ban_time: Option<BanTime>,
     pub log_files: Option<Vec<String>>,
+    /// Read this journal (matches, file) instead of the rule file's.
+    pub journal: Option<crate::rule::JournalSpec>,
     /// For rules whose patterns use `<URL>`.
     pub urls: Option<Vec<String>>,
     /// For rules whose patterns use `<STATUS>`.
@@ -699,6 +701,9 @@ fn compile_rules(name: &Path, text: &str, config: &Config) -> Result<Vec<Rule>, 
         }
         if let Some(files) = over.log_files {
             file.log_files = files;
+        }
+        if let Some(journal) = over.journal {
+            file.journal = Some(journal);
         }
         if let Some(urls) = over.urls {
             file.urls = urls;

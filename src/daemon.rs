@@ -17,6 +17,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use crate::config::{Settings, StoreKind};
 use crate::engine::Engine;
 use crate::firewall;
+use crate::journal;
 use crate::store::SqliteStore;
 use crate::sync;
 use crate::watch::{self, Event, WatchContext};
@@ -56,9 +57,15 @@ impl Watchers {
             let names: Vec<&str> = spec.rules.iter().map(|r| &*r.name).collect();
             log::info!("following {} for {}", spec.path, names.join(", "));
         }
+        let mut handles = watch::spawn_all(specs, &positions, &ctx);
+        handles.extend(journal::spawn_all(
+            settings.enabled_rules(),
+            &engine.saved_cursors()?,
+            &ctx,
+        ));
         Ok(Watchers {
             stop: Some(stop_tx),
-            handles: watch::spawn_all(specs, &positions, &ctx),
+            handles,
         })
     }
 

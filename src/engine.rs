@@ -44,6 +44,8 @@ pub struct Engine {
     reconcile_due: Option<Instant>,
     epoch: Option<String>,
     positions: Positions,
+    /// Journal cursors not yet saved, by rule.
+    cursors: crate::journal::Cursors,
     positions_due: Option<Instant>,
     /// Bans decided but not yet applied (see `commit`).
     pending: Vec<NewBan>,
@@ -72,6 +74,7 @@ impl Engine {
             reconcile_due: None,
             epoch: None,
             positions: Positions::new(),
+            cursors: Default::default(),
             positions_due: None,
             next_expiry: None,
             pending: Vec::new(),
@@ -256,11 +259,20 @@ impl Engine {
         Ok(self.local.positions()?)
     }
 
+    pub fn saved_cursors(&self) -> anyhow::Result<crate::journal::Cursors> {
+        Ok(self.local.cursors()?)
+    }
+
     pub fn handle(&mut self, event: Event) {
         match event {
             Event::Attempt(a) => self.attempt(a),
             Event::Position { path, position } => {
                 self.positions.insert(path, position);
+                self.positions_due
+                    .get_or_insert_with(|| Instant::now() + POSITION_FLUSH);
+            }
+            Event::Cursor { rule, cursor } => {
+                self.cursors.insert(rule, cursor);
                 self.positions_due
                     .get_or_insert_with(|| Instant::now() + POSITION_FLUSH);
             }
@@ -385,12 +397,17 @@ impl Engine {
     /// Writes changed read positions.
     pub fn flush_positions(&mut self) {
         self.positions_due = None;
-        if self.positions.is_empty() {
-            return;
+        if !self.positions.is_empty() {
+            match self.local.save_positions(&self.positions) {
+                Ok(()) => self.positions.clear(),
+                Err(e) => log::error!("cannot save log positions: {e}"),
+            }
         }
-        match self.local.save_positions(&self.positions) {
-            Ok(()) => self.positions.clear(),
-            Err(e) => log::error!("cannot save log positions: {e}"),
+        if !self.cursors.is_empty() {
+            match self.local.save_cursors(&self.cursors) {
+                Ok(()) => self.cursors.clear(),
+                Err(e) => log::error!("cannot save journal cursors: {e}"),
+            }
         }
     }
 

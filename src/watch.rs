@@ -42,6 +42,11 @@ pub enum Event {
         path: PathBuf,
         position: Position,
     },
+    /// How far a rule's journal has been handled.
+    Cursor {
+        rule: String,
+        cursor: String,
+    },
     /// Another server's ban or unban (from the sync thread).
     Remote(crate::sync::RemoteEvent),
     /// The sync thread's link to Redis went up or down.
@@ -68,7 +73,7 @@ pub struct LogSpec {
 /// read it).
 pub fn log_specs<'a>(rules: impl Iterator<Item = &'a Rule>) -> Vec<LogSpec> {
     let mut specs: Vec<LogSpec> = Vec::new();
-    for rule in rules {
+    for rule in rules.filter(|r| !crate::journal::reads_journal(r)) {
         let rule = Arc::new(rule.clone());
         for path in &rule.log_files {
             match specs.iter_mut().find(|s| &s.path == path) {

@@ -456,3 +456,92 @@ fn lines_written_right_after_ready_count_and_old_history_does_not() {
     ban_appears(&ns, "192.0.2.141");
     assert!(!ns.has_ban("192.0.2.140"), "{}", d.output());
 }
+
+/// Appends one entry to a journal file, as journald would (systemd-journal-remote writes
+/// real journal files from the export format).
+fn journal_entry(file: &std::path::Path, comm: &str, message: &str) {
+    let export = file.with_extension("export");
+    let micros = chrono::Utc::now().timestamp_micros();
+    std::fs::write(
+        &export,
+        format!("__REALTIME_TIMESTAMP={micros}\n_HOSTNAME=web1\nSYSLOG_IDENTIFIER={comm}\n_PID=4242\n_COMM={comm}\nMESSAGE={message}\n\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new("/lib/systemd/systemd-journal-remote")
+        .arg(format!("--output={}", file.display()))
+        .arg(&export)
+        .output()
+        .expect("systemd-journal-remote (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_journal_is_followed_and_resumed_from_its_cursor() {
+    let ns = Netns::new();
+    let s = Setup::new("");
+    let journal = s.path("system.journal");
+    let config = format!(
+        "failed_attempts: 2\nrules:\n  sshd: {{ log_files: [], journal: {{ file: '{}', match: [_COMM=sshd, _COMM=sshd-session] }} }}",
+        journal.display()
+    );
+    s.write_config(&config);
+    // History from before the first start is not replayed.
+    journal_entry(
+        &journal,
+        "sshd",
+        "Failed password for root from 192.0.2.150 port 22 ssh2",
+    );
+    journal_entry(
+        &journal,
+        "sshd",
+        "Failed password for root from 192.0.2.150 port 22 ssh2",
+    );
+    let d = Daemon::start(&s, &ns);
+    d.wait_log("following the journal for sshd");
+    std::thread::sleep(Duration::from_millis(300));
+    journal_entry(
+        &journal,
+        "sshd-session",
+        "Failed password for root from 192.0.2.151 port 22 ssh2",
+    );
+    journal_entry(
+        &journal,
+        "sshd-session",
+        "Failed password for invalid user x from 192.0.2.151 port 22 ssh2",
+    );
+    // Another program's entry naming an address is not sshd's.
+    journal_entry(
+        &journal,
+        "cron",
+        "Failed password for root from 192.0.2.152 port 22 ssh2",
+    );
+    ban_appears(&ns, "192.0.2.151");
+    assert!(!ns.has_ban("192.0.2.150") && !ns.has_ban("192.0.2.152"));
+    let (_, status, out) = d.stop();
+    assert!(status.success(), "{out}");
+    // Written while stopped: read after the restart, from the saved cursor.
+    journal_entry(
+        &journal,
+        "sshd",
+        "Failed password for root from 192.0.2.153 port 22 ssh2",
+    );
+    journal_entry(
+        &journal,
+        "sshd",
+        "Failed password for root from 192.0.2.153 port 22 ssh2",
+    );
+    let d = Daemon::start(&s, &ns);
+    ban_appears(&ns, "192.0.2.153");
+    // And the entries before the cursor were not replayed: one ban of .151 in the history.
+    let all = stdout(&s.cli(Some(&ns), &["list", "--all", "--json"]));
+    assert_eq!(
+        all.matches(r#""ip":"192.0.2.151""#).count(),
+        1,
+        "{all}\n{}",
+        d.output()
+    );
+}

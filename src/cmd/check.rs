@@ -117,7 +117,24 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
                 }
             );
         }
-        if rule.log_files.is_empty() {
+        if let Some(journal) = &rule.journal {
+            let state = if crate::journal::reads_journal(rule) {
+                "read now: none of the files exists"
+            } else {
+                "used when none of the files exists"
+            };
+            println!(
+                "    journal {} ({state})",
+                journal
+                    .file
+                    .as_ref()
+                    .map_or("(system)".to_string(), |f| f.display().to_string())
+            );
+            if crate::journal::reads_journal(rule) && !crate::journal::journalctl_installed() {
+                warnings.push(format!("rule {} reads the journal, but journalctl is not installed (apt-get install systemd)", rule.name));
+            }
+        }
+        if rule.log_files.is_empty() && rule.journal.is_none() {
             warnings.push(format!(
                 "rule {} is enabled but has no log_files",
                 rule.name

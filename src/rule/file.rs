@@ -36,6 +36,9 @@ pub struct RuleFile {
     pub request_time: Option<Duration>,
     #[serde(default)]
     pub ban_time: Option<BanTime>,
+    /// Read the systemd journal instead of files (or when none of `log_files` exists).
+    #[serde(default)]
+    pub journal: Option<JournalSpec>,
     /// What `<URL>` in a pattern stands for: these paths, literally.
     #[serde(default)]
     pub urls: Vec<String>,
@@ -46,6 +49,18 @@ pub struct RuleFile {
 
 fn yes() -> bool {
     true
+}
+
+/// Which journal entries a rule reads: `journalctl` matches (`FIELD=value`; one field
+/// given twice means either value), and optionally a journal file or directory instead
+/// of the system journal.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSpec {
+    #[serde(rename = "match", default)]
+    pub matches: Vec<String>,
+    #[serde(default)]
+    pub file: Option<PathBuf>,
 }
 
 /// A value written either alone or as a list (`time_format: auto` or

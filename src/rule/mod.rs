@@ -24,7 +24,7 @@ use crate::timestamp::{TimeCache, TimeFormat, TimeFormats};
 mod cases;
 mod file;
 
-pub use file::{Origin, RuleFile, load_sources};
+pub use file::{JournalSpec, Origin, RuleFile, load_sources};
 
 /// When an IP is banned: the three numbers, after config overrides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +55,7 @@ pub struct Rule {
     pub description: String,
     pub enabled: bool,
     pub log_files: Vec<String>,
+    pub journal: Option<JournalSpec>,
     pub time_format: TimeFormats,
     pub limits: Limits,
     pub origin: Origin,
@@ -130,6 +131,21 @@ impl Rule {
         if file.patterns.is_empty() {
             return Err("a rule needs at least one pattern".into());
         }
+        if let Some(journal) = &file.journal {
+            // Matches become journalctl arguments: a field name, `=`, a value; never an option.
+            if let Some(bad) = journal.matches.iter().find(|m| {
+                m.split_once('=').is_none_or(|(field, _)| {
+                    field.is_empty()
+                        || !field
+                            .bytes()
+                            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                })
+            }) {
+                return Err(format!(
+                    "journal.match `{bad}` is not FIELD=value (an upper-case journal field, like _SYSTEMD_UNIT=ssh.service)"
+                ));
+            }
+        }
         let time_format = match &file.time_format {
             None => TimeFormats::new(vec![TimeFormat::Auto])?,
             Some(t) => TimeFormats::new(
@@ -188,6 +204,7 @@ impl Rule {
             description: file.description,
             enabled: file.enabled,
             log_files: file.log_files,
+            journal: file.journal,
             time_format,
             limits,
             origin,

@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Ban, NewBan, Position, Positions, Recorded, StoreError};
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE bans (
@@ -47,6 +47,15 @@ CREATE TABLE outbox (
     op        TEXT    NOT NULL,
     payload   TEXT    NOT NULL,
     queued_at INTEGER NOT NULL
+);
+";
+
+/// Version 3: where each rule's journal was left.
+const SCHEMA_V3: &str = "
+CREATE TABLE journal_cursors (
+    rule       TEXT PRIMARY KEY,
+    cursor     TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL
 );
 ";
 
@@ -104,7 +113,7 @@ impl SqliteStore {
                 known: SCHEMA_VERSION,
             });
         }
-        let steps: [(i64, &str); 2] = [(1, SCHEMA_V1), (2, SCHEMA_V2)];
+        let steps: [(i64, &str); 3] = [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)];
         for (to, sql) in steps.into_iter().filter(|(to, _)| *to > version) {
             let path = self.path.clone();
             let err = |source| StoreError::Sqlite {
@@ -305,6 +314,34 @@ impl SqliteStore {
             .execute("DELETE FROM outbox WHERE seq = ?1", params![seq])
             .map(|_| ())
             .map_err(|e| self.err(e))
+    }
+
+    /// Saved journal cursors, by rule.
+    pub fn cursors(&self) -> Result<crate::journal::Cursors, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT rule, cursor FROM journal_cursors")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Saves journal cursors in one transaction.
+    pub fn save_cursors(&mut self, cursors: &crate::journal::Cursors) -> Result<(), StoreError> {
+        self.batch(|s| {
+            for (rule, cursor) in cursors {
+                s.conn
+                    .execute(
+                        "INSERT INTO journal_cursors (rule, cursor, updated_at) VALUES (?1, ?2, ?3)
+                         ON CONFLICT(rule) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+                        params![rule, cursor, Utc::now().timestamp()],
+                    )
+                    .map_err(|e| s.err(e))?;
+            }
+            Ok(())
+        })
     }
 
     /// Saved read positions of log files.

@@ -1,0 +1,321 @@
+//! The systemd journal as a log source: `journalctl --follow --output=json`, one child
+//! process per rule that reads the journal.
+//!
+//! Each entry becomes one line in the syslog shape the rules already read — its own time
+//! (RFC 3339, from `__REALTIME_TIMESTAMP`), host, identifier and pid, then the message —
+//! so a rule's patterns serve for its log files and for the journal alike. The cursor of
+//! the last entry handled is sent to the decision thread, which saves it: a restart resumes
+//! exactly after it, neither replaying nor missing entries. A rule that names both log files
+//! and a journal reads the journal only when none of its files exists (the default sshd
+//! rule on a machine that logs to the journal alone).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use chrono::{DateTime, Local, SecondsFormat, Utc};
+use crossbeam_channel::{bounded, select};
+
+use crate::rule::{JournalSpec, Rule};
+use crate::watch::{Attempt, Event, WatchContext};
+
+/// Saved journal cursors, by rule name.
+pub type Cursors = std::collections::HashMap<String, String>;
+
+/// Whether a journal can be read here: journalctl is installed and the system journal (or
+/// the rule's own journal file) exists.
+pub fn available(spec: &JournalSpec) -> bool {
+    journalctl_installed()
+        && match &spec.file {
+            Some(f) => f.exists(),
+            None => {
+                Path::new("/run/systemd/journal").exists() || Path::new("/var/log/journal").exists()
+            }
+        }
+}
+
+pub fn journalctl_installed() -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/bin".into(), "/bin".into()])
+        .any(|d| d.join("journalctl").is_file())
+}
+
+/// Whether `rule` reads the journal rather than its files.
+pub fn reads_journal(rule: &Rule) -> bool {
+    let Some(spec) = &rule.journal else {
+        return false;
+    };
+    let any_file = rule.log_files.iter().any(|f| {
+        if f.contains(['*', '?', '[']) {
+            glob::glob(f)
+                .map(|mut g| g.next().is_some())
+                .unwrap_or(false)
+        } else {
+            Path::new(f).exists()
+        }
+    });
+    !any_file && (rule.log_files.is_empty() || available(spec))
+}
+
+/// Starts a journal thread for every rule that reads the journal.
+pub fn spawn_all<'a>(
+    rules: impl Iterator<Item = &'a Rule>,
+    cursors: &Cursors,
+    ctx: &WatchContext,
+) -> Vec<JoinHandle<()>> {
+    rules
+        .filter(|r| reads_journal(r))
+        .map(|rule| {
+            let rule = Arc::new(rule.clone());
+            let cursor = cursors.get(&*rule.name).cloned();
+            let ctx = ctx.clone();
+            log::info!(
+                "following the journal for {} ({})",
+                rule.name,
+                describe(rule.journal.as_ref().expect("reads_journal checked"))
+            );
+            std::thread::Builder::new()
+                .name(format!("journal {}", rule.name))
+                .spawn(move || {
+                    if let Err(e) = follow(&rule, cursor, &ctx) {
+                        log::error!("rule {}: the journal is no longer followed: {e}", rule.name);
+                    }
+                })
+                .expect("spawning a thread")
+        })
+        .collect()
+}
+
+fn describe(spec: &JournalSpec) -> String {
+    let source = spec
+        .file
+        .as_ref()
+        .map_or("system journal".to_string(), |f| f.display().to_string());
+    if spec.matches.is_empty() {
+        source
+    } else {
+        format!("{source}, {}", spec.matches.join(" "))
+    }
+}
+
+fn command(spec: &JournalSpec, cursor: Option<&str>) -> Command {
+    let mut c = Command::new("journalctl");
+    // --merge: without it, --follow keeps to the current boot, and a journal file from
+    // elsewhere (or entries from before a reboot) would be refused or skipped.
+    c.args([
+        "--follow",
+        "--merge",
+        "--output=json",
+        "--no-pager",
+        "--quiet",
+    ]);
+    match cursor {
+        Some(cursor) => c.arg(format!("--after-cursor={cursor}")),
+        // First start: only what is written from now on, as with files.
+        None => c.arg("--lines=0"),
+    };
+    if let Some(file) = &spec.file {
+        if file.is_dir() {
+            c.arg(format!("--directory={}", file.display()));
+        } else {
+            c.arg(format!("--file={}", file.display()));
+        }
+    }
+    // `--` ends the options: a match can never be taken for one.
+    c.arg("--").args(&spec.matches);
+    c
+}
+
+/// Kills the child when the thread ends, however it ends.
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn follow(rule: &Rule, cursor: Option<String>, ctx: &WatchContext) -> anyhow::Result<()> {
+    let spec = rule
+        .journal
+        .as_ref()
+        .expect("spawned for journal rules only");
+    let mut child = Reaper(
+        command(spec, cursor.as_deref())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?,
+    );
+    let stdout = child.0.stdout.take().expect("piped");
+    // The pipe is read on a thread of its own, so that this one can wait for a stop too.
+    let (lines_tx, lines) = bounded::<std::io::Result<Vec<u8>>>(1024);
+    let reader = std::thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        loop {
+            let mut line = Vec::new();
+            match r.read_until(b'\n', &mut line) {
+                Ok(0) => return,
+                Ok(_) => {
+                    if lines_tx.send(Ok(line)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = lines_tx.send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    let mut scratch = rule.scratch();
+    let mut skipped = 0u64;
+    loop {
+        select! {
+            recv(lines) -> line => {
+                let Ok(line) = line else { break };
+                let line = line?;
+                let Some(entry) = Entry::parse(&line) else {
+                    log::debug!("rule {}: not a journal entry: {}", rule.name, String::from_utf8_lossy(&line));
+                    continue;
+                };
+                let text = entry.as_line();
+                match rule.examine(text.as_bytes(), Local::now(), &mut scratch) {
+                    None => {}
+                    Some(Ok(found)) => {
+                        let attempt = Attempt { rule: Arc::clone(&rule.name), ip: found.ip, at: found.at, instant: found.instant, line: text };
+                        let _ = ctx.events.send(Event::Attempt(attempt));
+                    }
+                    Some(Err(skip)) => {
+                        skipped += 1;
+                        let level = if skipped == 1 { log::Level::Warn } else { log::Level::Debug };
+                        log::log!(level, "rule {}: journal entry skipped, {skip}: {text}", rule.name);
+                    }
+                }
+                if let Some(cursor) = entry.cursor {
+                    let _ = ctx.events.send(Event::Cursor { rule: rule.name.to_string(), cursor });
+                }
+            }
+            recv(ctx.stop) -> _ => break,
+        }
+    }
+    drop(child);
+    let _ = reader.join();
+    Ok(())
+}
+
+/// The fields of one journal entry that make its line.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Entry {
+    at: Option<DateTime<Utc>>,
+    host: String,
+    ident: String,
+    pid: String,
+    message: String,
+    cursor: Option<String>,
+}
+
+impl Entry {
+    fn parse(json: &[u8]) -> Option<Entry> {
+        let v: serde_json::Value = serde_json::from_slice(json).ok()?;
+        let field = |k: &str| -> Option<String> {
+            match v.get(k)? {
+                serde_json::Value::String(s) => Some(s.clone()),
+                // journalctl writes a field that is not valid UTF-8 as an array of bytes.
+                serde_json::Value::Array(bytes) => {
+                    let bytes: Vec<u8> = bytes
+                        .iter()
+                        .filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                        .collect();
+                    Some(String::from_utf8_lossy(&bytes).into_owned())
+                }
+                other => Some(other.to_string()),
+            }
+        };
+        let micros: Option<i64> = field("__REALTIME_TIMESTAMP").and_then(|t| t.parse().ok());
+        Some(Entry {
+            at: micros.and_then(|m| {
+                DateTime::from_timestamp(
+                    m.div_euclid(1_000_000),
+                    (m.rem_euclid(1_000_000) * 1000) as u32,
+                )
+            }),
+            host: field("_HOSTNAME").unwrap_or_else(|| "localhost".into()),
+            ident: field("SYSLOG_IDENTIFIER")
+                .or_else(|| field("_COMM"))
+                .unwrap_or_else(|| "unknown".into()),
+            pid: field("SYSLOG_PID")
+                .or_else(|| field("_PID"))
+                .unwrap_or_default(),
+            message: field("MESSAGE")?,
+            cursor: field("__CURSOR"),
+        })
+    }
+
+    /// `2025-11-26T01:02:03.123456+00:00 host sshd[123]: message`: the shape rules read.
+    fn as_line(&self) -> String {
+        let at = self
+            .at
+            .unwrap_or_else(Utc::now)
+            .with_timezone(&Local)
+            .to_rfc3339_opts(SecondsFormat::Micros, false);
+        // A message spanning lines would let its own text pose as the start of a line.
+        let message = self.message.replace(['\n', '\r'], " ");
+        if self.pid.is_empty() {
+            format!("{at} {} {}: {message}", self.host, self.ident)
+        } else {
+            format!("{at} {} {}[{}]: {message}", self.host, self.ident, self.pid)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_becomes_a_syslog_shaped_line_with_its_own_time() {
+        let json = br#"{"MESSAGE":"Failed password for root from 192.0.2.5 port 22 ssh2","SYSLOG_IDENTIFIER":"sshd-session","_HOSTNAME":"web1","_PID":"123","__REALTIME_TIMESTAMP":"1764118923123456","__CURSOR":"s=abc;i=1"}"#;
+        let e = Entry::parse(json).unwrap();
+        assert_eq!(e.cursor.as_deref(), Some("s=abc;i=1"));
+        let line = e.as_line();
+        assert!(
+            line.ends_with(
+                " web1 sshd-session[123]: Failed password for root from 192.0.2.5 port 22 ssh2"
+            ),
+            "{line}"
+        );
+        let at = DateTime::parse_from_rfc3339(line.split(' ').next().unwrap()).unwrap();
+        assert_eq!(at.timestamp_micros(), 1_764_118_923_123_456);
+    }
+
+    #[test]
+    fn binary_and_multi_line_messages_are_tamed() {
+        let json = br#"{"MESSAGE":[70,97,105,108,255,10,49],"__REALTIME_TIMESTAMP":"0"}"#;
+        let line = Entry::parse(json).unwrap().as_line();
+        assert!(!line.contains('\n') && line.contains("Fail"), "{line}");
+        assert!(Entry::parse(br#"{"NO_MESSAGE":"x"}"#).is_none());
+        assert!(Entry::parse(b"not json").is_none());
+    }
+
+    #[test]
+    fn matches_go_after_a_double_dash() {
+        let spec = JournalSpec {
+            matches: vec!["_COMM=sshd".into()],
+            file: None,
+        };
+        let c = command(&spec, Some("s=1"));
+        let args: Vec<_> = c
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(args.last().map(String::as_str), Some("_COMM=sshd"));
+        assert!(
+            args.contains(&"--".to_string()) && args.contains(&"--after-cursor=s=1".to_string())
+        );
+    }
+}
