@@ -700,7 +700,10 @@ fn compile_rules(name: &Path, text: &str, config: &Config) -> Result<Vec<Rule>, 
             file.enabled = list.contains(&file.name);
         }
         if let Some(files) = over.log_files {
+            // Files named in the configuration are what the user wants read (followed when
+            // they appear), not a reason to fall back to the journal.
             file.log_files = files;
+            file.journal = None;
         }
         if let Some(journal) = over.journal {
             file.journal = Some(journal);
