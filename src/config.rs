@@ -138,6 +138,9 @@ pub struct Config {
     pub request_time: Duration,
     #[serde(default = "default_ban_time")]
     pub ban_time: BanTime,
+    /// Repeat offenders: longer bans for an address banned before.
+    #[serde(default)]
+    pub ban_time_increment: Option<Increment>,
     #[serde(default = "default_ignore")]
     pub ignore: Vec<Net>,
     #[serde(default = "default_retention", deserialize_with = "de_duration")]
@@ -166,6 +169,44 @@ pub struct Config {
     /// When set, exactly these rules run, whatever their files and `rules` say.
     #[serde(default)]
     pub enabled_rules: Option<Vec<String>>,
+}
+
+/// `ban_time_increment`: each earlier ban of the same address within `window` multiplies
+/// the ban time by `factor`, up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Increment {
+    #[serde(default = "default_factor")]
+    pub factor: f64,
+    #[serde(deserialize_with = "de_duration")]
+    pub max: Duration,
+    #[serde(default = "default_increment_window", deserialize_with = "de_duration")]
+    pub window: Duration,
+}
+
+impl Increment {
+    /// The ban time for an address banned `earlier` times within the window.
+    pub fn apply(&self, base: BanTime, earlier: usize) -> BanTime {
+        match base {
+            BanTime::Forever => BanTime::Forever,
+            BanTime::For(d) => {
+                let scaled =
+                    d.as_secs_f64() * self.factor.powi(i32::try_from(earlier).unwrap_or(i32::MAX));
+                BanTime::For(Duration::from_secs_f64(
+                    scaled
+                        .min(self.max.as_secs_f64())
+                        .max(d.as_secs_f64().min(self.max.as_secs_f64())),
+                ))
+            }
+        }
+    }
+}
+
+fn default_factor() -> f64 {
+    2.0
+}
+fn default_increment_window() -> Duration {
+    Duration::from_secs(30 * 86400)
 }
 
 /// Per-rule settings in `pyfilter.yml`, over those of the rule file.
@@ -620,6 +661,16 @@ fn validate(name: &Path, text: &str, config: &Config) -> Result<(), ConfigError>
             ));
         }
     }
+    if let Some(inc) = &config.ban_time_increment
+        && !(inc.factor > 1.0 && inc.factor <= 100.0)
+    {
+        return Err(ConfigError::at_key(
+            name,
+            text,
+            "ban_time_increment.factor",
+            "must be above 1 and at most 100",
+        ));
+    }
     if !(16..=128).contains(&config.ipv6_prefix) {
         return Err(ConfigError::at_key(
             name,
@@ -798,6 +849,24 @@ mod tests {
         let e = load("rules:\n  nosuch: { enabled: true }\n").unwrap_err();
         assert_eq!(e.line, Some(2), "{e}");
         assert!(e.message.contains("rules.nosuch: no such rule"), "{e}");
+    }
+
+    #[test]
+    fn repeat_offenders_get_longer_bans_up_to_the_maximum() {
+        let s = load("ban_time: 1h\nban_time_increment: { factor: 3, max: 1d }\n").unwrap();
+        let inc = s.config.ban_time_increment.unwrap();
+        let base = s.config.ban_time;
+        assert_eq!(inc.apply(base, 0), BanTime::For(Duration::from_secs(3600)));
+        assert_eq!(
+            inc.apply(base, 2),
+            BanTime::For(Duration::from_secs(9 * 3600))
+        );
+        assert_eq!(
+            inc.apply(base, 10),
+            BanTime::For(Duration::from_secs(86400))
+        );
+        assert_eq!(inc.apply(BanTime::Forever, 3), BanTime::Forever);
+        assert!(load("ban_time_increment: { factor: 1, max: 1d }\n").is_err());
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub struct Engine {
     /// Bans decided but not yet applied (see `commit`).
     pending: Vec<NewBan>,
     ipv6_prefix: u8,
+    increment: Option<crate::config::Increment>,
     next_expiry: Option<chrono::DateTime<Utc>>,
     pub bans: u64,
 }
@@ -79,6 +80,7 @@ impl Engine {
             next_expiry: None,
             pending: Vec::new(),
             ipv6_prefix: 128,
+            increment: None,
             bans: 0,
         };
         engine.configure(settings);
@@ -95,6 +97,7 @@ impl Engine {
         self.ignore = settings.ignore.clone();
         self.server = settings.config.server_name.clone();
         self.ipv6_prefix = settings.config.ipv6_prefix;
+        self.increment = settings.config.ban_time_increment;
         self.reconcile_every = (settings.config.store == crate::config::StoreKind::Redis)
             .then_some(settings.config.redis.reconcile_every);
         self.reconcile_due = self.reconcile_every.map(|d| Instant::now() + d);
@@ -321,7 +324,27 @@ impl Engine {
         // The ban runs from the deciding line's time (never later than now), so lines
         // caught up after a restart do not ban for longer than they would have live.
         let from = a.at.with_timezone(&Utc).min(now);
-        let expires_at = limits.ban_time.expiry(from);
+        let ban_time = match self.increment {
+            None => limits.ban_time,
+            Some(inc) => {
+                let since =
+                    now - chrono::Duration::from_std(inc.window).unwrap_or(chrono::Duration::MAX);
+                let earlier = self.store.bans_since(&net, since).unwrap_or_else(|e| {
+                    log::warn!("cannot count earlier bans of {}: {e}", display_net(&net));
+                    0
+                });
+                let longer = inc.apply(limits.ban_time, earlier);
+                if earlier > 0 {
+                    log::info!(
+                        "{} was banned {earlier} times within {}: banned for {longer}",
+                        display_net(&net),
+                        crate::duration::format_duration(inc.window)
+                    );
+                }
+                longer
+            }
+        };
+        let expires_at = ban_time.expiry(from);
         if expires_at.is_some_and(|t| t <= now) {
             log::info!(
                 "{} reached {attempts} attempts for rule {} at {}, but that ban would already have ended",

@@ -545,3 +545,48 @@ fn the_journal_is_followed_and_resumed_from_its_cursor() {
         d.output()
     );
 }
+
+#[test]
+fn repeat_offenders_are_banned_longer_each_time() {
+    let ns = Netns::new();
+    let s =
+        Setup::new("failed_attempts: 2\nban_time: 1h\nban_time_increment: { factor: 2, max: 3h }");
+    append(&s.log(), "");
+    let d = Daemon::start(&s, &ns);
+    let lengths = |s: &Setup| -> Vec<i64> {
+        stdout(&s.cli(Some(&ns), &["list", "--all", "--json"]))
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let t = |k: &str| {
+                    chrono::DateTime::parse_from_rfc3339(v[k].as_str().unwrap())
+                        .unwrap()
+                        .timestamp()
+                };
+                (t("expires_at") - t("banned_at")) / 60
+            })
+            .collect()
+    };
+    for round in 0..3 {
+        append(
+            &s.log(),
+            &format!("{}{}", failed("192.0.2.160"), failed("192.0.2.160")),
+        );
+        ban_appears(&ns, "192.0.2.160");
+        assert!(s.cli(Some(&ns), &["unban", "192.0.2.160"]).status.success());
+        assert_eq!(lengths(&s).len(), round + 1);
+    }
+    // 1 h, then twice as long, then capped at 3 h (minutes, give or take the rounding).
+    let l = lengths(&s);
+    assert!(
+        (59..=60).contains(&l[0]) && (119..=120).contains(&l[1]) && (179..=180).contains(&l[2]),
+        "{l:?}\n{}",
+        d.output()
+    );
+    assert!(
+        d.output()
+            .contains("was banned 2 times within 30d: banned for 3h"),
+        "{}",
+        d.output()
+    );
+}

@@ -40,6 +40,8 @@ pub trait BanStore: Send {
     fn next_expiry(&mut self) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// Drops lifted bans lifted before `before`; returns how many.
     fn purge_history(&mut self, before: DateTime<Utc>) -> Result<usize, StoreError>;
+    /// How many bans of exactly `net` began at or after `since` (active or lifted).
+    fn bans_since(&mut self, net: &IpNet, since: DateTime<Utc>) -> Result<usize, StoreError>;
     /// Delivers changes queued while the store was unreachable; returns how many.
     fn flush_outbox(&mut self) -> Result<usize, StoreError> {
         Ok(0)

@@ -38,6 +38,8 @@ local score = '+inf'
 if ARGV[9] ~= '' then score = ARGV[9] end
 redis.call('ZADD', p .. 'expiry', score, net)
 redis.call('ZADD', p .. 'history', ARGV[8], id)
+redis.call('ZADD', p .. 'bans_of:' .. net, ARGV[8], id)
+if tonumber(ARGV[14]) > 0 then redis.call('EXPIRE', p .. 'bans_of:' .. net, ARGV[14]) end
 if ARGV[10] ~= '' then
   local untl = cjson.null
   if ARGV[12] ~= '' then untl = ARGV[12] end
@@ -227,7 +229,8 @@ impl RedisStore {
             .arg(self.channel.clone().unwrap_or_default())
             .arg(rfc3339(ban.banned_at))
             .arg(ban.expires_at.map(rfc3339).unwrap_or_default())
-            .arg(display_net(&ban.net));
+            .arg(display_net(&ban.net))
+            .arg(self.retention.as_secs());
         let (id, new): (i64, i64) = self.with(|c| inv.invoke(c))?;
         if new == 1 {
             Ok(Recorded::New(Ban {
@@ -459,6 +462,17 @@ impl BanStore for RedisStore {
     /// lifted before `before` now (a shorter retention, or records from before it was set).
     fn flush_outbox(&mut self) -> Result<usize, StoreError> {
         self.deliver_outbox()
+    }
+
+    fn bans_since(&mut self, net: &IpNet, since: DateTime<Utc>) -> Result<usize, StoreError> {
+        let key = self.key(&format!("bans_of:{net}"));
+        self.with(|c| {
+            ::redis::cmd("ZCOUNT")
+                .arg(&key)
+                .arg(since.timestamp())
+                .arg("+inf")
+                .query(c)
+        })
     }
 
     fn epoch(&mut self) -> Result<Option<String>, StoreError> {

@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Ban, NewBan, Position, Positions, Recorded, StoreError};
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE bans (
@@ -58,6 +58,9 @@ CREATE TABLE journal_cursors (
     updated_at INTEGER NOT NULL
 );
 ";
+
+/// Version 4: bans by address, for repeat offenders.
+const SCHEMA_V4: &str = "CREATE INDEX bans_net ON bans(net, banned_at);";
 
 const COLUMNS: &str = "id, net, rule, reason, attempts, server, source, banned_at, expires_at, lifted_at, lift_reason";
 
@@ -113,7 +116,12 @@ impl SqliteStore {
                 known: SCHEMA_VERSION,
             });
         }
-        let steps: [(i64, &str); 3] = [(1, SCHEMA_V1), (2, SCHEMA_V2), (3, SCHEMA_V3)];
+        let steps: [(i64, &str); 4] = [
+            (1, SCHEMA_V1),
+            (2, SCHEMA_V2),
+            (3, SCHEMA_V3),
+            (4, SCHEMA_V4),
+        ];
         for (to, sql) in steps.into_iter().filter(|(to, _)| *to > version) {
             let path = self.path.clone();
             let err = |source| StoreError::Sqlite {
@@ -510,6 +518,16 @@ impl super::BanStore for SqliteStore {
     }
     fn purge_history(&mut self, before: DateTime<Utc>) -> Result<usize, StoreError> {
         SqliteStore::purge_history(self, before)
+    }
+    fn bans_since(&mut self, net: &IpNet, since: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM bans WHERE net = ?1 AND banned_at >= ?2",
+                params![net.to_string(), since.timestamp()],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as usize)
+            .map_err(|e| self.err(e))
     }
 }
 
