@@ -1,10 +1,11 @@
 //! Banning, unbanning and expiring: the store and the firewall changed together.
 //!
 //! The daemon's decision thread and the short-lived CLI commands both go through these
-//! functions, so a ban means the same thing whoever makes it. A batch is one store
-//! transaction and one firewall call. The store is written first (it is the truth); when
-//! the firewall then refuses, the new records are rolled back so the store never claims
-//! a ban the kernel does not hold.
+//! functions, so a ban means the same thing whoever makes it. A batch is one firewall call
+//! and one store transaction. The firewall goes first: protection must not depend on the
+//! disk (a full disk or a read-only state directory still bans, and says it could not
+//! record), and when the firewall refuses nothing is recorded, so the store never claims
+//! a ban the kernel does not hold and a retry starts clean.
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
@@ -19,10 +20,12 @@ pub enum ActionError {
     Store(#[from] StoreError),
     #[error("firewall: {0}")]
     Firewall(#[from] FirewallError),
+    #[error("{banned} bans are in the firewall but were not recorded: {source}")]
+    NotRecorded { banned: usize, source: StoreError },
 }
 
-/// Records and enforces bans. Addresses already banned are left as they are (and the
-/// kernel is made to agree, idempotently).
+/// Enforces and records bans. Addresses already banned are left as they are (the kernel
+/// is made to agree, idempotently).
 pub fn ban_many(
     store: &mut dyn BanStore,
     firewall: &mut dyn Firewall,
@@ -31,28 +34,18 @@ pub fn ban_many(
     if bans.is_empty() {
         return Ok(Vec::new());
     }
-    let recorded = store.record_many(bans)?;
     let now = Utc::now();
-    let entries: Vec<Entry> = recorded
+    let entries: Vec<Entry> = bans
         .iter()
-        .map(|r| match r {
-            Recorded::New(b) | Recorded::AlreadyBanned(b) => Entry::until(b.net, b.expires_at, now),
-        })
+        .map(|b| Entry::until(b.net, b.expires_at, now))
         .collect();
-    if let Err(e) = firewall.ban(&entries) {
-        let new: Vec<IpNet> = recorded
-            .iter()
-            .filter_map(|r| {
-                if let Recorded::New(b) = r {
-                    Some(b.net)
-                } else {
-                    None
-                }
-            })
-            .collect();
-        store.lift_many(&new, now, &format!("firewall refused: {e}"))?;
-        return Err(e.into());
-    }
+    firewall.ban(&entries)?;
+    let recorded = store
+        .record_many(bans)
+        .map_err(|source| ActionError::NotRecorded {
+            banned: bans.len(),
+            source,
+        })?;
     for r in &recorded {
         if let Recorded::New(ban) = r {
             log::info!(

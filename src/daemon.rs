@@ -42,7 +42,7 @@ struct Watchers {
 impl Watchers {
     fn start(
         settings: &Settings,
-        engine: &Engine,
+        engine: &mut Engine,
         events: &Sender<Event>,
     ) -> anyhow::Result<Watchers> {
         let (stop_tx, stop_rx) = bounded::<()>(0);
@@ -112,7 +112,7 @@ pub fn run(config_path: Option<&Path>, mut settings: Settings) -> anyhow::Result
             events_tx.clone(),
         )?;
     }
-    let mut watchers = Watchers::start(&settings, &engine, &events_tx)?;
+    let mut watchers = Watchers::start(&settings, &mut engine, &events_tx)?;
     let rules: Vec<&str> = settings.enabled_rules().map(|r| &*r.name).collect();
     log::info!(
         "pyfilter ready: rules {}, firewall {}, store {}, {restored} bans restored",
@@ -155,7 +155,7 @@ pub fn run(config_path: Option<&Path>, mut settings: Settings) -> anyhow::Result
                             }
                             engine.configure(&new);
                             settings = new;
-                            watchers = Watchers::start(&settings, &engine, &events_tx)?;
+                            watchers = Watchers::start(&settings, &mut engine, &events_tx)?;
                             log::info!("configuration reloaded");
                         }
                         Err(e) => log::error!("reload refused, keeping the running configuration: {e}"),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use ipnet::IpNet;
 
-use crate::actions;
+use crate::actions::{self, ActionError};
 use crate::config::Settings;
 use crate::counter::{Counters, Outcome};
 use crate::firewall::{Entry, Firewall};
@@ -23,6 +23,10 @@ use crate::rule::Limits;
 use crate::store::{BanStore, NewBan, Origin, Positions, Recorded, SqliteStore};
 use crate::sync::{Link, RemoteEvent};
 use crate::watch::{Attempt, Event};
+
+/// First wait before bans the firewall refused are tried again, and the longest.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// How often changed read positions are written.
 const POSITION_FLUSH: Duration = Duration::from_secs(1);
@@ -44,11 +48,17 @@ pub struct Engine {
     reconcile_due: Option<Instant>,
     epoch: Option<String>,
     positions: Positions,
+    /// Files whose position is in the store already.
+    saved_paths: std::collections::HashSet<std::path::PathBuf>,
     /// Journal cursors not yet saved, by rule.
     cursors: crate::journal::Cursors,
     positions_due: Option<Instant>,
     /// Bans decided but not yet applied (see `commit`).
     pending: Vec<NewBan>,
+    /// Bans the firewall refused, tried again at `retry_due`, the delay doubling.
+    retry: Vec<NewBan>,
+    retry_due: Option<Instant>,
+    retry_delay: Option<Duration>,
     ipv6_prefix: u8,
     increment: Option<crate::config::Increment>,
     next_expiry: Option<chrono::DateTime<Utc>>,
@@ -76,9 +86,13 @@ impl Engine {
             epoch: None,
             positions: Positions::new(),
             cursors: Default::default(),
+            saved_paths: Default::default(),
             positions_due: None,
             next_expiry: None,
             pending: Vec::new(),
+            retry: Vec::new(),
+            retry_due: None,
+            retry_delay: None,
             ipv6_prefix: 128,
             increment: None,
             bans: 0,
@@ -258,8 +272,10 @@ impl Engine {
         }
     }
 
-    pub fn saved_positions(&self) -> anyhow::Result<Positions> {
-        Ok(self.local.positions()?)
+    pub fn saved_positions(&mut self) -> anyhow::Result<Positions> {
+        let positions = self.local.positions()?;
+        self.saved_paths.extend(positions.keys().cloned());
+        Ok(positions)
     }
 
     pub fn saved_cursors(&self) -> anyhow::Result<crate::journal::Cursors> {
@@ -270,9 +286,16 @@ impl Engine {
         match event {
             Event::Attempt(a) => self.attempt(a),
             Event::Position { path, position } => {
+                // A file's first position is saved at once: until it is, a crash would
+                // make the next start begin at the file's end and skip what came since.
+                let first = self.saved_paths.insert(path.clone());
                 self.positions.insert(path, position);
-                self.positions_due
-                    .get_or_insert_with(|| Instant::now() + POSITION_FLUSH);
+                if first {
+                    self.flush_positions();
+                } else {
+                    self.positions_due
+                        .get_or_insert_with(|| Instant::now() + POSITION_FLUSH);
+                }
             }
             Event::Cursor { rule, cursor } => {
                 self.cursors.insert(rule, cursor);
@@ -368,6 +391,11 @@ impl Engine {
 
     /// Applies the queued bans: one store transaction and one firewall batch.
     pub fn commit(&mut self) {
+        if self.retry_due.is_some_and(|t| t <= Instant::now()) {
+            // Bans the firewall refused earlier go with this batch.
+            self.retry_due = None;
+            self.pending.append(&mut self.retry);
+        }
         if self.pending.is_empty() {
             return;
         }
@@ -392,7 +420,31 @@ impl Engine {
                     }
                 }
             }
+            Err(ActionError::Firewall(e)) => {
+                // Nothing was recorded: the same bans are tried again, later and later.
+                let delay = self
+                    .retry_delay
+                    .map_or(RETRY_FIRST, |d| (d * 2).min(RETRY_MAX));
+                log::error!(
+                    "the firewall refused {} bans ({e}); trying again in {}",
+                    pending.len(),
+                    crate::duration::format_duration(delay)
+                );
+                self.retry_delay = Some(delay);
+                self.retry_due = Some(Instant::now() + delay);
+                self.retry.extend(pending);
+                return;
+            }
+            Err(e @ ActionError::NotRecorded { .. }) => {
+                log::error!("{e}; they protect this server until it restarts");
+                for ban in &pending {
+                    self.applied.insert(ban.net, ban.clone());
+                }
+            }
             Err(e) => log::error!("cannot ban {} addresses: {e}", pending.len()),
+        }
+        if self.retry.is_empty() {
+            self.retry_delay = None;
         }
     }
 
@@ -441,10 +493,15 @@ impl Engine {
             // Second-granular expiry times: wake just after the second turns.
             Instant::now() + wait + Duration::from_millis(5)
         });
-        [expiry, self.positions_due, self.reconcile_due]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            expiry,
+            self.positions_due,
+            self.reconcile_due,
+            self.retry_due,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Does whatever is due now.
@@ -455,6 +512,9 @@ impl Engine {
         }
         if self.next_expiry.is_some_and(|t| t <= Utc::now()) {
             self.expire();
+        }
+        if self.retry_due.is_some_and(|t| t <= now) {
+            self.commit();
         }
         if self.reconcile_due.is_some_and(|t| t <= now) {
             match self.reconcile() {
