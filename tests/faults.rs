@@ -111,3 +111,77 @@ fn sigkill_in_the_middle_of_a_burst_converges_after_restart() {
         d.output()
     );
 }
+
+#[test]
+fn a_full_disk_still_bans_and_says_so() {
+    let ns = Netns::new();
+    let s = Setup::new("failed_attempts: 2");
+    append(&s.log(), "");
+    let db_dir = s.path("db");
+    std::fs::create_dir_all(&db_dir).unwrap();
+    let db_dir = db_dir.to_str().unwrap().to_string();
+    // The daemon gets a mount namespace of its own with a small file system for its state,
+    // so that it can fill up without touching anything else.
+    let err = std::fs::File::create(s.path("daemon.log")).unwrap();
+    let script = format!("mount -t tmpfs -o size=2m tmpfs '{db_dir}' && exec \"$0\" -c \"$1\" run");
+    let mut child = ns
+        .command("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+            BIN,
+        ])
+        .arg(s.config())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(s.path("daemon.log")).unwrap_or_default();
+    let stop = |child: &mut std::process::Child| {
+        // SAFETY: a PID this test started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap()
+    };
+    let started = (0..500).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        log().contains("pyfilter ready")
+    });
+    if !started {
+        stop(&mut child);
+        panic!("the daemon did not start: {}", log());
+    }
+    // Fill the state file system.
+    let mnt = format!("--mount=/proc/{}/ns/mnt", child.id());
+    let _ = std::process::Command::new("nsenter")
+        .args([
+            &mnt,
+            "--",
+            "dd",
+            "if=/dev/zero",
+            &format!("of={db_dir}/fill"),
+            "bs=64k",
+        ])
+        .output()
+        .unwrap();
+    append(
+        &s.log(),
+        &format!("{}{}", failed("192.0.2.173"), failed("192.0.2.173")),
+    );
+    let banned = (0..250).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        ns.has_ban("192.0.2.173")
+    });
+    let said = (0..500).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        log().contains("are in the firewall but were not recorded")
+    });
+    let status = stop(&mut child);
+    assert!(banned, "no ban with a full disk:\n{}", log());
+    assert!(said, "no clear error:\n{}", log());
+    assert!(status.success(), "{}", log());
+}
