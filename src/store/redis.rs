@@ -335,6 +335,13 @@ impl RedisStore {
         Ok(delivered)
     }
 
+    /// Whether the outbox is empty, delivering it first when it is not. Queued operations
+    /// go before new ones, so the fleet sees them in order; `false` means Redis is away
+    /// (or still refusing), so new operations queue behind them.
+    fn outbox_delivered(&mut self) -> Result<bool, StoreError> {
+        Ok(self.outbox_len()? == 0 || self.deliver_outbox().is_ok())
+    }
+
     /// How many operations wait in the outbox.
     pub fn outbox_len(&self) -> Result<usize, StoreError> {
         Ok(self.outbox.outbox()?.len())
@@ -346,9 +353,7 @@ impl BanStore for RedisStore {
     /// the server keeps protecting itself.
     fn record_many(&mut self, bans: &[NewBan]) -> Result<Vec<Recorded>, StoreError> {
         let mut out = Vec::with_capacity(bans.len());
-        // Queued operations go first, so the fleet sees them in order.
-        let queued = self.outbox_len()?;
-        let mut reachable = queued == 0 || self.deliver_outbox().is_ok();
+        let mut reachable = self.outbox_delivered()?;
         for ban in bans {
             if reachable {
                 match self.record_one(ban) {
@@ -378,8 +383,7 @@ impl BanStore for RedisStore {
         why: &str,
     ) -> Result<Vec<Ban>, StoreError> {
         let mut lifted = Vec::new();
-        let queued = self.outbox_len()?;
-        let mut reachable = queued == 0 || self.deliver_outbox().is_ok();
+        let mut reachable = self.outbox_delivered()?;
         for net in nets {
             if reachable {
                 match self.lift_one(net, at, why) {
