@@ -129,16 +129,18 @@ impl TimeFormat {
             b'A'..=b'Z' if syslog => 15,
             b'0'..=b'9' if iso => {
                 let first = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
-                if first == 10 {
-                    // `date time`: the time is the second token.
-                    first
-                        + 1
-                        + rest[first + 1..]
-                            .iter()
-                            .position(|&b| b == b' ')
-                            .unwrap_or(rest.len() - first - 1)
-                } else {
-                    first
+                match rest.get(first + 1..) {
+                    // `date time`: the time is the second token. (Found by fuzzing: a
+                    // ten-byte text with no space has no second token at all.)
+                    Some(second) if first == 10 => {
+                        first
+                            + 1
+                            + second
+                                .iter()
+                                .position(|&b| b == b' ')
+                                .unwrap_or(second.len())
+                    }
+                    _ => first,
                 }
             }
             _ => return None,
