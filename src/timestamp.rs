@@ -126,7 +126,7 @@ impl TimeFormat {
         let syslog = matches!(self, TimeFormat::Auto | TimeFormat::Syslog);
         let iso = matches!(self, TimeFormat::Auto | TimeFormat::Rfc3339);
         let len = match rest.first()? {
-            b'A'..=b'Z' if syslog => 15,
+            b'A'..=b'Z' if syslog => syslog_len(rest)?,
             b'0'..=b'9' if iso => {
                 let first = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
                 match rest.get(first + 1..) {
@@ -152,6 +152,18 @@ impl TimeFormat {
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
+
+/// How many bytes `read_syslog` looks at: month, spaces, the day token, a space and the
+/// clock. (Found by fuzzing: a fixed 15 let a cached time stand for a padded stamp that
+/// differs only further on.)
+fn syslog_len(b: &[u8]) -> Option<usize> {
+    let mut i = b.len().min(3);
+    while b.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    i += b[i..].iter().position(|&c| c == b' ')?;
+    Some((i + 1 + 8).min(b.len()))
+}
 
 /// `Mmm dd hh:mm:ss`, day space-padded or not.
 fn read_syslog(text: &str, reference: DateTime<Local>) -> Option<DateTime<FixedOffset>> {

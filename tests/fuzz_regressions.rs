@@ -52,3 +52,29 @@ fn timestamp_ten_byte_line_through_a_rule() {
     let got = rule.examine(b"10.0.0.123", reference(), &mut scratch);
     assert!(matches!(got, Some(Err(_))), "{got:?}");
 }
+
+/// Found with the `timestamp` target's cache check (consecutive lines through one
+/// `TimeCache` must read as without it): the cache keys a syslog stamp on its first 15
+/// bytes, but `read_syslog` skips any number of spaces after the month (and reads a day
+/// such as `0026`), so a stamp longer than 15 bytes reads past the key. Two lines that
+/// differ only after byte 15 (`Nov  26 01:02:03`, `Nov  26 01:02:04`) then get the first
+/// line's time.
+#[test]
+fn timestamp_cache_never_changes_a_syslog_reading() {
+    let input =
+        include_bytes!("../fuzz/regressions/timestamp/time-cache-syslog-stamp-longer-than-15");
+    for format in [TimeFormat::Auto, TimeFormat::Syslog] {
+        let mut cache = TimeCache::default();
+        for line in input
+            .split(|&b| b == b'\n')
+            .chain([&b"Nov 0026 01:02:03"[..], b"Nov 0026 01:02:04"])
+        {
+            assert_eq!(
+                format.read_cached(line, reference(), &mut cache),
+                format.read(line, reference()),
+                "{format:?} on {:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+}
