@@ -27,20 +27,13 @@ pub type Cursors = std::collections::HashMap<String, String>;
 /// Whether a journal can be read here: journalctl is installed and the system journal (or
 /// the rule's own journal file) exists.
 pub fn available(spec: &JournalSpec) -> bool {
-    journalctl_installed()
+    crate::installed("journalctl")
         && match &spec.file {
             Some(f) => f.exists(),
             None => {
                 Path::new("/run/systemd/journal").exists() || Path::new("/var/log/journal").exists()
             }
         }
-}
-
-pub fn journalctl_installed() -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/bin".into(), "/bin".into()])
-        .any(|d| d.join("journalctl").is_file())
 }
 
 /// Whether `rule` reads the journal rather than its files.

@@ -130,7 +130,7 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
                     .as_ref()
                     .map_or("(system)".to_string(), |f| f.display().to_string())
             );
-            if crate::journal::reads_journal(rule) && !crate::journal::journalctl_installed() {
+            if crate::journal::reads_journal(rule) && !crate::installed("journalctl") {
                 warnings.push(format!("rule {} reads the journal, but journalctl is not installed (apt-get install systemd)", rule.name));
             }
         }
@@ -153,7 +153,7 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
         Backend::Nftables => &[("nft", "nftables")],
         Backend::None => &[],
     };
-    for (tool, package) in tools.iter().filter(|(t, _)| !tool_exists(t)) {
+    for (tool, package) in tools.iter().filter(|(t, _)| !crate::installed(t)) {
         warnings.push(format!(
             "{tool} is not installed (apt-get install {package}), or set firewall.backend: none"
         ));
@@ -198,11 +198,4 @@ fn redis_status(settings: &Settings) -> Result<(), String> {
         .query::<String>(&mut conn)
         .map_err(|e| format!("redis {url}: PING failed: {e}"))?;
     Ok(())
-}
-
-fn tool_exists(name: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .any(|d| d.join(name).is_file())
 }
