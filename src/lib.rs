@@ -13,6 +13,7 @@ pub mod duration;
 pub mod engine;
 pub mod firewall;
 pub mod follow;
+pub mod http;
 pub mod journal;
 pub mod lines;
 pub mod net;

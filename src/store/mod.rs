@@ -4,6 +4,7 @@
 //! behind `BanStore`; read positions (and Redis's outbox) always stay in the local SQLite
 //! file, since they belong to one machine.
 
+pub mod query;
 pub mod redis;
 pub mod sqlite;
 
@@ -15,6 +16,7 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
 pub use self::redis::{RedisStore, redacted};
+pub use query::{BanQuery, Page, Summary};
 pub use sqlite::SqliteStore;
 
 use crate::config::{Settings, StoreKind};
@@ -49,6 +51,18 @@ pub trait BanStore: Send {
     /// A token that changes when a shared store lost its data (`None`: not shared).
     fn epoch(&mut self) -> Result<Option<String>, StoreError> {
         Ok(None)
+    }
+    /// One ban by its id.
+    fn ban(&mut self, id: i64) -> Result<Option<Ban>, StoreError> {
+        Ok(self.all_bans()?.into_iter().find(|b| b.id == id))
+    }
+    /// The dashboard's figures at `now`.
+    fn summary(&mut self, now: DateTime<Utc>) -> Result<Summary, StoreError> {
+        Ok(Summary::of(&self.all_bans()?, now))
+    }
+    /// A page of the history.
+    fn search(&mut self, query: &BanQuery) -> Result<Page, StoreError> {
+        Ok(query.page(self.all_bans()?))
     }
 }
 

@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Ban, NewBan, Position, Positions, Recorded, StoreError};
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE bans (
@@ -61,6 +61,26 @@ CREATE TABLE journal_cursors (
 
 /// Version 4: bans by address, for repeat offenders.
 const SCHEMA_V4: &str = "CREATE INDEX bans_net ON bans(net, banned_at);";
+
+/// Version 5: the admin's users and API tokens (`admin`), and the daemon's counters,
+/// saved for the admin's `/metrics` (`metrics`).
+const SCHEMA_V5: &str = "
+CREATE TABLE admin_users (
+    name       TEXT    PRIMARY KEY,
+    hash       TEXT    NOT NULL,
+    changed_at INTEGER NOT NULL
+);
+CREATE TABLE admin_tokens (
+    digest     TEXT    PRIMARY KEY,
+    name       TEXT    NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE daemon_stats (
+    name       TEXT    PRIMARY KEY,
+    value      REAL    NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+";
 
 const COLUMNS: &str = "id, net, rule, reason, attempts, server, source, banned_at, expires_at, lifted_at, lift_reason";
 
@@ -116,11 +136,12 @@ impl SqliteStore {
                 known: SCHEMA_VERSION,
             });
         }
-        let steps: [(i64, &str); 4] = [
+        let steps: [(i64, &str); 5] = [
             (1, SCHEMA_V1),
             (2, SCHEMA_V2),
             (3, SCHEMA_V3),
             (4, SCHEMA_V4),
+            (5, SCHEMA_V5),
         ];
         for (to, sql) in steps.into_iter().filter(|(to, _)| *to > version) {
             let path = self.path.clone();

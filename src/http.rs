@@ -1,0 +1,452 @@
+//! A small synchronous HTTP/1.1 server, for the admin and for `run --metrics`.
+//!
+//! A fixed set of worker threads accept connections, read one request each (head parsed
+//! by `httparse`, body by `Content-Length`), hand it to the handler and close the
+//! connection. Every read and write has a deadline and every size a cap, so a slow or
+//! greedy client holds one worker for a few seconds at most. TLS, when configured, is
+//! rustls on the same connection: the client's own address stays known, which the
+//! sign-in rate limit needs. (tiny_http's TLS is tied to an old rustls and hides the
+//! stream, so the few lines of connection handling live here.)
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// The most a request's head may weigh.
+const MAX_HEAD: usize = 16 * 1024;
+/// The most a request's body may weigh: forms are small.
+const MAX_BODY: usize = 64 * 1024;
+/// How long a client may take to send its request or read the answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request, read whole.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    /// The path, without the query.
+    pub path: String,
+    /// The raw query string, without `?`.
+    pub query: String,
+    headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The address the connection came from.
+    pub peer: IpAddr,
+    /// Whether it came over TLS.
+    pub tls: bool,
+}
+
+impl Request {
+    /// A header's value (the first, when repeated); names are case-insensitive.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The query's parameters, decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        param(self.query.as_bytes(), name)
+    }
+
+    /// A parameter of an `application/x-www-form-urlencoded` body, decoded.
+    pub fn form(&self, name: &str) -> Option<String> {
+        param(&self.body, name)
+    }
+
+    /// A cookie's value.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+            .flat_map(|(_, v)| v.split(';'))
+            .filter_map(|c| c.trim().split_once('='))
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+    }
+
+    /// A request made up in tests.
+    pub fn new(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Request {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        Request {
+            method: method.to_string(),
+            path: path.to_string(),
+            query: query.to_string(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: body.to_vec(),
+            peer: IpAddr::from([127, 0, 0, 1]),
+            tls: false,
+        }
+    }
+}
+
+fn param(encoded: &[u8], name: &str) -> Option<String> {
+    url::form_urlencoded::parse(encoded)
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A response about to be sent.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
+
+    pub fn html(status: u16, body: impl Into<Vec<u8>>) -> Response {
+        Response::new(status, "text/html; charset=utf-8", body)
+    }
+
+    pub fn text(status: u16, body: impl Into<Vec<u8>>) -> Response {
+        Response::new(status, "text/plain; charset=utf-8", body)
+    }
+
+    pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Response {
+        Response::new(status, "application/json", body)
+    }
+
+    /// 303 See Other: after a POST, the browser GETs `location`.
+    pub fn redirect(location: &str) -> Response {
+        Response::text(303, "").with("Location", location)
+    }
+
+    pub fn with(mut self, name: &str, value: &str) -> Response {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// A header's value, for tests.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why the server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("TLS certificate {path}: {message}")]
+    Cert { path: String, message: String },
+    #[error("TLS key {path}: {message}")]
+    Key { path: String, message: String },
+    #[error("TLS certificate and key do not go together: {0}")]
+    Tls(rustls::Error),
+}
+
+/// A bound listener, ready to serve.
+pub struct Server {
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Reads a PEM certificate chain and private key into a TLS configuration.
+pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, ServeError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect())
+        .map_err(|e| ServeError::Cert {
+            path: cert.display().to_string(),
+            message: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(ServeError::Cert {
+            path: cert.display().to_string(),
+            message: "no certificate in the file".into(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| ServeError::Key {
+        path: key.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(ServeError::Tls)?;
+    Ok(Arc::new(config))
+}
+
+impl Server {
+    pub fn bind(
+        addr: SocketAddr,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Result<Server, ServeError> {
+        let listener =
+            TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
+        Ok(Server { listener, tls })
+    }
+
+    /// The address actually bound (port 0 picks a free one).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves forever on `workers` threads; returns once they are started.
+    pub fn spawn(
+        self,
+        name: &str,
+        workers: usize,
+        handler: impl Fn(Request) -> Response + Send + Sync + 'static,
+    ) -> io::Result<()> {
+        let handler = Arc::new(handler);
+        for i in 0..workers.max(1) {
+            let listener = self.listener.try_clone()?;
+            let tls = self.tls.clone();
+            let handler = Arc::clone(&handler);
+            std::thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .spawn(move || {
+                    loop {
+                        match listener.accept() {
+                            Ok((stream, peer)) => {
+                                if let Err(e) = connection(stream, peer, tls.as_ref(), &*handler) {
+                                    log::debug!("HTTP connection from {peer}: {e}");
+                                }
+                            }
+                            Err(e) => {
+                                // Out of descriptors, say: wait rather than spin.
+                                log::warn!("HTTP accept: {e}");
+                                std::thread::sleep(Duration::from_millis(100));
+                            }
+                        }
+                    }
+                })?;
+        }
+        Ok(())
+    }
+}
+
+fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<&Arc<rustls::ServerConfig>>,
+    handler: &dyn Fn(Request) -> Response,
+) -> io::Result<()> {
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    match tls {
+        None => exchange(stream, peer.ip(), false, handler),
+        Some(config) => {
+            let conn =
+                rustls::ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
+            exchange(
+                rustls::StreamOwned::new(conn, stream),
+                peer.ip(),
+                true,
+                handler,
+            )
+        }
+    }
+}
+
+/// Reads one request from `stream`, answers it, and lets the connection close.
+fn exchange(
+    mut stream: impl Read + Write,
+    peer: IpAddr,
+    tls: bool,
+    handler: &dyn Fn(Request) -> Response,
+) -> io::Result<()> {
+    let response = match read_request(&mut stream, peer, tls) {
+        Ok(Some(request)) => {
+            let head = request.method == "HEAD";
+            let mut response = handler(request);
+            if head {
+                response.body.clear();
+            }
+            response
+        }
+        Ok(None) => return Ok(()),
+        Err(status) => Response::text(status, format!("{}\n", reason(status))),
+    };
+    write_response(&mut stream, &response)?;
+    stream.flush()
+}
+
+/// `Ok(None)`: the client closed without sending anything. `Err(status)`: a request
+/// this server refuses, answered with that status.
+fn read_request(stream: &mut impl Read, peer: IpAddr, tls: bool) -> Result<Option<Request>, u16> {
+    let mut buf = Vec::with_capacity(2048);
+    let mut chunk = [0u8; 4096];
+    let head_len = loop {
+        let n = stream.read(&mut chunk).map_err(|_| 408u16)?;
+        if n == 0 {
+            return if buf.is_empty() { Ok(None) } else { Err(400) };
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = memchr::memmem::find(&buf, b"\r\n\r\n") {
+            break end + 4;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(431);
+        }
+    };
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(&buf[..head_len]) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return Err(400),
+    }
+    let method = parsed.method.ok_or(400u16)?.to_string();
+    let target = parsed.path.ok_or(400u16)?;
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let headers: Vec<(String, String)> = parsed
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    };
+    if header("transfer-encoding").is_some() {
+        // Forms and API calls have a length; chunked bodies are not needed.
+        return Err(411);
+    }
+    let length: usize = match header("content-length") {
+        None => 0,
+        Some(v) => v.parse().map_err(|_| 400u16)?,
+    };
+    if length > MAX_BODY {
+        return Err(413);
+    }
+    let mut body = buf[head_len..].to_vec();
+    while body.len() < length {
+        let n = stream.read(&mut chunk).map_err(|_| 408u16)?;
+        if n == 0 {
+            return Err(400);
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    body.truncate(length);
+    Ok(Some(Request {
+        method,
+        path: path.to_string(),
+        query: query.to_string(),
+        headers,
+        body,
+        peer,
+        tls,
+    }))
+}
+
+fn write_response(out: &mut impl Write, r: &Response) -> io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        r.status,
+        reason(r.status),
+        r.body.len()
+    );
+    for (name, value) in &r.headers {
+        // Header values are built by this program, but a value carrying a line break
+        // would split the response: drop such a header rather than send it.
+        if value.contains(['\r', '\n']) {
+            continue;
+        }
+        head.push_str(name);
+        head.push_str(": ");
+        head.push_str(value);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    out.write_all(head.as_bytes())?;
+    out.write_all(&r.body)
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        303 => "See Other",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(raw: &[u8]) -> Result<Option<Request>, u16> {
+        read_request(&mut &raw[..], IpAddr::from([192, 0, 2, 1]), false)
+    }
+
+    #[test]
+    fn a_form_post_is_read_whole() {
+        let r = read(b"POST /ban?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 19\r\nCookie: s=abc; t=d\r\n\r\nip=192.0.2.7&for=1h")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, "/ban");
+        assert_eq!(r.query_param("x").as_deref(), Some("1"));
+        assert_eq!(r.form("ip").as_deref(), Some("192.0.2.7"));
+        assert_eq!(r.form("for").as_deref(), Some("1h"));
+        assert_eq!(r.cookie("t"), Some("d"));
+        assert_eq!(r.header("HOST"), Some("a"));
+        assert_eq!(r.peer, IpAddr::from([192, 0, 2, 1]));
+    }
+
+    #[test]
+    fn oversized_and_malformed_requests_are_refused() {
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD));
+        assert_eq!(read(big.as_bytes()).unwrap_err(), 431);
+        assert_eq!(
+            read(b"POST / HTTP/1.1\r\nContent-Length: 999999\r\n\r\n").unwrap_err(),
+            413
+        );
+        assert_eq!(
+            read(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap_err(),
+            411
+        );
+        assert_eq!(read(b"NOT HTTP\r\n\r\n").unwrap_err(), 400);
+        assert!(read(b"").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_header_value_with_a_line_break_is_not_sent() {
+        let mut out = Vec::new();
+        let r = Response::text(200, "ok").with("Location", "/x\r\nSet-Cookie: evil=1");
+        write_response(&mut out, &r).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("evil"), "{text}");
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
+    }
+}
