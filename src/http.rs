@@ -294,6 +294,9 @@ fn read_request(stream: &mut impl Read, peer: IpAddr, tls: bool) -> Result<Optio
         }
         buf.extend_from_slice(&chunk[..n]);
         if let Some(end) = memchr::memmem::find(&buf, b"\r\n\r\n") {
+            if end + 4 > MAX_HEAD {
+                return Err(431);
+            }
             break end + 4;
         }
         if buf.len() > MAX_HEAD {

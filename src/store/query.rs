@@ -53,7 +53,7 @@ impl Summary {
             .collect();
         by_rule_server.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| (&a.0, &a.1).cmp(&(&b.0, &b.1))));
         let mut latest: Vec<&Ban> = bans.iter().collect();
-        latest.sort_by(|a, b| (b.banned_at, b.id).cmp(&(a.banned_at, a.id)));
+        latest.sort_by_key(|b| std::cmp::Reverse((b.banned_at, b.id)));
         Summary {
             total: bans.len() as u64,
             active,
@@ -114,7 +114,7 @@ impl BanQuery {
     /// The page of `bans` this query asks for.
     pub fn page(&self, bans: Vec<Ban>) -> Page {
         let mut hits: Vec<Ban> = bans.into_iter().filter(|b| self.matches(b)).collect();
-        hits.sort_by(|a, b| (b.banned_at, b.id).cmp(&(a.banned_at, a.id)));
+        hits.sort_by_key(|b| std::cmp::Reverse((b.banned_at, b.id)));
         let total = hits.len();
         Page {
             bans: hits
@@ -192,7 +192,7 @@ mod tests {
             ban(3, "198.51.100.0/24", "manual", "a", t + h * 2, false),
             ban(4, "192.0.2.1/32", "sshd", "a", t + h * 3, false),
         ];
-        let q = |f: fn(&mut BanQuery)| {
+        let q = |f: &dyn Fn(&mut BanQuery)| {
             let mut q = BanQuery {
                 limit: 10,
                 ..BanQuery::default()
@@ -204,16 +204,22 @@ mod tests {
                 .map(|b| b.id)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(q(|_| {}), [4, 3, 2, 1]);
+        assert_eq!(q(&|_| {}), [4, 3, 2, 1]);
         assert_eq!(
-            q(|q| q.net = Some("192.0.2.0/24".parse().unwrap())),
+            q(&|q: &mut BanQuery| q.net = Some("192.0.2.0/24".parse().unwrap())),
             [4, 2, 1]
         );
-        assert_eq!(q(|q| q.net = Some("198.51.100.7/32".parse().unwrap())), [3]);
-        assert_eq!(q(|q| q.rule = Some("sshd".into())), [4, 2, 1]);
-        assert_eq!(q(|q| q.server = Some("b".into())), [2]);
-        assert_eq!(q(|q| q.from = Some(t + h)), [4, 3, 2]);
-        assert_eq!(q(|q| q.to = Some(t + h)), [1]);
+        assert_eq!(
+            q(&|q: &mut BanQuery| q.net = Some("198.51.100.7/32".parse().unwrap())),
+            [3]
+        );
+        assert_eq!(
+            q(&|q: &mut BanQuery| q.rule = Some("sshd".into())),
+            [4, 2, 1]
+        );
+        assert_eq!(q(&|q: &mut BanQuery| q.server = Some("b".into())), [2]);
+        assert_eq!(q(&|q: &mut BanQuery| q.from = Some(t + h)), [4, 3, 2]);
+        assert_eq!(q(&|q: &mut BanQuery| q.to = Some(t + h)), [1]);
         let mut paged = BanQuery {
             offset: 1,
             limit: 2,
