@@ -16,6 +16,7 @@ pub mod follow;
 pub mod http;
 pub mod journal;
 pub mod lines;
+pub mod metrics;
 pub mod net;
 pub mod pattern;
 pub mod rule;

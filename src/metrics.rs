@@ -1,0 +1,886 @@
+//! Prometheus metrics: the daemon's own counters, their snapshot in SQLite, and the text
+//! exposition (format 0.0.4) served by `pyfilter run --metrics ADDR` and by the admin.
+//!
+//! `Metrics` is shared by `Arc` between the threads that count: the watcher threads (lines
+//! read, lines skipped and attempts found, per rule), the sync thread (events from the
+//! fleet and how late they arrive) and the decision thread (bans made, reconciles). Each
+//! number is an atomic with one writer in practice, updated with `Relaxed` ordering: a
+//! scrape needs no consistency between numbers, and the hot path pays no more than an
+//! uncontended add per batch of lines.
+//!
+//! The figures about bans come from the store instead (`BanStore::summary`), so they are
+//! the same whichever process asks. The admin (`pyfilter admin`, another process) cannot
+//! see the daemon's atomics: the decision thread saves a snapshot of them in the local
+//! SQLite file (`daemon_stats`) at start, at most every `SAVE_EVERY` while there is
+//! activity, and at stop; `render_saved` renders that snapshot beside the store's figures.
+//!
+//! A saved row's name is the sample as exposed, without the `pyfilter_` prefix:
+//! `attempts_total{rule="sshd"}`. Reading it back checks it against the families this
+//! program knows, so a row from another version (or a tampered file) is dropped rather
+//! than sent to Prometheus malformed.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Settings;
+use crate::http::{Request, Response, ServeError, Server};
+use crate::store::{BanStore, SqliteStore, StoreError, Summary};
+
+/// How often, at most, the decision thread saves the snapshot while counters move.
+pub const SAVE_EVERY: Duration = Duration::from_secs(10);
+
+/// How long the daemon's `/metrics` reuses the store's figures: the history is read whole
+/// for them, and scrapes that come together (a Prometheus pair on one schedule) should
+/// read it once. Shorter than any scrape interval, so no scrape sees the previous one's.
+const STORE_TTL: Duration = Duration::from_secs(2);
+
+/// The exposition's content type.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The kind of a metric family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
+/// A metric family: its name without the `pyfilter_` prefix, kind, help and label names.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Family {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+    pub labels: &'static [&'static str],
+}
+
+const fn family(
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    labels: &'static [&'static str],
+) -> Family {
+    Family {
+        name,
+        kind,
+        help,
+        labels,
+    }
+}
+
+pub static BUILD_INFO: Family = family(
+    "build_info",
+    Kind::Gauge,
+    "Always 1; the version of the pyfilter that answers.",
+    &["version"],
+);
+pub static STORE_UP: Family = family(
+    "store_up",
+    Kind::Gauge,
+    "1 when the ban store answered this scrape; 0 when it did not, and the ban figures are missing.",
+    &[],
+);
+pub static BANS: Family = family(
+    "bans_total",
+    Kind::Counter,
+    "Bans in the store's history, by rule and server. Only the history kept within history_retention is counted, so this can go down when old bans are pruned.",
+    &["rule", "server"],
+);
+pub static ACTIVE_BANS: Family = family(
+    "active_bans",
+    Kind::Gauge,
+    "Bans in force now, in the store.",
+    &[],
+);
+pub static DAEMON_BANS: Family = family(
+    "daemon_bans_total",
+    Kind::Counter,
+    "Bans this daemon decided from its logs since it started.",
+    &[],
+);
+pub static ATTEMPTS: Family = family(
+    "attempts_total",
+    Kind::Counter,
+    "Failed attempts found in the logs since the daemon started, by rule (ignored addresses included).",
+    &["rule"],
+);
+pub static LINES_READ: Family = family(
+    "lines_read_total",
+    Kind::Counter,
+    "Log lines and journal entries read since the daemon started.",
+    &[],
+);
+pub static LINES_SKIPPED: Family = family(
+    "lines_skipped_total",
+    Kind::Counter,
+    "Lines a rule matched but could not use (no valid address, unreadable time, not a journal entry), by rule.",
+    &["rule"],
+);
+pub static REMOTE_EVENTS: Family = family(
+    "remote_events_total",
+    Kind::Counter,
+    "Bans and unbans received from the other servers of the fleet since the daemon started.",
+    &[],
+);
+pub static SYNC_LAG: Family = family(
+    "sync_lag_seconds",
+    Kind::Gauge,
+    "Seconds between another server's ban or unban and its arrival here, for the latest event (whole-second event times; negative when clocks disagree).",
+    &[],
+);
+pub static SYNC_LAG_MAX: Family = family(
+    "sync_lag_max_seconds",
+    Kind::Gauge,
+    "The largest sync_lag_seconds since the daemon started.",
+    &[],
+);
+pub static LAST_RECONCILE: Family = family(
+    "last_reconcile_timestamp_seconds",
+    Kind::Gauge,
+    "Unix time of the daemon's last reconcile of its firewall with the shared store.",
+    &[],
+);
+pub static LAST_RECONCILE_CHANGES: Family = family(
+    "last_reconcile_changes",
+    Kind::Gauge,
+    "Bans and unbans the last reconcile applied to the firewall.",
+    &["change"],
+);
+pub static START_TIME: Family = family(
+    "start_time_seconds",
+    Kind::Gauge,
+    "Unix time the daemon started: its counters count from then.",
+    &[],
+);
+pub static SAVED_AT: Family = family(
+    "daemon_stats_timestamp_seconds",
+    Kind::Gauge,
+    "Unix time the daemon last saved the counters shown here.",
+    &[],
+);
+
+/// Every family, in the order they are written.
+static FAMILIES: [&Family; 15] = [
+    &BUILD_INFO,
+    &STORE_UP,
+    &BANS,
+    &ACTIVE_BANS,
+    &DAEMON_BANS,
+    &ATTEMPTS,
+    &LINES_READ,
+    &LINES_SKIPPED,
+    &REMOTE_EVENTS,
+    &SYNC_LAG,
+    &SYNC_LAG_MAX,
+    &LAST_RECONCILE,
+    &LAST_RECONCILE_CHANGES,
+    &START_TIME,
+    &SAVED_AT,
+];
+
+/// The families the daemon counts itself (and saves for the admin).
+const DAEMON_FAMILIES: [&Family; 10] = [
+    &DAEMON_BANS,
+    &ATTEMPTS,
+    &LINES_READ,
+    &LINES_SKIPPED,
+    &REMOTE_EVENTS,
+    &SYNC_LAG,
+    &SYNC_LAG_MAX,
+    &LAST_RECONCILE,
+    &LAST_RECONCILE_CHANGES,
+    &START_TIME,
+];
+
+/// One sample: a family, its label values (in the family's label order) and a value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub family: &'static Family,
+    pub labels: Vec<String>,
+    pub value: f64,
+}
+
+impl Sample {
+    pub fn new(family: &'static Family, labels: &[&str], value: f64) -> Sample {
+        debug_assert_eq!(family.labels.len(), labels.len(), "{}", family.name);
+        Sample {
+            family,
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            value,
+        }
+    }
+
+    /// The sample as exposed, without the prefix and value: `attempts_total{rule="sshd"}`.
+    /// It is also the row's name in `daemon_stats`.
+    pub fn key(&self) -> String {
+        let mut key = self.family.name.to_string();
+        write_labels(&mut key, self.family.labels, &self.labels);
+        key
+    }
+
+    /// Reads a key written by `key`: `None` unless it names a family the daemon saves,
+    /// with exactly its labels, correctly quoted.
+    pub fn from_key(key: &str, value: f64) -> Option<Sample> {
+        let (name, labels) = match key.find('{') {
+            Some(i) => (&key[..i], parse_labels(&key[i..])?),
+            None => (key, Vec::new()),
+        };
+        let family = DAEMON_FAMILIES.iter().find(|f| f.name == name)?;
+        if labels.len() != family.labels.len()
+            || labels.iter().zip(family.labels).any(|((k, _), n)| k != n)
+        {
+            return None;
+        }
+        Some(Sample {
+            family,
+            labels: labels.into_iter().map(|(_, v)| v).collect(),
+            value,
+        })
+    }
+}
+
+/// One rule's counters. A watcher thread takes its rules' handles once, at start, and
+/// then counts without any lock.
+#[derive(Debug, Default)]
+pub struct RuleStats {
+    pub attempts: AtomicU64,
+    pub skipped: AtomicU64,
+}
+
+/// The daemon's counters.
+#[derive(Debug)]
+pub struct Metrics {
+    lines_read: AtomicU64,
+    bans: AtomicU64,
+    remote_events: AtomicU64,
+    /// Milliseconds; `i64::MIN` until the first event with a time.
+    sync_lag_ms: AtomicI64,
+    sync_lag_max_ms: AtomicI64,
+    /// Unix seconds; 0 until the first reconcile.
+    last_reconcile: AtomicI64,
+    reconcile_banned: AtomicU64,
+    reconcile_unbanned: AtomicU64,
+    started: i64,
+    /// Written when a watcher starts (a rule may appear at a reload), read by scrapes.
+    rules: RwLock<BTreeMap<String, Arc<RuleStats>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new(Utc::now())
+    }
+}
+
+impl Metrics {
+    pub fn new(started: DateTime<Utc>) -> Metrics {
+        Metrics {
+            lines_read: AtomicU64::new(0),
+            bans: AtomicU64::new(0),
+            remote_events: AtomicU64::new(0),
+            sync_lag_ms: AtomicI64::new(i64::MIN),
+            sync_lag_max_ms: AtomicI64::new(i64::MIN),
+            last_reconcile: AtomicI64::new(0),
+            reconcile_banned: AtomicU64::new(0),
+            reconcile_unbanned: AtomicU64::new(0),
+            started: started.timestamp(),
+            rules: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    /// The counters of one rule, created at first use.
+    pub fn rule(&self, name: &str) -> Arc<RuleStats> {
+        // A panic elsewhere while holding the lock leaves the map itself intact.
+        if let Some(s) = self
+            .rules
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+        {
+            return Arc::clone(s);
+        }
+        let mut rules = self.rules.write().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(rules.entry(name.to_string()).or_default())
+    }
+
+    /// Adds a batch of lines read.
+    pub fn lines_read(&self, n: u64) {
+        if n > 0 {
+            self.lines_read.fetch_add(n, Relaxed);
+        }
+    }
+
+    /// A ban decided by this daemon was recorded.
+    pub fn banned(&self) {
+        self.bans.fetch_add(1, Relaxed);
+    }
+
+    /// An event from another server arrived; `sent` is the time its server wrote on it.
+    pub fn remote_event(&self, sent: Option<DateTime<Utc>>, received: DateTime<Utc>) {
+        self.remote_events.fetch_add(1, Relaxed);
+        if let Some(sent) = sent {
+            let lag = (received - sent).num_milliseconds();
+            self.sync_lag_ms.store(lag, Relaxed);
+            self.sync_lag_max_ms.fetch_max(lag, Relaxed);
+        }
+    }
+
+    /// A reconcile with the shared store ended at `at`, applying these bans and unbans.
+    pub fn reconciled(&self, at: DateTime<Utc>, banned: usize, unbanned: usize) {
+        self.reconcile_banned.store(banned as u64, Relaxed);
+        self.reconcile_unbanned.store(unbanned as u64, Relaxed);
+        self.last_reconcile.store(at.timestamp(), Relaxed);
+    }
+
+    /// The counters now. A number not known yet (no sync event, no reconcile) is left
+    /// out rather than shown as a misleading 0.
+    pub fn snapshot(&self) -> Vec<Sample> {
+        let mut out = vec![
+            Sample::new(&DAEMON_BANS, &[], self.bans.load(Relaxed) as f64),
+            Sample::new(&LINES_READ, &[], self.lines_read.load(Relaxed) as f64),
+            Sample::new(&REMOTE_EVENTS, &[], self.remote_events.load(Relaxed) as f64),
+            Sample::new(&START_TIME, &[], self.started as f64),
+        ];
+        for (name, stats) in self
+            .rules
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            out.push(Sample::new(
+                &ATTEMPTS,
+                &[name],
+                stats.attempts.load(Relaxed) as f64,
+            ));
+            out.push(Sample::new(
+                &LINES_SKIPPED,
+                &[name],
+                stats.skipped.load(Relaxed) as f64,
+            ));
+        }
+        let lag = self.sync_lag_ms.load(Relaxed);
+        if lag != i64::MIN {
+            out.push(Sample::new(&SYNC_LAG, &[], lag as f64 / 1000.0));
+            let max = self.sync_lag_max_ms.load(Relaxed);
+            out.push(Sample::new(&SYNC_LAG_MAX, &[], max as f64 / 1000.0));
+        }
+        let reconciled = self.last_reconcile.load(Relaxed);
+        if reconciled != 0 {
+            out.push(Sample::new(&LAST_RECONCILE, &[], reconciled as f64));
+            let changes = [
+                ("ban", &self.reconcile_banned),
+                ("unban", &self.reconcile_unbanned),
+            ];
+            for (change, n) in changes {
+                out.push(Sample::new(
+                    &LAST_RECONCILE_CHANGES,
+                    &[change],
+                    n.load(Relaxed) as f64,
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// The rows saved in `daemon_stats` for a snapshot.
+pub fn to_rows(samples: &[Sample]) -> Vec<(String, f64)> {
+    samples.iter().map(|s| (s.key(), s.value)).collect()
+}
+
+/// The samples of saved rows; rows this program does not know are dropped.
+pub fn from_rows<'a>(rows: impl IntoIterator<Item = (&'a str, f64)>) -> Vec<Sample> {
+    rows.into_iter()
+        .filter_map(|(key, value)| {
+            let sample = Sample::from_key(key, value);
+            if sample.is_none() {
+                log::debug!("daemon_stats: row {key:?} not understood; left out");
+            }
+            sample
+        })
+        .collect()
+}
+
+/// The store's samples: its figures, or `store_up 0` alone when it could not answer.
+pub fn store_samples(summary: Option<&Summary>) -> Vec<Sample> {
+    let Some(summary) = summary else {
+        return vec![Sample::new(&STORE_UP, &[], 0.0)];
+    };
+    let mut out = vec![
+        Sample::new(&STORE_UP, &[], 1.0),
+        Sample::new(&ACTIVE_BANS, &[], summary.active as f64),
+    ];
+    for (rule, server, n) in &summary.by_rule_server {
+        out.push(Sample::new(&BANS, &[rule, server], *n as f64));
+    }
+    out
+}
+
+/// Asks the store for its summary; `None` (and a log line) when it cannot answer.
+pub fn summary_of(store: &mut dyn BanStore, now: DateTime<Utc>) -> Option<Summary> {
+    match store.summary(now) {
+        Ok(s) => Some(s),
+        // Redis being away is already reported by the daemon, and said by store_up.
+        Err(e @ StoreError::Unreachable { .. }) => {
+            log::debug!("metrics: {e}");
+            None
+        }
+        Err(e) => {
+            log::warn!("metrics: the ban figures are missing: {e}");
+            None
+        }
+    }
+}
+
+/// Writes the exposition of `daemon` (the daemon's counters, live or saved) and of the
+/// store's `summary` (`None`: the store did not answer), with the build info.
+pub fn render(out: &mut String, daemon: &[Sample], summary: Option<&Summary>) {
+    let mut samples = vec![Sample::new(&BUILD_INFO, &[env!("CARGO_PKG_VERSION")], 1.0)];
+    samples.extend(store_samples(summary));
+    samples.extend_from_slice(daemon);
+    write_samples(out, &samples);
+}
+
+/// The admin's `/metrics`: the store's figures and the counters the daemon last saved in
+/// the local SQLite file `local`, with the time they were saved. Fails only when that
+/// file cannot be read; a store that does not answer gives `pyfilter_store_up 0`.
+pub fn render_saved(
+    out: &mut String,
+    store: &mut dyn BanStore,
+    local: &SqliteStore,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let rows = local.stats()?;
+    let mut daemon = from_rows(rows.iter().map(|(k, v, _)| (k.as_str(), *v)));
+    if let Some(saved) = rows.iter().map(|(_, _, at)| *at).max() {
+        daemon.push(Sample::new(&SAVED_AT, &[], saved.timestamp() as f64));
+    }
+    let summary = summary_of(store, now);
+    render(out, &daemon, summary.as_ref());
+    Ok(())
+}
+
+/// Writes samples grouped by family (in `FAMILIES` order, label values sorted within
+/// one), each family headed by its `# HELP` and `# TYPE`.
+fn write_samples(out: &mut String, samples: &[Sample]) {
+    let mut sorted: Vec<&Sample> = samples.iter().collect();
+    let rank = |s: &Sample| FAMILIES.iter().position(|f| *f == s.family);
+    sorted.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.labels.cmp(&b.labels)));
+    let mut current: Option<&Family> = None;
+    for s in sorted {
+        if current != Some(s.family) {
+            current = Some(s.family);
+            let name = s.family.name;
+            let _ = writeln!(out, "# HELP pyfilter_{name} {}", escape_help(s.family.help));
+            let _ = writeln!(out, "# TYPE pyfilter_{name} {}", s.family.kind.as_str());
+        }
+        out.push_str("pyfilter_");
+        out.push_str(&s.key());
+        out.push(' ');
+        out.push_str(&format_value(s.value));
+        out.push('\n');
+    }
+}
+
+fn write_labels(out: &mut String, names: &[&str], values: &[String]) {
+    if names.is_empty() {
+        return;
+    }
+    out.push('{');
+    for (i, (name, value)) in names.iter().zip(values).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push_str("=\"");
+        out.push_str(&escape_label(value));
+        out.push('"');
+    }
+    out.push('}');
+}
+
+/// A label value as the text format wants it: `\`, `"` and line feeds escaped.
+pub fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// HELP text: `\` and line feeds escaped (quotes are fine there).
+fn escape_help(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// A value as Go's `ParseFloat` reads it: whole numbers without a fraction.
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        // Rust's shortest round-trip form, never an exponent: `3`, `0.25`, `-1.5`.
+        format!("{v}")
+    }
+}
+
+/// Reads `{a="x",b="y\"z"}` strictly: names of letters, digits and `_`, values quoted
+/// with only the three escapes the format has, nothing after the closing brace.
+fn parse_labels(text: &str) -> Option<Vec<(String, String)>> {
+    let mut chars = text.strip_prefix('{')?.chars().peekable();
+    let mut labels = Vec::new();
+    if chars.peek() == Some(&'}') {
+        chars.next();
+        return chars.next().is_none().then_some(labels);
+    }
+    loop {
+        let mut name = String::new();
+        while let Some(&c) = chars.peek() {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                name.push(c);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+            return None;
+        }
+        if chars.next()? != '=' || chars.next()? != '"' {
+            return None;
+        }
+        let mut value = String::new();
+        loop {
+            match chars.next()? {
+                '"' => break,
+                '\\' => value.push(match chars.next()? {
+                    '\\' => '\\',
+                    '"' => '"',
+                    'n' => '\n',
+                    _ => return None,
+                }),
+                '\n' => return None,
+                c => value.push(c),
+            }
+        }
+        labels.push((name, value));
+        match chars.next()? {
+            ',' => {}
+            '}' => return chars.next().is_none().then_some(labels),
+            _ => return None,
+        }
+    }
+}
+
+/// The daemon's `/metrics`: live counters, and the store's figures from a connection of
+/// its own (never the decision thread's), reused for `STORE_TTL`.
+struct Exporter {
+    metrics: Arc<Metrics>,
+    settings: Settings,
+    state: Mutex<StoreState>,
+}
+
+#[derive(Default)]
+struct StoreState {
+    /// Opened at the first scrape, and again after a failure to open.
+    store: Option<Box<dyn BanStore>>,
+    cached: Option<(Instant, Summary)>,
+}
+
+impl Exporter {
+    fn summary(&self) -> Option<Summary> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, summary)) = &state.cached
+            && at.elapsed() < STORE_TTL
+        {
+            return Some(summary.clone());
+        }
+        if state.store.is_none() {
+            match crate::store::open(&self.settings) {
+                Ok(store) => state.store = Some(store),
+                Err(e) => {
+                    log::warn!("metrics: cannot open the store: {e}");
+                    return None;
+                }
+            }
+        }
+        let store = state.store.as_mut()?;
+        let summary = summary_of(store.as_mut(), Utc::now());
+        // A failure is not cached: the next scrape asks again.
+        state.cached = summary.clone().map(|s| (Instant::now(), s));
+        summary
+    }
+
+    fn handle(&self, request: &Request) -> Response {
+        if request.path != "/metrics" {
+            return Response::text(404, "Not Found: metrics are at /metrics\n");
+        }
+        if request.method != "GET" && request.method != "HEAD" {
+            return Response::text(405, "Method Not Allowed\n").with("Allow", "GET, HEAD");
+        }
+        let summary = self.summary();
+        let mut body = String::with_capacity(4096);
+        render(&mut body, &self.metrics.snapshot(), summary.as_ref());
+        Response::new(200, CONTENT_TYPE, body)
+    }
+}
+
+/// Serves `/metrics` on `addr` for the daemon, on threads of its own; returns the address
+/// bound (port 0 picks one).
+pub fn serve(
+    addr: SocketAddr,
+    settings: &Settings,
+    metrics: Arc<Metrics>,
+) -> Result<SocketAddr, ServeError> {
+    let server = Server::bind(addr, None)?;
+    let bound = server.local_addr().unwrap_or(addr);
+    let exporter = Exporter {
+        metrics,
+        settings: settings.clone(),
+        state: Mutex::new(StoreState::default()),
+    };
+    // Two workers: a client that connects and sends nothing holds one for the server's
+    // read timeout, and must not make Prometheus's scrape wait that long.
+    server
+        .spawn("metrics", 2, move |request| exporter.handle(&request))
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Ban, NewBan, Origin};
+
+    #[test]
+    fn label_values_escape_backslash_quote_and_line_feed() {
+        assert_eq!(escape_label("plain"), "plain");
+        assert_eq!(escape_label(r#"a\b"c"#), r#"a\\b\"c"#);
+        assert_eq!(escape_label("x\ny"), r"x\ny");
+        let s = Sample::new(&ATTEMPTS, &["we\"ird\\\nrule"], 1.0);
+        assert_eq!(s.key(), r#"attempts_total{rule="we\"ird\\\nrule"}"#);
+    }
+
+    #[test]
+    fn values_are_written_as_prometheus_reads_them() {
+        assert_eq!(format_value(3.0), "3");
+        assert_eq!(format_value(0.25), "0.25");
+        assert_eq!(format_value(-1.5), "-1.5");
+        assert_eq!(format_value(1e21), "1000000000000000000000");
+        assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(format_value(f64::INFINITY), "+Inf");
+        assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
+    }
+
+    #[test]
+    fn keys_round_trip_and_foreign_ones_are_dropped() {
+        for s in [
+            Sample::new(&ATTEMPTS, &["a\"b\\c\nd,}e"], 7.0),
+            Sample::new(&LINES_READ, &[], 3.0),
+            Sample::new(&LAST_RECONCILE_CHANGES, &["unban"], 2.0),
+        ] {
+            assert_eq!(Sample::from_key(&s.key(), s.value), Some(s.clone()));
+        }
+        for bad in [
+            "nope_total",
+            "bans_total{rule=\"a\",server=\"b\"}", // the store's, never saved
+            "attempts_total",
+            "attempts_total{}",
+            "attempts_total{server=\"a\"}",
+            "attempts_total{rule=\"a\",rule=\"b\"}",
+            "attempts_total{rule=\"a\"} 1",
+            "attempts_total{rule=\"a\"",
+            "attempts_total{rule=a}",
+            "attempts_total{rule=\"a\\x\"}",
+            "attempts_total{rule=\"a\nb\"}",
+            "lines_read_total{x=\"1\"}",
+        ] {
+            assert_eq!(Sample::from_key(bad, 1.0), None, "{bad}");
+        }
+    }
+
+    fn known_state() -> (Metrics, Summary) {
+        let started = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let m = Metrics::new(started);
+        m.lines_read(120);
+        m.lines_read(0);
+        m.rule("sshd").attempts.fetch_add(6, Relaxed);
+        m.rule("sshd").skipped.fetch_add(1, Relaxed);
+        m.rule("nginx-auth").attempts.fetch_add(2, Relaxed);
+        m.banned();
+        let sent = started + chrono::Duration::seconds(10);
+        m.remote_event(Some(sent), sent + chrono::Duration::milliseconds(1500));
+        m.remote_event(Some(sent), sent + chrono::Duration::milliseconds(250));
+        m.remote_event(None, sent);
+        m.reconciled(started + chrono::Duration::seconds(60), 3, 1);
+        let ban = |rule: &str, server: &str, lifted: bool| Ban {
+            id: 1,
+            new: NewBan {
+                net: "192.0.2.1/32".parse().unwrap(),
+                rule: rule.into(),
+                reason: String::new(),
+                attempts: 5,
+                server: server.into(),
+                source: Origin::Log,
+                banned_at: started,
+                expires_at: None,
+            },
+            lifted_at: lifted.then_some(started),
+            lift_reason: None,
+        };
+        let summary = Summary::of(
+            &[
+                ban("sshd", "web-1", true),
+                ban("sshd", "web-1", false),
+                ban("manual", "we\"b-2", false),
+            ],
+            started,
+        );
+        (m, summary)
+    }
+
+    const EXPECTED: &str = r#"# HELP pyfilter_build_info Always 1; the version of the pyfilter that answers.
+# TYPE pyfilter_build_info gauge
+pyfilter_build_info{version="VERSION"} 1
+# HELP pyfilter_store_up 1 when the ban store answered this scrape; 0 when it did not, and the ban figures are missing.
+# TYPE pyfilter_store_up gauge
+pyfilter_store_up 1
+# HELP pyfilter_bans_total Bans in the store's history, by rule and server. Only the history kept within history_retention is counted, so this can go down when old bans are pruned.
+# TYPE pyfilter_bans_total counter
+pyfilter_bans_total{rule="manual",server="we\"b-2"} 1
+pyfilter_bans_total{rule="sshd",server="web-1"} 2
+# HELP pyfilter_active_bans Bans in force now, in the store.
+# TYPE pyfilter_active_bans gauge
+pyfilter_active_bans 2
+# HELP pyfilter_daemon_bans_total Bans this daemon decided from its logs since it started.
+# TYPE pyfilter_daemon_bans_total counter
+pyfilter_daemon_bans_total 1
+# HELP pyfilter_attempts_total Failed attempts found in the logs since the daemon started, by rule (ignored addresses included).
+# TYPE pyfilter_attempts_total counter
+pyfilter_attempts_total{rule="nginx-auth"} 2
+pyfilter_attempts_total{rule="sshd"} 6
+# HELP pyfilter_lines_read_total Log lines and journal entries read since the daemon started.
+# TYPE pyfilter_lines_read_total counter
+pyfilter_lines_read_total 120
+# HELP pyfilter_lines_skipped_total Lines a rule matched but could not use (no valid address, unreadable time, not a journal entry), by rule.
+# TYPE pyfilter_lines_skipped_total counter
+pyfilter_lines_skipped_total{rule="nginx-auth"} 0
+pyfilter_lines_skipped_total{rule="sshd"} 1
+# HELP pyfilter_remote_events_total Bans and unbans received from the other servers of the fleet since the daemon started.
+# TYPE pyfilter_remote_events_total counter
+pyfilter_remote_events_total 3
+# HELP pyfilter_sync_lag_seconds Seconds between another server's ban or unban and its arrival here, for the latest event (whole-second event times; negative when clocks disagree).
+# TYPE pyfilter_sync_lag_seconds gauge
+pyfilter_sync_lag_seconds 0.25
+# HELP pyfilter_sync_lag_max_seconds The largest sync_lag_seconds since the daemon started.
+# TYPE pyfilter_sync_lag_max_seconds gauge
+pyfilter_sync_lag_max_seconds 1.5
+# HELP pyfilter_last_reconcile_timestamp_seconds Unix time of the daemon's last reconcile of its firewall with the shared store.
+# TYPE pyfilter_last_reconcile_timestamp_seconds gauge
+pyfilter_last_reconcile_timestamp_seconds 1800000060
+# HELP pyfilter_last_reconcile_changes Bans and unbans the last reconcile applied to the firewall.
+# TYPE pyfilter_last_reconcile_changes gauge
+pyfilter_last_reconcile_changes{change="ban"} 3
+pyfilter_last_reconcile_changes{change="unban"} 1
+# HELP pyfilter_start_time_seconds Unix time the daemon started: its counters count from then.
+# TYPE pyfilter_start_time_seconds gauge
+pyfilter_start_time_seconds 1800000000
+"#;
+
+    #[test]
+    fn a_known_state_renders_to_the_expected_exposition() {
+        let (m, summary) = known_state();
+        let mut out = String::new();
+        render(&mut out, &m.snapshot(), Some(&summary));
+        assert_eq!(out, EXPECTED.replace("VERSION", env!("CARGO_PKG_VERSION")));
+    }
+
+    #[test]
+    fn an_unreachable_store_leaves_the_daemon_counters_and_says_store_up_0() {
+        let (m, _) = known_state();
+        let mut out = String::new();
+        render(&mut out, &m.snapshot(), None);
+        assert!(out.contains("\npyfilter_store_up 0\n"), "{out}");
+        assert!(!out.contains("pyfilter_bans_total"), "{out}");
+        assert!(!out.contains("pyfilter_active_bans"), "{out}");
+        assert!(out.contains("\npyfilter_lines_read_total 120\n"), "{out}");
+    }
+
+    #[test]
+    fn numbers_not_known_yet_are_left_out() {
+        let m = Metrics::new(Utc::now());
+        let mut out = String::new();
+        render(&mut out, &m.snapshot(), None);
+        for absent in ["sync_lag", "last_reconcile", "attempts_total"] {
+            assert!(!out.contains(absent), "{absent}: {out}");
+        }
+        assert!(out.contains("\npyfilter_lines_read_total 0\n"), "{out}");
+    }
+
+    #[test]
+    fn a_saved_snapshot_renders_like_the_live_counters() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut local = SqliteStore::open(&dir.path().join("p.db")).unwrap();
+        let (m, _) = known_state();
+        let mut rows = to_rows(&m.snapshot());
+        rows.push(("written_by_a_newer_pyfilter".into(), 1.0));
+        local.save_stats(&rows).unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("p.db")).unwrap();
+        let mut saved = String::new();
+        render_saved(&mut saved, &mut store, &local, Utc::now()).unwrap();
+        let mut live = String::new();
+        render(
+            &mut live,
+            &m.snapshot(),
+            Some(&Summary::of(&[], Utc::now())),
+        );
+        let (head, tail) = saved
+            .split_once("# HELP pyfilter_daemon_stats_timestamp_seconds")
+            .unwrap();
+        assert_eq!(head, live);
+        let at: f64 = tail
+            .lines()
+            .last()
+            .unwrap()
+            .strip_prefix("pyfilter_daemon_stats_timestamp_seconds ")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((at - Utc::now().timestamp() as f64).abs() < 5.0, "{tail}");
+        assert!(!saved.contains("newer"), "{saved}");
+    }
+
+    #[test]
+    fn every_family_has_one_place_in_the_order() {
+        for f in DAEMON_FAMILIES {
+            assert_eq!(
+                FAMILIES.iter().filter(|g| **g == f).count(),
+                1,
+                "{}",
+                f.name
+            );
+        }
+        for (i, f) in FAMILIES.iter().enumerate() {
+            assert!(!FAMILIES[i + 1..].contains(f), "{} twice", f.name);
+        }
+    }
+}
