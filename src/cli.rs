@@ -1,5 +1,6 @@
 //! The command line: subcommands and options, as DESIGN.md's command table promises.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -25,7 +26,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon in the foreground (Ctrl-C or SIGTERM stops it, SIGHUP reloads).
-    Run,
+    Run {
+        /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9179).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
+    },
     /// Ban an address or CIDR block now.
     Ban(BanArgs),
     /// Lift the ban of an address or CIDR block.

@@ -3,9 +3,12 @@
 //!
 //! SIGHUP reloads the configuration and rules (a bad new configuration is refused and the
 //! old one kept; counters and bans survive). SIGTERM and SIGINT stop cleanly: watchers
-//! stop, queued attempts are handled, positions are saved.
+//! stop, queued attempts are handled, positions and the metrics' snapshot are saved.
+//! With `--metrics ADDR`, Prometheus metrics are served on threads of their own.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -18,6 +21,7 @@ use crate::config::{Settings, StoreKind};
 use crate::engine::Engine;
 use crate::firewall;
 use crate::journal;
+use crate::metrics::{self, Metrics};
 use crate::store::SqliteStore;
 use crate::sync;
 use crate::watch::{self, Event, WatchContext};
@@ -44,12 +48,14 @@ impl Watchers {
         settings: &Settings,
         engine: &mut Engine,
         events: &Sender<Event>,
+        metrics: &Arc<Metrics>,
     ) -> anyhow::Result<Watchers> {
         let (stop_tx, stop_rx) = bounded::<()>(0);
         let ctx = WatchContext {
             events: events.clone(),
             stop: stop_rx,
             max_line: settings.config.max_line_bytes,
+            metrics: Arc::clone(metrics),
         };
         let positions = engine.saved_positions()?;
         let specs = watch::log_specs(settings.enabled_rules());
@@ -89,15 +95,29 @@ impl Watchers {
     }
 }
 
-/// Runs the daemon until a stop signal. `config_path` is re-read on SIGHUP.
-pub fn run(config_path: Option<&Path>, mut settings: Settings) -> anyhow::Result<()> {
+/// Runs the daemon until a stop signal. `config_path` is re-read on SIGHUP. With
+/// `metrics_addr`, Prometheus metrics are served there.
+pub fn run(
+    config_path: Option<&Path>,
+    mut settings: Settings,
+    metrics_addr: Option<SocketAddr>,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    // First: a port already taken stops the daemon before it has touched anything.
+    if let Some(addr) = metrics_addr {
+        let bound =
+            metrics::serve(addr, &settings, Arc::clone(&metrics)).context("serving --metrics")?;
+        log::info!("metrics at http://{bound}/metrics");
+    }
     let firewall = firewall::open(&settings.config.firewall)?;
     let local = SqliteStore::open(&settings.config.sqlite.path)?;
     let store = crate::store::open(&settings)?;
-    let mut engine = Engine::new(&settings, firewall, store, local);
+    let mut engine = Engine::new(&settings, firewall, store, local, Arc::clone(&metrics));
     let restored = engine
         .restore()
         .context("restoring bans into the firewall")?;
+    // The previous run's counters are not this run's: the admin sees them start again.
+    engine.save_stats();
 
     let (control_tx, control) = bounded::<Control>(16);
     spawn_signal_thread(control_tx)?;
@@ -110,9 +130,10 @@ pub fn run(config_path: Option<&Path>, mut settings: Settings) -> anyhow::Result
             settings.config.redis.clone(),
             settings.config.server_name.clone(),
             events_tx.clone(),
+            Arc::clone(&metrics),
         )?;
     }
-    let mut watchers = Watchers::start(&settings, &mut engine, &events_tx)?;
+    let mut watchers = Watchers::start(&settings, &mut engine, &events_tx, &metrics)?;
     let rules: Vec<&str> = settings.enabled_rules().map(|r| &*r.name).collect();
     log::info!(
         "pyfilter ready: rules {}, firewall {}, store {}, {restored} bans restored",
@@ -155,7 +176,7 @@ pub fn run(config_path: Option<&Path>, mut settings: Settings) -> anyhow::Result
                             }
                             engine.configure(&new);
                             settings = new;
-                            watchers = Watchers::start(&settings, &mut engine, &events_tx)?;
+                            watchers = Watchers::start(&settings, &mut engine, &events_tx, &metrics)?;
                             log::info!("configuration reloaded");
                         }
                         Err(e) => log::error!("reload refused, keeping the running configuration: {e}"),
@@ -164,6 +185,7 @@ pub fn run(config_path: Option<&Path>, mut settings: Settings) -> anyhow::Result
                 Ok(Control::Stop(sig)) => {
                     log::info!("signal {sig}: stopping");
                     watchers.stop(&events, &mut engine);
+                    engine.save_stats();
                     log::info!("stopped ({} bans made in this run, {} addresses being counted)", engine.bans, engine.tracked());
                     return Ok(());
                 }

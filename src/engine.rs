@@ -18,6 +18,7 @@ use crate::actions::{self, ActionError};
 use crate::config::Settings;
 use crate::counter::{Counters, Outcome};
 use crate::firewall::{Entry, Firewall};
+use crate::metrics::{self, Metrics};
 use crate::net::{IgnoreList, aggregate, display_net};
 use crate::rule::Limits;
 use crate::store::{BanStore, NewBan, Origin, Positions, Recorded, SqliteStore};
@@ -63,6 +64,11 @@ pub struct Engine {
     increment: Option<crate::config::Increment>,
     next_expiry: Option<chrono::DateTime<Utc>>,
     pub bans: u64,
+    /// The daemon's counters; bans and reconciles are counted here.
+    metrics: Arc<Metrics>,
+    /// When the counters' snapshot is next saved for the admin: armed by activity, so an
+    /// idle daemon does not wake up for it.
+    stats_due: Option<Instant>,
 }
 
 impl Engine {
@@ -71,6 +77,7 @@ impl Engine {
         firewall: Box<dyn Firewall>,
         store: Box<dyn BanStore>,
         local: SqliteStore,
+        metrics: Arc<Metrics>,
     ) -> Engine {
         let mut engine = Engine {
             limits: HashMap::new(),
@@ -96,6 +103,8 @@ impl Engine {
             ipv6_prefix: 128,
             increment: None,
             bans: 0,
+            metrics,
+            stats_due: None,
         };
         engine.configure(settings);
         engine
@@ -207,6 +216,10 @@ impl Engine {
         }
         self.applied = desired;
         self.refresh_expiry();
+        self.metrics
+            .reconciled(Utc::now(), missing.len(), gone.len());
+        self.stats_due
+            .get_or_insert_with(|| Instant::now() + metrics::SAVE_EVERY);
         Ok((missing.len(), gone.len()))
     }
 
@@ -283,6 +296,10 @@ impl Engine {
     }
 
     pub fn handle(&mut self, event: Event) {
+        // Every count moves with an event: lines read end in a position or cursor, a
+        // fleet event arrives as one.
+        self.stats_due
+            .get_or_insert_with(|| Instant::now() + metrics::SAVE_EVERY);
         match event {
             Event::Attempt(a) => self.attempt(a),
             Event::Position { path, position } => {
@@ -408,6 +425,7 @@ impl Engine {
                     match r {
                         Recorded::New(ban) => {
                             self.bans += 1;
+                            self.metrics.banned();
                             if let Some(t) = ban.expires_at
                                 && self.next_expiry.is_none_or(|n| t < n)
                             {
@@ -486,7 +504,16 @@ impl Engine {
         }
     }
 
-    /// The earliest moment something is due: a ban to lift or positions to save.
+    /// Saves the counters' snapshot in the local SQLite file, for the admin's `/metrics`.
+    pub fn save_stats(&mut self) {
+        self.stats_due = None;
+        let rows = metrics::to_rows(&self.metrics.snapshot());
+        if let Err(e) = self.local.save_stats(&rows) {
+            log::warn!("cannot save the counters for the admin: {e}");
+        }
+    }
+
+    /// The earliest moment something is due: a ban to lift, positions or counters to save.
     pub fn deadline(&self) -> Option<Instant> {
         let expiry = self.next_expiry.map(|t| {
             let wait = (t - Utc::now()).to_std().unwrap_or(Duration::ZERO);
@@ -496,6 +523,7 @@ impl Engine {
         [
             expiry,
             self.positions_due,
+            self.stats_due,
             self.reconcile_due,
             self.retry_due,
         ]
@@ -509,6 +537,9 @@ impl Engine {
         let now = Instant::now();
         if self.positions_due.is_some_and(|t| t <= now) {
             self.flush_positions();
+        }
+        if self.stats_due.is_some_and(|t| t <= now) {
+            self.save_stats();
         }
         if self.next_expiry.is_some_and(|t| t <= Utc::now()) {
             self.expire();

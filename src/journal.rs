@@ -13,6 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, Local, SecondsFormat, Utc};
@@ -167,12 +168,21 @@ fn follow(rule: &Rule, cursor: Option<String>, ctx: &WatchContext) -> anyhow::Re
     });
     let mut scratch = rule.scratch();
     let mut skipped = 0u64;
+    let stats = ctx.metrics.rule(&rule.name);
+    // Entries read since they were last added to the metrics: added when the pipe has
+    // nothing more queued, so a burst costs one atomic add.
+    let mut read = 0u64;
     loop {
+        if lines.is_empty() {
+            ctx.metrics.lines_read(std::mem::take(&mut read));
+        }
         select! {
             recv(lines) -> line => {
                 let Ok(line) = line else { break };
                 let line = line?;
+                read += 1;
                 let Some(entry) = Entry::parse(&line) else {
+                    stats.skipped.fetch_add(1, Relaxed);
                     log::debug!("rule {}: not a journal entry: {}", rule.name, String::from_utf8_lossy(&line));
                     continue;
                 };
@@ -180,10 +190,12 @@ fn follow(rule: &Rule, cursor: Option<String>, ctx: &WatchContext) -> anyhow::Re
                 match rule.examine(text.as_bytes(), Local::now(), &mut scratch) {
                     None => {}
                     Some(Ok(found)) => {
+                        stats.attempts.fetch_add(1, Relaxed);
                         let attempt = Attempt { rule: Arc::clone(&rule.name), ip: found.ip, at: found.at, instant: found.instant, line: text };
                         let _ = ctx.events.send(Event::Attempt(attempt));
                     }
                     Some(Err(skip)) => {
+                        stats.skipped.fetch_add(1, Relaxed);
                         skipped += 1;
                         let level = if skipped == 1 { log::Level::Warn } else { log::Level::Debug };
                         log::log!(level, "rule {}: journal entry skipped, {skip}: {text}", rule.name);
@@ -196,6 +208,7 @@ fn follow(rule: &Rule, cursor: Option<String>, ctx: &WatchContext) -> anyhow::Re
             recv(ctx.stop) -> _ => break,
         }
     }
+    ctx.metrics.lines_read(read);
     drop(child);
     let _ = reader.join();
     Ok(())

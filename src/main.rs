@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     init_logging(&cli);
     // rediss:// needs one process-wide TLS crypto provider; ring is the one built in.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    if !matches!(cli.command, Command::Run) {
+    if !matches!(cli.command, Command::Run { .. }) {
         // `pyfilter list | head` should end quietly, as other Unix tools do. The daemon
         // keeps SIGPIPE ignored: a closed log pipe must not kill it.
         // SAFETY: resetting a signal to its default disposition, before any thread starts.
@@ -36,7 +36,7 @@ fn main() -> ExitCode {
 fn init_logging(cli: &Cli) {
     let default = match (cli.quiet, cli.verbose, &cli.command) {
         (true, _, _) => "error",
-        (false, 0, Command::Run) => "info",
+        (false, 0, Command::Run { .. }) => "info",
         (false, 0, _) => "warn",
         (false, 1, _) => "info",
         (false, 2, _) => "debug",
@@ -61,7 +61,9 @@ fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
     let settings = Settings::load(cli.config.as_deref())?;
     match &cli.command {
-        Command::Run => daemon::run(cli.config.as_deref(), settings).map(|()| ExitCode::SUCCESS),
+        Command::Run { metrics } => {
+            daemon::run(cli.config.as_deref(), settings, *metrics).map(|()| ExitCode::SUCCESS)
+        }
         Command::Ban(args) => cmd::ban::run(&settings, args),
         Command::Unban { ip } => cmd::unban::run(&settings, ip),
         Command::List { json, all } => cmd::list::run(&settings, *json, *all),

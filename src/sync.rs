@@ -8,6 +8,7 @@
 //! backoff and reports each change of state once; on every (re)connection the decision
 //! thread reconciles with Redis, catching whatever was published meanwhile.
 
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::config::RedisConfig;
+use crate::metrics::Metrics;
 use crate::net::parse_net;
 use crate::store::redacted;
 use crate::watch::Event;
@@ -57,11 +59,24 @@ struct Wire {
     reason: Option<String>,
     #[serde(default)]
     until: Option<String>,
+    /// When the sending server made the change. Any JSON value: it only feeds the sync
+    /// lag metric, so an odd one must not get the event refused.
+    #[serde(default)]
+    at: Option<serde_json::Value>,
 }
 
 /// Checks one published event: `Ok(None)` for this server's own, `Err` with the reason for
 /// anything malformed, of an unknown version, or naming no valid address.
 pub fn parse_event(payload: &[u8], own_server: &str) -> Result<Option<RemoteEvent>, String> {
+    parse_sent(payload, own_server).map(|e| e.map(|(event, _)| event))
+}
+
+/// An event and the time its server wrote on it (`None` when it wrote none readable as
+/// RFC 3339).
+pub type Sent = (RemoteEvent, Option<DateTime<Utc>>);
+
+/// `parse_event`, with the time the sending server wrote on the event.
+pub fn parse_sent(payload: &[u8], own_server: &str) -> Result<Option<Sent>, String> {
     let wire: Wire =
         serde_json::from_slice(payload).map_err(|e| format!("not a pyfilter event ({e})"))?;
     if wire.v != 1 {
@@ -71,7 +86,13 @@ pub fn parse_event(payload: &[u8], own_server: &str) -> Result<Option<RemoteEven
         return Ok(None);
     }
     let net = parse_net(&wire.ip)?;
-    match wire.kind.as_str() {
+    let sent = wire
+        .at
+        .as_ref()
+        .and_then(|v| v.as_str())
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    let event = match wire.kind.as_str() {
         "ban" => {
             let until = match wire.until.as_deref() {
                 None => None,
@@ -81,29 +102,32 @@ pub fn parse_event(payload: &[u8], own_server: &str) -> Result<Option<RemoteEven
                         .with_timezone(&Utc),
                 ),
             };
-            Ok(Some(RemoteEvent::Ban {
+            RemoteEvent::Ban {
                 net,
                 rule: wire.rule.unwrap_or_else(|| "remote".into()),
                 server: wire.server,
                 reason: wire.reason.unwrap_or_default(),
                 until,
-            }))
+            }
         }
-        "unban" => Ok(Some(RemoteEvent::Unban {
+        "unban" => RemoteEvent::Unban {
             net,
             server: wire.server,
-        })),
-        other => Err(format!("unknown event kind {other:?}")),
-    }
+        },
+        other => return Err(format!("unknown event kind {other:?}")),
+    };
+    Ok(Some((event, sent)))
 }
 
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Starts the subscriber thread. It lives as long as the daemon.
+/// Every event received is counted in `metrics`, with how late it came.
 pub fn spawn(
     config: RedisConfig,
     own_server: String,
     events: Sender<Event>,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<JoinHandle<()>> {
     let client = ::redis::Client::open(config.url.as_str())?;
     let url = redacted(&config.url);
@@ -128,8 +152,9 @@ pub fn spawn(
                     }
                     loop {
                         let msg = pubsub.get_message()?;
-                        match parse_event(msg.get_payload_bytes(), &own_server) {
-                            Ok(Some(event)) => {
+                        match parse_sent(msg.get_payload_bytes(), &own_server) {
+                            Ok(Some((event, sent))) => {
+                                metrics.remote_event(sent, Utc::now());
                                 if events.send(Event::Remote(event)).is_err() {
                                     return Ok(());
                                 }
@@ -190,6 +215,22 @@ mod tests {
             parse_event(unban, "a").unwrap(),
             Some(RemoteEvent::Unban { .. })
         ));
+    }
+
+    #[test]
+    fn the_sending_time_is_read_without_ever_refusing_an_event() {
+        let sent = |payload: &[u8]| parse_sent(payload, "a").unwrap().unwrap().1;
+        assert_eq!(
+            sent(br#"{"v":1,"kind":"unban","ip":"192.0.2.1","server":"b","at":"2026-11-26T00:00:01+00:00"}"#),
+            Some(DateTime::from_timestamp(1_795_651_201, 0).unwrap())
+        );
+        for odd in [
+            &br#"{"v":1,"kind":"unban","ip":"192.0.2.1","server":"b"}"#[..],
+            br#"{"v":1,"kind":"unban","ip":"192.0.2.1","server":"b","at":17}"#,
+            br#"{"v":1,"kind":"unban","ip":"192.0.2.1","server":"b","at":"yesterday"}"#,
+        ] {
+            assert_eq!(sent(odd), None);
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, FixedOffset, Local};
@@ -17,6 +18,7 @@ use crossbeam_channel::{Receiver, Sender, bounded, select};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::follow::{Follower, Fresh};
+use crate::metrics::{Metrics, RuleStats};
 use crate::rule::{Rule, Scratch, Skip};
 use crate::store::{Position, Positions};
 
@@ -60,6 +62,8 @@ pub struct WatchContext {
     /// Disconnected (its sender dropped) when the watchers must stop.
     pub stop: Receiver<()>,
     pub max_line: usize,
+    /// Lines read, skipped and attempts found are counted here.
+    pub metrics: Arc<Metrics>,
 }
 
 /// A log path and the rules that read it.
@@ -168,14 +172,21 @@ struct Matcher<'a> {
     path: &'a Path,
     events: &'a Sender<Event>,
     skipped: u64,
+    /// Each rule's counters, beside `rules`.
+    stats: Vec<Arc<RuleStats>>,
+    /// Lines read since they were last added to the metrics: one atomic add per read,
+    /// not per line.
+    lines: u64,
 }
 
 impl Matcher<'_> {
     fn line(&mut self, line: &[u8]) {
-        for (rule, scratch) in self.rules.iter().zip(&mut self.scratch) {
+        self.lines += 1;
+        for ((rule, scratch), stats) in self.rules.iter().zip(&mut self.scratch).zip(&self.stats) {
             match rule.examine(line, Local::now(), scratch) {
                 None => {}
                 Some(Ok(found)) => {
+                    stats.attempts.fetch_add(1, Relaxed);
                     let attempt = Attempt {
                         rule: Arc::clone(&rule.name),
                         ip: found.ip,
@@ -187,6 +198,7 @@ impl Matcher<'_> {
                     let _ = self.events.send(Event::Attempt(attempt));
                 }
                 Some(Err(skip)) => {
+                    stats.skipped.fetch_add(1, Relaxed);
                     self.skipped += 1;
                     log_skip(self.path, self.skipped, rule, skip, line);
                 }
@@ -243,9 +255,12 @@ fn file_thread(
         path,
         events: &ctx.events,
         skipped: 0,
+        stats: rules.iter().map(|r| ctx.metrics.rule(&r.name)).collect(),
+        lines: 0,
     };
     // Whatever was written since the file was placed, before the watch was armed.
     follower.poll(&mut |l| matcher.line(l))?;
+    ctx.metrics.lines_read(std::mem::take(&mut matcher.lines));
     let mut sent = None;
     send_position(&follower, &mut sent, ctx);
     log::debug!(
@@ -274,6 +289,7 @@ fn file_thread(
                 if let Err(e) = follower.poll(&mut |l| matcher.line(l)) {
                     log::warn!("{}: read failed: {e}", path.display());
                 }
+                ctx.metrics.lines_read(std::mem::take(&mut matcher.lines));
                 send_position(&follower, &mut sent, ctx);
             }
             recv(ctx.stop) -> _ => return Ok(()),

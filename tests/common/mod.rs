@@ -217,6 +217,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(setup: &Setup, ns: &Netns) -> Daemon {
+        Daemon::start_with(setup, ns, &[])
+    }
+
+    /// `pyfilter run` with more options (`--metrics ADDR`).
+    pub fn start_with(setup: &Setup, ns: &Netns, run_args: &[&str]) -> Daemon {
         let log = setup.path(&format!(
             "daemon-{}.log",
             Instant::now().elapsed().as_nanos() + rand_suffix()
@@ -227,6 +232,7 @@ impl Daemon {
             .arg("-c")
             .arg(setup.config())
             .args(["-vv", "run"])
+            .args(run_args)
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
