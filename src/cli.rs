@@ -61,6 +61,8 @@ pub enum Command {
     Flush,
     /// Bring the bans of an existing PyFilter installation into this store (idempotent).
     Import(ImportArgs),
+    /// Serve the web interface (`admin passwd USER` and `admin token` manage access).
+    Admin(AdminArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
 }
@@ -81,6 +83,38 @@ pub struct ImportArgs {
     /// or reconcile, does).
     #[arg(long)]
     pub no_firewall: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AdminArgs {
+    #[command(subcommand)]
+    pub action: Option<AdminAction>,
+    /// Address and port to listen on [default: admin.listen, 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminAction {
+    /// Create a user or change its password (read from the terminal, or one line of
+    /// standard input); its open sessions end.
+    Passwd {
+        /// 1 to 64 letters, digits and . _ @ -
+        user: String,
+    },
+    /// Create a bearer token for /api/bans and /metrics; it is printed once.
+    Token {
+        /// What the token is for, kept with it.
+        #[arg(long, default_value = "api")]
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]

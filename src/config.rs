@@ -169,6 +169,9 @@ pub struct Config {
     /// When set, exactly these rules run, whatever their files and `rules` say.
     #[serde(default)]
     pub enabled_rules: Option<Vec<String>>,
+    /// `pyfilter admin`, the web interface.
+    #[serde(default)]
+    pub admin: AdminConfig,
 }
 
 /// `ban_time_increment`: each earlier ban of the same address within `window` multiplies
@@ -377,6 +380,71 @@ fn default_reconcile() -> Duration {
 }
 fn default_redis_timeout() -> Duration {
     Duration::from_secs(2)
+}
+
+/// The `admin` section.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where `pyfilter admin` listens (`--listen` overrides).
+    #[serde(default = "default_admin_listen")]
+    pub listen: std::net::SocketAddr,
+    /// Sign-ins, sign-outs and the bans made in the admin are written here; failed
+    /// sign-ins are what the `pyfilter-admin` rule reads.
+    #[serde(default = "default_admin_log")]
+    pub log: PathBuf,
+    /// A session unused this long is over.
+    #[serde(default = "default_session_idle", deserialize_with = "de_duration")]
+    pub session_idle: Duration,
+    /// Failed sign-ins allowed per client address within `sign_in_window`.
+    #[serde(default = "default_sign_in_attempts")]
+    pub sign_in_attempts: NonZeroU32,
+    #[serde(default = "default_sign_in_window", deserialize_with = "de_duration")]
+    pub sign_in_window: Duration,
+    /// PEM certificate chain and key: serve HTTPS (`--tls-cert`/`--tls-key` override).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Reverse proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Net>,
+    /// A MaxMind GeoLite2/GeoIP2 Country or City database: country per ban (read
+    /// locally, never looked up over the network).
+    #[serde(default)]
+    pub geoip: Option<PathBuf>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: default_admin_listen(),
+            log: default_admin_log(),
+            session_idle: default_session_idle(),
+            sign_in_attempts: default_sign_in_attempts(),
+            sign_in_window: default_sign_in_window(),
+            tls_cert: None,
+            tls_key: None,
+            trusted_proxies: Vec::new(),
+            geoip: None,
+        }
+    }
+}
+
+fn default_admin_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_admin_log() -> PathBuf {
+    "/var/log/pyfilter/admin.log".into()
+}
+fn default_session_idle() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+fn default_sign_in_attempts() -> NonZeroU32 {
+    NonZeroU32::new(5).unwrap_or(NonZeroU32::MIN)
+}
+fn default_sign_in_window() -> Duration {
+    Duration::from_secs(15 * 60)
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

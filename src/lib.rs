@@ -3,6 +3,7 @@
 //! (`src/main.rs`) only parses the command line and dispatches.
 
 pub mod actions;
+pub mod admin;
 pub mod batch;
 pub mod cli;
 pub mod cmd;

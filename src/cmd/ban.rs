@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::{UsageError, human_time};
 use crate::actions;
@@ -12,9 +12,18 @@ use crate::duration::BanTime;
 use crate::net::{display_net, parse_net};
 use crate::store::{NewBan, Origin, Recorded};
 
-pub fn run(settings: &Settings, args: &BanArgs) -> anyhow::Result<ExitCode> {
-    let net = parse_net(&args.ip).map_err(UsageError)?;
-    let ban_time = match &args.duration {
+/// A ban made by hand, checked as every way of banning by hand checks it (the CLI and
+/// the admin): the address or block parses, the duration parses, the ignore list is
+/// respected.
+pub fn manual(
+    settings: &Settings,
+    ip: &str,
+    duration: Option<&str>,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<NewBan, UsageError> {
+    let net = parse_net(ip.trim()).map_err(UsageError)?;
+    let ban_time = match duration.map(str::trim).filter(|d| !d.is_empty()) {
         Some(d) => BanTime::parse(d).map_err(|e| UsageError(format!("--for: {e}")))?,
         None => settings.config.ban_time,
     };
@@ -22,26 +31,35 @@ pub fn run(settings: &Settings, args: &BanArgs) -> anyhow::Result<ExitCode> {
         return Err(UsageError(format!(
             "{} overlaps {ignored} in the ignore list; pyfilter never bans ignored addresses (remove it from `ignore` first)",
             display_net(&net)
-        ))
-        .into());
+        )));
     }
-    let mut firewall = crate::firewall::open(&settings.config.firewall)?;
-    firewall.init()?;
-    let mut store = crate::store::open(settings)?;
-    let now = Utc::now();
-    let new = NewBan {
+    Ok(NewBan {
         net,
         rule: "manual".into(),
-        reason: args
-            .reason
-            .clone()
-            .unwrap_or_else(|| "banned by hand".into()),
+        reason: reason
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .unwrap_or("banned by hand")
+            .to_string(),
         attempts: 0,
         server: settings.config.server_name.clone(),
         source: Origin::Manual,
         banned_at: now,
         expires_at: ban_time.expiry(now),
-    };
+    })
+}
+
+pub fn run(settings: &Settings, args: &BanArgs) -> anyhow::Result<ExitCode> {
+    let new = manual(
+        settings,
+        &args.ip,
+        args.duration.as_deref(),
+        args.reason.as_deref(),
+        Utc::now(),
+    )?;
+    let mut firewall = crate::firewall::open(&settings.config.firewall)?;
+    firewall.init()?;
+    let mut store = crate::store::open(settings)?;
     match actions::ban(store.as_mut(), firewall.as_mut(), &new)? {
         Recorded::New(ban) => {
             let until = ban.expires_at.map_or("forever".to_string(), |t| {

@@ -11,9 +11,9 @@ use crate::config::StoreKind;
 use crate::net::display_net;
 use crate::store::{Ban, Origin};
 
-/// One ban in `list --json`.
+/// One ban in `list --json` and the admin's `/api/bans`.
 #[derive(Serialize)]
-struct BanJson<'a> {
+pub struct BanJson<'a> {
     ip: String,
     rule: &'a str,
     reason: &'a str,
@@ -34,14 +34,7 @@ pub fn run(settings: &Settings, json: bool, all: bool) -> anyhow::Result<ExitCod
     } else {
         store.active_bans()?
     };
-    if settings.config.store == StoreKind::Redis {
-        // In a fleet's shared store, a ban another server made is remote from here.
-        for ban in &mut bans {
-            if ban.server != settings.config.server_name {
-                ban.new.source = Origin::Remote;
-            }
-        }
-    }
+    mark_remote(settings, &mut bans);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if json {
         for ban in &bans {
@@ -55,7 +48,18 @@ pub fn run(settings: &Settings, json: bool, all: bool) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-fn to_json(ban: &Ban) -> BanJson<'_> {
+/// In a fleet's shared store, a ban another server made is remote from here.
+pub fn mark_remote(settings: &Settings, bans: &mut [Ban]) {
+    if settings.config.store == StoreKind::Redis {
+        for ban in bans {
+            if ban.server != settings.config.server_name {
+                ban.new.source = Origin::Remote;
+            }
+        }
+    }
+}
+
+pub fn to_json(ban: &Ban) -> BanJson<'_> {
     BanJson {
         ip: display_net(&ban.net),
         rule: &ban.rule,

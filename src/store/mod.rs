@@ -4,6 +4,7 @@
 //! behind `BanStore`; read positions (and Redis's outbox) always stay in the local SQLite
 //! file, since they belong to one machine.
 
+pub mod accounts;
 pub mod query;
 pub mod redis;
 pub mod sqlite;
@@ -16,6 +17,7 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
 pub use self::redis::{RedisStore, redacted};
+pub use accounts::{Accounts, User};
 pub use query::{BanQuery, Page, Summary};
 pub use sqlite::SqliteStore;
 
@@ -68,6 +70,21 @@ pub trait BanStore: Send {
 
 /// Opens the store the configuration names.
 pub fn open(settings: &Settings) -> Result<Box<dyn BanStore>, StoreError> {
+    let c = &settings.config;
+    Ok(match c.store {
+        StoreKind::Sqlite => Box::new(SqliteStore::open(&c.sqlite.path)?),
+        StoreKind::Redis => Box::new(RedisStore::open(
+            &c.redis,
+            &c.sqlite.path,
+            c.history_retention,
+            &c.server_name,
+        )?),
+    })
+}
+
+/// Opens where the admin's users and tokens live: the same store as the bans, so a
+/// fleet shares its admin accounts through Redis.
+pub fn open_accounts(settings: &Settings) -> Result<Box<dyn Accounts>, StoreError> {
     let c = &settings.config;
     Ok(match c.store {
         StoreKind::Sqlite => Box::new(SqliteStore::open(&c.sqlite.path)?),

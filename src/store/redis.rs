@@ -146,13 +146,13 @@ impl RedisStore {
         })
     }
 
-    fn key(&self, name: &str) -> String {
+    pub(super) fn key(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }
 
     /// Runs `f` on a live connection. A connection or I/O failure drops the connection and
     /// is `Unreachable`; any other error (a script error, a wrong type) is `Redis`.
-    fn with<T>(
+    pub(super) fn with<T>(
         &mut self,
         f: impl FnOnce(&mut Connection) -> ::redis::RedisResult<T>,
     ) -> Result<T, StoreError> {

@@ -86,7 +86,7 @@ const COLUMNS: &str = "id, net, rule, reason, attempts, server, source, banned_a
 
 /// An open SQLite store.
 pub struct SqliteStore {
-    conn: Connection,
+    pub(super) conn: Connection,
     path: PathBuf,
 }
 
@@ -117,7 +117,7 @@ impl SqliteStore {
         Ok(store)
     }
 
-    fn err(&self, source: rusqlite::Error) -> StoreError {
+    pub(super) fn err(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
             source,

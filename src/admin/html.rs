@@ -1,0 +1,129 @@
+//! HTML building blocks for the admin's pages: escaping, the page frame with its
+//! navigation, and times written for people ("2026-11-26 07:30:12, 3 min ago").
+//!
+//! Every text that comes from a log, a user or another server goes through `esc`; the
+//! pages hold no inline script or style, so the Content-Security-Policy can forbid both.
+
+use chrono::{DateTime, Local, Utc};
+
+/// Escapes text for an HTML element or a quoted attribute.
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            // Log lines may hold control characters; show them, do not send them.
+            c if c.is_control() && c != '\n' && c != '\t' => {
+                out.push_str(&c.escape_default().to_string())
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes a value for a URL's query.
+pub fn url(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// A time as the server's local date and time, with how long ago (or how soon) it is.
+/// `app.js` keeps the "ago" part current while the page stays open.
+pub fn when(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    format!(
+        r#"<time datetime="{}">{}</time> <span class="ago" data-t="{}">{}</span>"#,
+        t.to_rfc3339(),
+        t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S"),
+        t.timestamp(),
+        ago(t, now)
+    )
+}
+
+/// "just now", "3 min ago", "in 2 h", "5 days ago".
+pub fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (now - t).num_seconds();
+    let (n, future) = (secs.unsigned_abs(), secs < 0);
+    let span = match n {
+        0..=59 => return "just now".into(),
+        60..=3599 => format!("{} min", n / 60),
+        3600..=86_399 => format!("{} h", n / 3600),
+        86_400..=172_799 => "1 day".into(),
+        _ => format!("{} days", n / 86_400),
+    };
+    if future {
+        format!("in {span}")
+    } else {
+        format!("{span} ago")
+    }
+}
+
+/// Who is signed in, for the navigation and its sign-out form.
+pub struct Viewer<'a> {
+    pub user: &'a str,
+    pub csrf: &'a str,
+    pub server: &'a str,
+}
+
+/// A whole page: `body` is already HTML.
+pub fn page(title: &str, viewer: Option<&Viewer>, body: &str) -> String {
+    let nav = match viewer {
+        None => String::new(),
+        Some(v) => format!(
+            r#"<nav><a class="brand" href="/">pyfilter</a><span class="server">{server}</span>
+<a href="/">Dashboard</a><a href="/history">History</a><a href="/ban">Ban an address</a><a href="/password">Password</a>
+<form method="post" action="/logout" class="signout"><input type="hidden" name="csrf" value="{csrf}"><span class="user">{user}</span> <button type="submit" id="sign-out">Sign out</button></form></nav>"#,
+            server = esc(v.server),
+            csrf = esc(v.csrf),
+            user = esc(v.user),
+        ),
+    };
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · pyfilter</title><link rel="stylesheet" href="/static/app.css"><script src="/static/app.js" defer></script></head>
+<body>{nav}<main>
+<h1>{title}</h1>
+{body}</main></body></html>
+"#,
+        title = esc(title)
+    )
+}
+
+/// A hidden CSRF field for a form.
+pub fn csrf_field(token: &str) -> String {
+    format!(
+        r#"<input type="hidden" name="csrf" value="{}">"#,
+        esc(token)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn markup_and_quotes_are_escaped() {
+        assert_eq!(
+            esc(r#"<script>alert("x")</script> & 'y'"#),
+            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
+        );
+        assert_eq!(esc("a\u{1b}[31mb"), "a\\u{1b}[31mb");
+    }
+
+    #[test]
+    fn times_read_as_people_say_them() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
+        let m = chrono::Duration::minutes(1);
+        assert_eq!(ago(now - m / 2, now), "just now");
+        assert_eq!(ago(now - m * 3, now), "3 min ago");
+        assert_eq!(ago(now - m * 150, now), "2 h ago");
+        assert_eq!(ago(now - m * 60 * 30, now), "1 day ago");
+        assert_eq!(ago(now - m * 60 * 24 * 5, now), "5 days ago");
+        assert_eq!(ago(now + m * 120, now), "in 2 h");
+    }
+}

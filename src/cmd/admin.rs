@@ -1,0 +1,87 @@
+//! `pyfilter admin [--listen ADDR]`, `admin passwd USER`, `admin token`: the command-line
+//! side of the web interface (the interface itself is `crate::admin`).
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::Utc;
+
+use super::UsageError;
+use crate::admin::{self, auth};
+use crate::cli::{AdminAction, AdminArgs};
+use crate::config::Settings;
+use crate::store::User;
+
+pub fn run(settings: Settings, args: &AdminArgs) -> anyhow::Result<ExitCode> {
+    match &args.action {
+        None => {
+            let options = admin::Options {
+                listen: args.listen,
+                tls_cert: args.tls_cert.clone(),
+                tls_key: args.tls_key.clone(),
+            };
+            admin::serve(settings, &options)?;
+        }
+        Some(AdminAction::Passwd { user }) => passwd(&settings, user)?,
+        Some(AdminAction::Token { name }) => token(&settings, name)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn passwd(settings: &Settings, name: &str) -> anyhow::Result<()> {
+    auth::check_name(name).map_err(|e| UsageError(e.to_string()))?;
+    let password = read_password(name)?;
+    let hash = auth::hash(&password).map_err(|e| UsageError(e.to_string()))?;
+    let mut accounts = crate::store::open_accounts(settings)?;
+    let old = accounts.user(name)?;
+    let now = Utc::now();
+    let changed_at = match &old {
+        // Later than the old stamp even within one second: the old sessions must end.
+        Some(u) => now.max(u.changed_at + chrono::Duration::seconds(1)),
+        None => now,
+    };
+    accounts.set_user(&User {
+        name: name.to_string(),
+        hash,
+        changed_at,
+    })?;
+    if old.is_some() {
+        println!("changed the password of {name}; its open sessions are over");
+    } else {
+        println!("created the admin user {name}");
+    }
+    Ok(())
+}
+
+/// From the terminal without echo, asked twice; otherwise one line of standard input
+/// (for scripts: `printf '%s\n' "$PW" | pyfilter admin passwd alice`).
+fn read_password(name: &str) -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("New password for {name}: "))
+            .context("reading the password")?;
+        let again = rpassword::prompt_password("Again: ").context("reading the password")?;
+        if first != again {
+            return Err(UsageError("the two passwords differ; nothing changed".into()).into());
+        }
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        Ok(line.trim_end_matches(['\n', '\r']).to_string())
+    }
+}
+
+fn token(settings: &Settings, name: &str) -> anyhow::Result<()> {
+    let token = auth::token()?;
+    let mut accounts = crate::store::open_accounts(settings)?;
+    accounts.add_token(&auth::digest(&token), name, Utc::now())?;
+    eprintln!(
+        "token `{name}` created; it is shown only now. Send it as `Authorization: Bearer TOKEN` to /api/bans and /metrics."
+    );
+    println!("{token}");
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! The admin's accounts: users with their argon2id password hashes, and the API tokens
+//! (kept as SHA-256 digests: a token is random and long, so a fast digest suffices and
+//! the store never holds one that works).
+//!
+//! They live beside the bans: in the SQLite file on one server, under the key prefix in
+//! Redis for a fleet, where every server's admin then knows the same users.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, params};
+
+use super::{RedisStore, SqliteStore, StoreError};
+
+/// An admin user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    /// The PHC string (`$argon2id$v=19$...`).
+    pub hash: String,
+    /// When the password was last set: a session begun before is void.
+    pub changed_at: DateTime<Utc>,
+}
+
+/// Users and tokens.
+pub trait Accounts: Send {
+    fn user(&mut self, name: &str) -> Result<Option<User>, StoreError>;
+    /// Creates or replaces a user; returns whether it is new.
+    fn set_user(&mut self, user: &User) -> Result<bool, StoreError>;
+    fn user_count(&mut self) -> Result<usize, StoreError>;
+    /// The name a token was created for.
+    fn token(&mut self, digest: &str) -> Result<Option<String>, StoreError>;
+    fn add_token(&mut self, digest: &str, name: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+}
+
+fn time(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap_or_default()
+}
+
+impl Accounts for SqliteStore {
+    fn user(&mut self, name: &str) -> Result<Option<User>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT name, hash, changed_at FROM admin_users WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok(User {
+                        name: r.get(0)?,
+                        hash: r.get(1)?,
+                        changed_at: time(r.get(2)?),
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    fn set_user(&mut self, user: &User) -> Result<bool, StoreError> {
+        let existed = self.user(&user.name)?.is_some();
+        self.conn
+            .execute(
+                "INSERT INTO admin_users (name, hash, changed_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, changed_at = excluded.changed_at",
+                params![user.name, user.hash, user.changed_at.timestamp()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(!existed)
+    }
+
+    fn user_count(&mut self) -> Result<usize, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM admin_users", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as usize)
+            .map_err(|e| self.err(e))
+    }
+
+    fn token(&mut self, digest: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT name FROM admin_tokens WHERE digest = ?1",
+                params![digest],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    fn add_token(&mut self, digest: &str, name: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO admin_tokens (digest, name, created_at) VALUES (?1, ?2, ?3)",
+                params![digest, name, at.timestamp()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+}
+
+/// Users are the hash `admin:users` (name → `changed_at hash`); tokens the hash
+/// `admin:tokens` (digest → name).
+impl Accounts for RedisStore {
+    fn user(&mut self, name: &str) -> Result<Option<User>, StoreError> {
+        let key = self.key("admin:users");
+        let value: Option<String> =
+            self.with(|c| ::redis::cmd("HGET").arg(&key).arg(name).query(c))?;
+        Ok(value.and_then(|v| {
+            let (at, hash) = v.split_once(' ')?;
+            Some(User {
+                name: name.to_string(),
+                hash: hash.to_string(),
+                changed_at: time(at.parse().ok()?),
+            })
+        }))
+    }
+
+    fn set_user(&mut self, user: &User) -> Result<bool, StoreError> {
+        let key = self.key("admin:users");
+        let value = format!("{} {}", user.changed_at.timestamp(), user.hash);
+        let added: i64 = self.with(|c| {
+            ::redis::cmd("HSET")
+                .arg(&key)
+                .arg(&user.name)
+                .arg(&value)
+                .query(c)
+        })?;
+        Ok(added == 1)
+    }
+
+    fn user_count(&mut self) -> Result<usize, StoreError> {
+        let key = self.key("admin:users");
+        self.with(|c| ::redis::cmd("HLEN").arg(&key).query(c))
+    }
+
+    fn token(&mut self, digest: &str) -> Result<Option<String>, StoreError> {
+        let key = self.key("admin:tokens");
+        self.with(|c| ::redis::cmd("HGET").arg(&key).arg(digest).query(c))
+    }
+
+    fn add_token(
+        &mut self,
+        digest: &str,
+        name: &str,
+        _at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let key = self.key("admin:tokens");
+        self.with(|c| {
+            ::redis::cmd("HSET")
+                .arg(&key)
+                .arg(digest)
+                .arg(name)
+                .query::<i64>(c)
+        })
+        .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_users_are_created_then_replaced_and_tokens_found_by_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        assert_eq!(store.user_count().unwrap(), 0);
+        let mut user = User {
+            name: "alice".into(),
+            hash: "$argon2id$one".into(),
+            changed_at: time(1000),
+        };
+        assert!(store.set_user(&user).unwrap());
+        user.hash = "$argon2id$two".into();
+        user.changed_at = time(2000);
+        assert!(!store.set_user(&user).unwrap());
+        assert_eq!(store.user("alice").unwrap(), Some(user));
+        assert_eq!(store.user("bob").unwrap(), None);
+        assert_eq!(store.user_count().unwrap(), 1);
+        store.add_token("d1", "grafana", time(3000)).unwrap();
+        assert_eq!(store.token("d1").unwrap().as_deref(), Some("grafana"));
+        assert_eq!(store.token("d2").unwrap(), None);
+    }
+}
