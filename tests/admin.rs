@@ -800,3 +800,34 @@ fn tls_serves_https_with_secure_cookies() {
     let out = s.cli(None, &["admin", "--tls-key", key.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn countries_show_when_a_geoip_database_is_configured() {
+    let db = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/geo-test.mmdb");
+    let (s, a) = admin_with_user(&format!("  geoip: {}\n", db.display()));
+    for ip in ["192.0.2.1", "192.0.2.2", "198.51.100.3", "10.1.2.3"] {
+        assert!(s.cli(None, &["ban", ip]).status.success());
+    }
+    let cookie = a.sign_in("alice", PASSWORD).unwrap();
+    let dash = a.get("/", Some(&cookie)).body;
+    assert!(dash.contains(r#"<svg id="bans-per-country""#), "{dash}");
+    assert!(dash.contains("Germany (DE): 2"), "{dash}");
+    assert!(dash.contains("<td>Brazil (BR)</td>"));
+    assert!(dash.contains("unknown: 1"));
+    let details = a.get("/bans/1", Some(&cookie)).body;
+    assert!(
+        details.contains("<dt>Country</dt><dd>Germany (DE)</dd>"),
+        "{details}"
+    );
+
+    // Without a database the same pages are complete, with no country anywhere.
+    let (s2, plain) = admin_with_user("");
+    assert!(s2.cli(None, &["ban", "192.0.2.1"]).status.success());
+    let cookie = plain.sign_in("alice", PASSWORD).unwrap();
+    let dash = plain.get("/", Some(&cookie)).body;
+    assert!(
+        !dash.contains("country") && !dash.contains("Country"),
+        "{dash}"
+    );
+    assert!(dash.contains(r#"<svg id="bans-per-day""#));
+}

@@ -50,3 +50,38 @@ impl Geo {
         self.country(net.network())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geo() -> Geo {
+        Geo::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/geo-test.mmdb")).unwrap()
+    }
+
+    #[test]
+    fn countries_come_from_the_local_database() {
+        let g = geo();
+        assert_eq!(
+            g.country("192.0.2.7".parse().unwrap()).as_deref(),
+            Some("Germany (DE)")
+        );
+        assert_eq!(
+            g.country("2001:db8::1".parse().unwrap()).as_deref(),
+            Some("Japan (JP)")
+        );
+        assert_eq!(
+            g.country_of(&"198.51.100.0/24".parse().unwrap()).as_deref(),
+            Some("Brazil (BR)")
+        );
+        assert_eq!(g.country("10.0.0.1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn a_missing_database_names_its_path() {
+        let e = Geo::open(Path::new("/nonexistent/GeoLite2-Country.mmdb"))
+            .err()
+            .unwrap();
+        assert!(e.contains("/nonexistent/GeoLite2-Country.mmdb"), "{e}");
+    }
+}
