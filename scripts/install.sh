@@ -139,7 +139,7 @@ directory 700 /var/lib/pyfilter
 units_changed=0
 case $init in
     systemd)
-        for unit in pyfilter.service pyfilter-prune.service pyfilter-prune.timer; do
+        for unit in pyfilter.service pyfilter-prune.service pyfilter-prune.timer pyfilter-admin.service; do
             with_prefix "$repo/scripts/$unit"
             put 644 "$tmp/$unit" "/etc/systemd/system/$unit"
             [ "$changed" = 0 ] || units_changed=1
@@ -173,6 +173,10 @@ if [ -z "$destdir" ]; then
             say ""
             say "Start it now and at every boot, with the hourly prune:"
             say "  systemctl enable --now pyfilter.service pyfilter-prune.timer"
+        fi
+        if ! systemctl is-enabled --quiet pyfilter-admin.service 2>/dev/null; then
+            say "The web admin (optional): create a user, then start it:"
+            say "  $prefix/bin/pyfilter admin passwd NAME && systemctl enable --now pyfilter-admin.service"
         fi
     elif [ "$init" = cron ]; then
         say ""

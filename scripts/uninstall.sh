@@ -44,12 +44,12 @@ fi
 
 systemd_running() { [ -d /run/systemd/system ]; }
 binary=$prefix/bin/pyfilter
-units=(pyfilter.service pyfilter-prune.service pyfilter-prune.timer)
+units=(pyfilter.service pyfilter-prune.service pyfilter-prune.timer pyfilter-admin.service)
 
 # --- stop, then take pyfilter out of the firewall (never with --destdir) --------------
 if [ -z "$destdir" ]; then
     if systemd_running; then
-        for unit in pyfilter-prune.timer pyfilter.service pyfilter-prune.service; do
+        for unit in pyfilter-admin.service pyfilter-prune.timer pyfilter.service pyfilter-prune.service; do
             if [ -n "$(systemctl list-unit-files --no-legend "$unit" 2>/dev/null)" ]; then
                 systemctl disable --now "$unit" 2>/dev/null || systemctl stop "$unit" || true
                 say "stopped    $unit (and disabled it)"
@@ -92,6 +92,7 @@ for unit in "${units[@]}"; do
 done
 # `systemctl disable` removes these; they stay when it could not run (no systemd, --destdir).
 for link in /etc/systemd/system/multi-user.target.wants/pyfilter.service \
+    /etc/systemd/system/multi-user.target.wants/pyfilter-admin.service \
     /etc/systemd/system/timers.target.wants/pyfilter-prune.timer; do
     if [ -L "$destdir$link" ]; then
         rm -f -- "$destdir$link"
@@ -103,7 +104,8 @@ remove /etc/cron.d/pyfilter
 if [ "$purge" = 1 ]; then
     # Drop-ins from `systemctl edit` are configuration too.
     for dir in /etc/pyfilter /var/lib/pyfilter /etc/systemd/system/pyfilter.service.d \
-        /etc/systemd/system/pyfilter-prune.service.d /etc/systemd/system/pyfilter-prune.timer.d; do
+        /etc/systemd/system/pyfilter-prune.service.d /etc/systemd/system/pyfilter-prune.timer.d \
+        /etc/systemd/system/pyfilter-admin.service.d /var/log/pyfilter; do
         if [ -e "$destdir$dir" ]; then
             rm -rf -- "$destdir$dir"
             say "removed    $destdir$dir/"

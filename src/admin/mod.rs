@@ -748,11 +748,7 @@ impl Admin {
         }
         let mut text = String::new();
         crate::metrics::render_saved(&mut text, self.store.as_mut(), &self.local, Utc::now())?;
-        Ok(Response::new(
-            200,
-            "text/plain; version=0.0.4; charset=utf-8",
-            text,
-        ))
+        Ok(Response::new(200, crate::metrics::CONTENT_TYPE, text))
     }
 }
 
