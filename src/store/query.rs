@@ -32,33 +32,21 @@ pub const LATEST: usize = 10;
 
 impl Summary {
     pub fn of(bans: &[Ban], now: DateTime<Utc>) -> Summary {
-        let today = now.with_timezone(&Local).date_naive();
-        let first = today.checked_sub_days(Days::new(DAYS - 1)).unwrap_or(today);
-        let mut per_day: BTreeMap<NaiveDate, u64> = (0..DAYS)
-            .filter_map(|i| first.checked_add_days(Days::new(i)))
-            .map(|d| (d, 0))
-            .collect();
         let mut groups: BTreeMap<(&str, &str), u64> = BTreeMap::new();
-        let mut active = 0;
         for ban in bans {
-            if let Some(n) = per_day.get_mut(&ban.banned_at.with_timezone(&Local).date_naive()) {
-                *n += 1;
-            }
             *groups.entry((&ban.rule, &ban.server)).or_default() += 1;
-            active += u64::from(ban.lifted_at.is_none());
         }
-        let mut by_rule_server: Vec<(String, String, u64)> = groups
-            .into_iter()
-            .map(|((r, s), n)| (r.to_string(), s.to_string(), n))
-            .collect();
-        by_rule_server.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| (&a.0, &a.1).cmp(&(&b.0, &b.1))));
         let mut latest: Vec<&Ban> = bans.iter().collect();
         latest.sort_by_key(|b| std::cmp::Reverse((b.banned_at, b.id)));
         Summary {
             total: bans.len() as u64,
-            active,
-            per_day: per_day.into_iter().collect(),
-            by_rule_server,
+            active: bans.iter().filter(|b| b.lifted_at.is_none()).count() as u64,
+            per_day: per_day(bans.iter().map(|b| b.banned_at), now),
+            by_rule_server: sorted_groups(
+                groups
+                    .into_iter()
+                    .map(|((r, s), n)| (r.to_string(), s.to_string(), n)),
+            ),
             latest: latest.into_iter().take(LATEST).cloned().collect(),
         }
     }
@@ -76,6 +64,44 @@ impl Summary {
         v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         v
     }
+}
+
+/// The first instant of the oldest day in `Summary::per_day`.
+pub fn first_day(now: DateTime<Utc>) -> DateTime<Utc> {
+    let today = now.with_timezone(&Local).date_naive();
+    let first = today.checked_sub_days(Days::new(DAYS - 1)).unwrap_or(today);
+    first
+        .and_hms_opt(0, 0, 0)
+        .and_then(|t| t.and_local_timezone(Local).earliest())
+        .map_or(now, |t| t.to_utc())
+}
+
+/// Bans per local day over the last `DAYS` days, from their start times.
+pub fn per_day(
+    times: impl Iterator<Item = DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Vec<(NaiveDate, u64)> {
+    let today = now.with_timezone(&Local).date_naive();
+    let first = today.checked_sub_days(Days::new(DAYS - 1)).unwrap_or(today);
+    let mut days: BTreeMap<NaiveDate, u64> = (0..DAYS)
+        .filter_map(|i| first.checked_add_days(Days::new(i)))
+        .map(|d| (d, 0))
+        .collect();
+    for t in times {
+        if let Some(n) = days.get_mut(&t.with_timezone(&Local).date_naive()) {
+            *n += 1;
+        }
+    }
+    days.into_iter().collect()
+}
+
+/// (rule, server, count) most first, then by name.
+pub fn sorted_groups(
+    groups: impl Iterator<Item = (String, String, u64)>,
+) -> Vec<(String, String, u64)> {
+    let mut v: Vec<(String, String, u64)> = groups.collect();
+    v.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| (&a.0, &a.1).cmp(&(&b.0, &b.1))));
+    v
 }
 
 /// A history search. Empty fields match everything.

@@ -479,6 +479,10 @@ impl BanStore for RedisStore {
         })
     }
 
+    fn ban(&mut self, id: i64) -> Result<Option<Ban>, StoreError> {
+        self.load(id)
+    }
+
     fn epoch(&mut self) -> Result<Option<String>, StoreError> {
         self.read_epoch().map(Some)
     }

@@ -566,6 +566,82 @@ fn raw_ban(r: &Row) -> rusqlite::Result<RawBan> {
 }
 
 impl super::BanStore for SqliteStore {
+    fn ban(&mut self, id: i64) -> Result<Option<Ban>, StoreError> {
+        self.query_one(
+            &format!("SELECT {COLUMNS} FROM bans WHERE id = ?1"),
+            params![id],
+        )
+    }
+
+    /// In SQL: the dashboard must not read the whole history on every visit.
+    fn summary(&mut self, now: DateTime<Utc>) -> Result<super::Summary, StoreError> {
+        let err = |e| self.err(e);
+        let (total, active): (i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*), COUNT(*) FILTER (WHERE lifted_at IS NULL) FROM bans",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(err)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT banned_at FROM bans WHERE banned_at >= ?1")
+            .map_err(err)?;
+        let times: Vec<i64> = stmt
+            .query_map(params![super::query::first_day(now).timestamp()], |r| {
+                r.get(0)
+            })
+            .map_err(err)?
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT rule, server, COUNT(*) FROM bans GROUP BY rule, server")
+            .map_err(err)?;
+        let groups: Vec<(String, String, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(err)?
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        let latest = self.query(
+            &format!("SELECT {COLUMNS} FROM bans ORDER BY banned_at DESC, id DESC LIMIT ?1"),
+            params![super::query::LATEST as i64],
+        )?;
+        Ok(super::Summary {
+            total: total as u64,
+            active: active as u64,
+            per_day: super::query::per_day(
+                times
+                    .into_iter()
+                    .filter_map(|t| DateTime::from_timestamp(t, 0)),
+                now,
+            ),
+            by_rule_server: super::query::sorted_groups(
+                groups.into_iter().map(|(r, s, n)| (r, s, n as u64)),
+            ),
+            latest,
+        })
+    }
+
+    /// Rule, server and dates in SQL; the address test (containment either way) here.
+    fn search(&mut self, q: &super::BanQuery) -> Result<super::Page, StoreError> {
+        let bans = self.query(
+            &format!(
+                "SELECT {COLUMNS} FROM bans WHERE (?1 IS NULL OR rule = ?1) AND (?2 IS NULL OR server = ?2)
+                 AND (?3 IS NULL OR banned_at >= ?3) AND (?4 IS NULL OR banned_at < ?4)
+                 ORDER BY banned_at DESC, id DESC"
+            ),
+            params![
+                q.rule,
+                q.server,
+                q.from.map(|t| t.timestamp()),
+                q.to.map(|t| ceil_secs(t)),
+            ],
+        )?;
+        Ok(q.page(bans))
+    }
+
     fn record_many(&mut self, bans: &[NewBan]) -> Result<Vec<Recorded>, StoreError> {
         SqliteStore::record_many(self, bans)
     }
@@ -745,5 +821,65 @@ mod tests {
             SqliteStore::open(&path),
             Err(StoreError::TooNew { found: 99, .. })
         ));
+    }
+
+    #[test]
+    fn summary_and_search_in_sql_answer_as_the_whole_history_does() {
+        use crate::store::{BanQuery, BanStore, Summary};
+        let (_d, mut s) = store();
+        let now = Utc::now();
+        for i in 0..40i64 {
+            let mut b = ban(&format!("192.0.2.{i}"), Some(3600));
+            b.rule = ["sshd", "nginx", "manual"][i as usize % 3].into();
+            b.server = ["a", "b"][i as usize % 2].into();
+            b.banned_at = DateTime::from_timestamp(now.timestamp() - i * 7 * 3600, 0).unwrap();
+            s.record(&b).unwrap();
+        }
+        for i in 0..10 {
+            s.lift(
+                &crate::net::parse_net(&format!("192.0.2.{i}")).unwrap(),
+                now,
+                "x",
+            )
+            .unwrap();
+        }
+        let all = SqliteStore::all_bans(&s).unwrap();
+        assert_eq!(
+            BanStore::summary(&mut s, now).unwrap(),
+            Summary::of(&all, now)
+        );
+        let queries = [
+            BanQuery {
+                limit: 7,
+                offset: 3,
+                ..BanQuery::default()
+            },
+            BanQuery {
+                rule: Some("nginx".into()),
+                server: Some("b".into()),
+                limit: 50,
+                ..BanQuery::default()
+            },
+            BanQuery {
+                net: Some("192.0.2.0/28".parse().unwrap()),
+                limit: 50,
+                ..BanQuery::default()
+            },
+            BanQuery {
+                from: Some(now - chrono::Duration::days(3)),
+                to: Some(now - chrono::Duration::days(1)),
+                limit: 50,
+                ..BanQuery::default()
+            },
+        ];
+        for q in queries {
+            assert_eq!(
+                BanStore::search(&mut s, &q).unwrap(),
+                q.page(all.clone()),
+                "{q:?}"
+            );
+        }
+        assert_eq!(BanStore::ban(&mut s, 5).unwrap().unwrap().id, 5);
+        assert_eq!(BanStore::ban(&mut s, 500).unwrap(), None);
     }
 }
