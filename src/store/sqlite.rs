@@ -636,7 +636,7 @@ impl super::BanStore for SqliteStore {
                 q.rule,
                 q.server,
                 q.from.map(|t| t.timestamp()),
-                q.to.map(|t| ceil_secs(t)),
+                q.to.map(ceil_secs),
             ],
         )?;
         Ok(q.page(bans))
