@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Setup, stderr, stdout};
+use common::{BIN, RedisServer, Setup, stderr, stdout};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -830,4 +830,84 @@ fn countries_show_when_a_geoip_database_is_configured() {
         "{dash}"
     );
     assert!(dash.contains(r#"<svg id="bans-per-day""#));
+}
+
+#[test]
+fn with_redis_a_fleet_shares_users_and_an_admin_ban_is_published_at_once() {
+    let redis = RedisServer::start();
+    let fleet = |name: &str| {
+        setup(&format!(
+            "server_name: {name}\nstore: redis\nredis: {{ url: '{}' }}\n",
+            redis.url()
+        ))
+    };
+    let (sa, sb) = (fleet("a"), fleet("b"));
+    // The user is created through server a; server b's admin knows it.
+    add_user(&sa, "alice", PASSWORD);
+    let hash = redis.cli(&["HGET", "pyfilter:admin:users", "alice"]);
+    assert!(hash.contains("$argon2id$"), "{hash}");
+    assert!(!hash.contains(PASSWORD));
+    let (a, b) = (Admin::start(&sa, &[]), Admin::start(&sb, &[]));
+    let cookie_b = b.sign_in("alice", PASSWORD).unwrap();
+
+    // Listen to the ban channel as every daemon of the fleet does.
+    let mut sub = Command::new("redis-cli")
+        .arg("-s")
+        .arg(redis.socket())
+        .args(["SUBSCRIBE", "pyfilter:events"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut events = BufReader::new(sub.stdout.take().unwrap()).lines();
+    for _ in 0..3 {
+        events.next(); // the subscription's own reply
+    }
+    let cookie_a = a.sign_in("alice", PASSWORD).unwrap();
+    let csrf = a.csrf(&cookie_a);
+    let r = a.post(
+        "/ban",
+        &cookie_a,
+        &[
+            ("csrf", &csrf),
+            ("ip", "203.0.113.50"),
+            ("duration", "2h"),
+            ("reason", "seen in the admin"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let event = loop {
+        let line = events.next().unwrap().unwrap();
+        if line.starts_with('{') {
+            break line;
+        }
+    };
+    let _ = sub.kill();
+    let _ = sub.wait();
+    let event: serde_json::Value = serde_json::from_str(&event).unwrap();
+    assert_eq!(event["kind"], "ban");
+    assert_eq!(event["ip"], "203.0.113.50");
+    assert_eq!(event["server"], "a");
+    assert_eq!(event["rule"], "manual");
+
+    // Server b's admin shows it as another server's ban.
+    let id = r
+        .header("location")
+        .trim_start_matches("/bans/")
+        .to_string();
+    let details = b.get(&format!("/bans/{id}"), Some(&cookie_b)).body;
+    assert!(
+        details.contains("203.0.113.50") && details.contains("server <b>a</b>, by another server"),
+        "{details}"
+    );
+    let dash = b.get("/", Some(&cookie_b)).body;
+    assert!(dash.contains(r#"id="active-bans">1<"#), "{dash}");
+    // And b may lift it for the whole fleet.
+    let csrf_b = b.csrf(&cookie_b);
+    let r = b.post(
+        "/unban",
+        &cookie_b,
+        &[("csrf", &csrf_b), ("ip", "203.0.113.50")],
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(redis.cli(&["HLEN", "pyfilter:active"]).trim(), "0");
 }
