@@ -1,0 +1,283 @@
+//! What a signed-in user sees and does: the dashboard, a ban's details, the history
+//! search, and manual bans and unbans (checked as the CLI checks them, applied to the
+//! firewall first, then recorded — and with Redis published to the fleet).
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Local, NaiveDate, NaiveTime, Utc};
+
+use super::Admin;
+use super::html::{self, Viewer};
+use super::pages::{self, BanForm, HistoryForm};
+use crate::actions;
+use crate::cmd::UsageError;
+use crate::http::{Request, Response};
+use crate::net::{display_net, parse_net};
+use crate::store::{Ban, BanQuery, Recorded};
+
+impl Admin {
+    pub(super) fn dashboard(
+        &mut self,
+        viewer: &Viewer,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Response> {
+        let mut summary = self.store.summary(now)?;
+        crate::cmd::list::mark_remote(&self.settings, &mut summary.latest);
+        let per_country = match &self.geo {
+            None => None,
+            Some(geo) => {
+                let mut counts = std::collections::BTreeMap::<String, u64>::new();
+                for ban in self.store.all_bans()? {
+                    let c = geo.country_of(&ban.net).unwrap_or_else(|| "unknown".into());
+                    *counts.entry(c).or_default() += 1;
+                }
+                let mut v: Vec<(String, u64)> = counts.into_iter().collect();
+                v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                Some(v)
+            }
+        };
+        let geo = self.geo.as_ref();
+        let countries = |b: &Ban| geo.and_then(|g| g.country_of(&b.net));
+        let d = pages::Dashboard {
+            summary: &summary,
+            now,
+            per_country,
+            countries: &countries,
+        };
+        Ok(Response::html(200, pages::dashboard(viewer, &d)))
+    }
+
+    pub(super) fn details(
+        &mut self,
+        viewer: &Viewer,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Response> {
+        let ban = match id.parse::<i64>() {
+            Ok(id) => self.store.ban(id)?,
+            Err(_) => None,
+        };
+        let Some(ban) = ban else {
+            return Ok(Response::html(
+                404,
+                pages::message(
+                    Some(viewer),
+                    "Not found",
+                    "There is no ban with this number.",
+                ),
+            ));
+        };
+        let mut bans = vec![ban];
+        let mut earlier = self
+            .store
+            .search(&BanQuery {
+                net: Some(bans[0].net),
+                limit: 50,
+                ..BanQuery::default()
+            })?
+            .bans;
+        crate::cmd::list::mark_remote(&self.settings, &mut bans);
+        crate::cmd::list::mark_remote(&self.settings, &mut earlier);
+        let country = self.geo.as_ref().and_then(|g| g.country_of(&bans[0].net));
+        Ok(Response::html(
+            200,
+            pages::ban_details(viewer, &bans[0], &earlier, country, now),
+        ))
+    }
+
+    pub(super) fn history(
+        &mut self,
+        viewer: &Viewer,
+        req: &Request,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Response> {
+        let form = HistoryForm {
+            ip: req.query_param("ip").unwrap_or_default().trim().to_string(),
+            rule: req
+                .query_param("rule")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            server: req
+                .query_param("server")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            from: req
+                .query_param("from")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            to: req.query_param("to").unwrap_or_default().trim().to_string(),
+        };
+        let page: usize = req
+            .query_param("page")
+            .and_then(|p| p.parse().ok())
+            .filter(|p| *p >= 1)
+            .unwrap_or(1);
+        let mut query = BanQuery {
+            rule: Some(form.rule.clone()).filter(|s| !s.is_empty()),
+            server: Some(form.server.clone()).filter(|s| !s.is_empty()),
+            offset: (page - 1).saturating_mul(pages::PAGE_SIZE),
+            limit: pages::PAGE_SIZE,
+            ..BanQuery::default()
+        };
+        let mut error = None;
+        if !form.ip.is_empty() {
+            match parse_net(&form.ip) {
+                Ok(net) => query.net = Some(net),
+                Err(e) => error = Some(e),
+            }
+        }
+        for (text, field, end) in [
+            (&form.from, &mut query.from, false),
+            (&form.to, &mut query.to, true),
+        ] {
+            if text.is_empty() {
+                continue;
+            }
+            match day_start(text, end) {
+                Some(t) => *field = Some(t),
+                None => error = Some(format!("`{text}` is not a date (YYYY-MM-DD)")),
+            }
+        }
+        let mut result = if error.is_some() {
+            crate::store::Page::default()
+        } else {
+            self.store.search(&query)?
+        };
+        crate::cmd::list::mark_remote(&self.settings, &mut result.bans);
+        let status = if error.is_some() { 400 } else { 200 };
+        Ok(Response::html(
+            status,
+            pages::history(viewer, &form, &query, &result, error.as_deref(), now),
+        ))
+    }
+
+    pub(super) fn default_duration(&self) -> String {
+        self.settings.config.ban_time.to_string()
+    }
+
+    pub(super) fn ban(
+        &mut self,
+        viewer: &Viewer,
+        req: &Request,
+        client: IpAddr,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Response> {
+        let form = BanForm {
+            ip: req.form("ip").unwrap_or_default(),
+            duration: req.form("duration").unwrap_or_default(),
+            reason: req.form("reason").unwrap_or_default(),
+        };
+        let default = self.default_duration();
+        let refuse = |msg: &str| {
+            Ok(Response::html(
+                400,
+                pages::ban_form(viewer, &form, &default, Some(msg)),
+            ))
+        };
+        let reason = form.reason.trim();
+        let reason = format!(
+            "{} (admin: {})",
+            if reason.is_empty() {
+                "banned by hand"
+            } else {
+                reason
+            },
+            viewer.user
+        );
+        let new = match crate::cmd::ban::manual(
+            &self.settings,
+            &form.ip,
+            Some(&form.duration),
+            Some(&reason),
+            now,
+        ) {
+            Ok(new) => new,
+            Err(UsageError(msg)) => return refuse(&msg.replace("--for: ", "For: ")),
+        };
+        match actions::ban(self.store.as_mut(), self.firewall.as_mut(), &new)? {
+            Recorded::New(ban) => {
+                self.audit.event(
+                    client,
+                    viewer.user,
+                    &format!("banned {}", display_net(&ban.net)),
+                );
+                // Id 0: Redis is away and the ban waits in the outbox.
+                Ok(Response::redirect(&if ban.id == 0 {
+                    format!("/history?ip={}", html::url(&display_net(&ban.net)))
+                } else {
+                    format!("/bans/{}", ban.id)
+                }))
+            }
+            Recorded::AlreadyBanned(ban) => refuse(&format!(
+                "{} is already banned (rule {}, since {}); unban it first to change the ban.",
+                display_net(&ban.net),
+                ban.rule,
+                ban.banned_at
+                    .with_timezone(&Local)
+                    .format("%Y-%m-%d %H:%M:%S")
+            )),
+        }
+    }
+
+    pub(super) fn unban(
+        &mut self,
+        viewer: &Viewer,
+        req: &Request,
+        client: IpAddr,
+        _now: DateTime<Utc>,
+    ) -> anyhow::Result<Response> {
+        let ip = req.form("ip").unwrap_or_default();
+        let net = match parse_net(ip.trim()) {
+            Ok(net) => net,
+            Err(e) => {
+                return Ok(Response::html(
+                    400,
+                    pages::message(Some(viewer), "Unban", &e),
+                ));
+            }
+        };
+        let reason = req.form("reason").unwrap_or_default();
+        let reason = format!(
+            "{} (admin: {})",
+            if reason.trim().is_empty() {
+                "unbanned in the admin"
+            } else {
+                reason.trim()
+            },
+            viewer.user
+        );
+        match actions::unban(self.store.as_mut(), self.firewall.as_mut(), &net, &reason)? {
+            Some(ban) => {
+                self.audit.event(
+                    client,
+                    viewer.user,
+                    &format!("unbanned {}", display_net(&net)),
+                );
+                Ok(Response::redirect(&format!("/bans/{}", ban.id)))
+            }
+            None => Ok(Response::html(
+                400,
+                pages::message(
+                    Some(viewer),
+                    "Unban",
+                    &format!("{} was not banned.", display_net(&net)),
+                ),
+            )),
+        }
+    }
+}
+
+/// The start of a local day (`end`: of the day after, so that "to" includes its day).
+fn day_start(text: &str, end: bool) -> Option<DateTime<Utc>> {
+    let mut day = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    if end {
+        day = day.succ_opt()?;
+    }
+    day.and_time(NaiveTime::MIN)
+        .and_local_timezone(Local)
+        .earliest()
+        .map(|t| t.to_utc())
+}
