@@ -462,24 +462,26 @@ fn idle_sessions_expire() {
 #[test]
 fn sign_in_takes_as_long_for_an_unknown_user_as_for_a_wrong_password() {
     let (_s, a) = admin_with_user("  sign_in_attempts: 1000\n");
-    let time = |user: &str| {
-        let mut v: Vec<Duration> = (0..7)
-            .map(|_| {
-                let t = Instant::now();
-                assert!(a.sign_in(user, "wrong password!").is_err());
-                t.elapsed()
-            })
-            .collect();
-        v.sort();
-        v[3]
+    // Alternate the two so that whatever else the machine does weighs on both alike,
+    // and compare medians: without a decoy hash an unknown user would be refused in well
+    // under a millisecond, a known one after a whole argon2id verification.
+    let once = |user: &str| {
+        let t = Instant::now();
+        assert!(a.sign_in(user, "wrong password!").is_err());
+        t.elapsed()
     };
-    // Warm up, then compare medians: without a decoy hash an unknown user would answer
-    // in well under a millisecond, a known one after a whole argon2id verification.
-    time("alice");
-    let (known, unknown) = (time("alice"), time("nobody"));
+    once("alice");
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for _ in 0..9 {
+        known.push(once("alice"));
+        unknown.push(once("nobody"));
+    }
+    known.sort();
+    unknown.sort();
+    let (known, unknown) = (known[4], unknown[4]);
     let ratio = unknown.as_secs_f64() / known.as_secs_f64();
     assert!(
-        (0.6..1.6).contains(&ratio),
+        (0.5..2.0).contains(&ratio),
         "known user {known:?}, unknown user {unknown:?}"
     );
 }
