@@ -19,12 +19,13 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::config::{Settings, StoreKind};
 use crate::engine::Engine;
+use crate::event::Event;
 use crate::firewall;
 use crate::journal;
 use crate::metrics::{self, Metrics};
 use crate::store::SqliteStore;
 use crate::sync;
-use crate::watch::{self, Event, WatchContext};
+use crate::watch::{self, WatchContext};
 
 /// Most events handled before their bans are applied.
 const BURST: usize = 50_000;

@@ -17,13 +17,13 @@ use ipnet::IpNet;
 use crate::actions::{self, ActionError};
 use crate::config::Settings;
 use crate::counter::{Counters, Outcome};
+use crate::event::{Attempt, Event};
 use crate::firewall::{Entry, Firewall};
 use crate::metrics::{self, Metrics};
 use crate::net::{IgnoreList, aggregate, display_net};
 use crate::rule::Limits;
 use crate::store::{BanStore, NewBan, Origin, Positions, Recorded, SqliteStore};
 use crate::sync::{Link, RemoteEvent};
-use crate::watch::{Attempt, Event};
 
 /// First wait before bans the firewall refused are tried again, and the longest.
 const RETRY_FIRST: Duration = Duration::from_secs(1);

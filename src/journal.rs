@@ -19,8 +19,9 @@ use std::thread::JoinHandle;
 use chrono::{DateTime, Local, SecondsFormat, Utc};
 use crossbeam_channel::{bounded, select};
 
+use crate::event::{Attempt, Event};
 use crate::rule::{JournalSpec, Rule};
-use crate::watch::{Attempt, Event, WatchContext};
+use crate::watch::WatchContext;
 
 /// Saved journal cursors, by rule name.
 pub type Cursors = std::collections::HashMap<String, String>;

@@ -12,6 +12,7 @@ pub mod counter;
 pub mod daemon;
 pub mod duration;
 pub mod engine;
+pub mod event;
 pub mod firewall;
 pub mod follow;
 pub mod http;

@@ -18,10 +18,10 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::config::RedisConfig;
+use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::net::parse_net;
 use crate::store::redacted;
-use crate::watch::Event;
 
 /// Another server's ban or unban.
 #[derive(Debug, Clone, PartialEq, Eq)]

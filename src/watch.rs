@@ -7,53 +7,20 @@
 //! thread for each new match.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 
-use chrono::{DateTime, FixedOffset, Local};
+use chrono::Local;
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
+use crate::event::{Attempt, Event};
 use crate::follow::{Follower, Fresh};
 use crate::metrics::{Metrics, RuleStats};
 use crate::rule::{Rule, Scratch, Skip};
 use crate::store::{Position, Positions};
-
-/// A failed attempt found in a log.
-#[derive(Debug, Clone)]
-pub struct Attempt {
-    pub rule: Arc<str>,
-    pub ip: IpAddr,
-    /// The time written on the line.
-    pub at: DateTime<FixedOffset>,
-    /// Matched an `instant: true` pattern: ban now.
-    pub instant: bool,
-    /// The line, verbatim (lossy UTF-8): the reason recorded with a ban.
-    pub line: String,
-}
-
-/// What watchers tell the decision thread.
-#[derive(Debug)]
-pub enum Event {
-    Attempt(Attempt),
-    /// How far a file has been handled (sent after the attempts it covers).
-    Position {
-        path: PathBuf,
-        position: Position,
-    },
-    /// How far a rule's journal has been handled.
-    Cursor {
-        rule: String,
-        cursor: String,
-    },
-    /// Another server's ban or unban (from the sync thread).
-    Remote(crate::sync::RemoteEvent),
-    /// The sync thread's link to Redis went up or down.
-    Link(crate::sync::Link),
-}
 
 /// What every watcher thread needs.
 #[derive(Clone)]
