@@ -6,14 +6,14 @@ use super::html::esc;
 
 /// A vertical bar chart of `(label, value)`, labels under the bars.
 pub fn bars(id: &str, caption: &str, data: &[(String, u64)]) -> String {
-    const W: usize = 640;
-    const H: usize = 220;
+    const W: usize = 1000;
+    const H: usize = 240;
     const TOP: usize = 20;
     const BOTTOM: usize = 40;
     let max = data.iter().map(|d| d.1).max().unwrap_or(0).max(1);
     let n = data.len().max(1);
     let slot = (W - 20) / n;
-    let bar = slot * 7 / 10;
+    let bar = (slot * 7 / 10).min(72);
     let plot = H - TOP - BOTTOM;
     let mut svg = format!(
         r#"<svg id="{id}" class="chart" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-labelledby="{id}-title" xmlns="http://www.w3.org/2000/svg"><title id="{id}-title">{caption}</title>"#,
@@ -54,7 +54,7 @@ mod tests {
         );
         assert_eq!(svg.matches("<rect").count(), 3);
         assert!(svg.contains(r#"height="0""#));
-        assert!(svg.contains(r#"height="160""#), "{svg}");
+        assert!(svg.contains(r#"height="180""#), "{svg}");
         assert!(svg.contains("&lt;b&gt;") && !svg.contains("<b>"));
     }
 
