@@ -37,6 +37,8 @@ fn init_logging(cli: &Cli) {
     let default = match (cli.quiet, cli.verbose, &cli.command) {
         (true, _, _) => "error",
         (false, 0, Command::Run { .. }) => "info",
+        // The admin server logs sign-ins and bans as the daemon logs its work.
+        (false, 0, Command::Admin(a)) if a.action.is_none() => "info",
         (false, 0, _) => "warn",
         (false, 1, _) => "info",
         (false, 2, _) => "debug",

@@ -89,7 +89,7 @@ pub fn serve(settings: Settings, options: &Options) -> anyhow::Result<()> {
             .recv()
             .unwrap_or_else(|_| Response::text(500, "internal error\n"))
     })?;
-    log::warn!("admin ready on {scheme}://{bound}/");
+    log::info!("admin ready on {scheme}://{bound}/");
     for (request, reply) in inbox {
         let _ = reply.send(admin.handle(request));
     }
