@@ -913,3 +913,25 @@ fn with_redis_a_fleet_shares_users_and_an_admin_ban_is_published_at_once() {
     assert_eq!(r.status, 303);
     assert_eq!(redis.cli(&["HLEN", "pyfilter:active"]).trim(), "0");
 }
+
+#[test]
+fn a_second_sign_in_page_leaves_the_first_form_valid() {
+    let (_s, a) = admin_with_user("");
+    let first = a.get("/login", None);
+    let cookie = first.cookie("pyfilter_login").unwrap();
+    let csrf = first.field("csrf");
+    // Another tab, or the browser fetching its icon, shows the page again.
+    let second = a.get("/login", Some(&cookie));
+    assert_eq!(second.field("csrf"), csrf);
+    assert_eq!(a.get("/favicon.ico", Some(&cookie)).status, 404);
+    let r = a.post(
+        "/login",
+        &cookie,
+        &[("csrf", &csrf), ("user", "alice"), ("password", PASSWORD)],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    // A made-up login cookie is replaced, not taken as a token.
+    let odd = a.get("/login", Some("pyfilter_login=<x>"));
+    assert_ne!(odd.field("csrf"), "<x>");
+    assert_eq!(odd.field("csrf").len(), 64);
+}

@@ -76,6 +76,11 @@ pub fn token() -> Result<String, AuthError> {
     Ok(hex(&bytes))
 }
 
+/// Whether `text` has the shape of a `token()`.
+pub fn is_token(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// The SHA-256 of a token, hex: what the store keeps of it.
 pub fn digest(token: &str) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref())
@@ -127,6 +132,7 @@ mod tests {
     fn tokens_are_random_and_digests_stable() {
         let (a, b) = (token().unwrap(), token().unwrap());
         assert_eq!(a.len(), 64);
+        assert!(is_token(&a) && !is_token("abc") && !is_token(&"g".repeat(64)));
         assert_ne!(a, b);
         assert_eq!(
             digest("abc"),

@@ -66,6 +66,8 @@ pub struct Viewer<'a> {
     pub user: &'a str,
     pub csrf: &'a str,
     pub server: &'a str,
+    /// The bans are a fleet's, shared through Redis.
+    pub fleet: bool,
 }
 
 /// A whole page: `body` is already HTML.

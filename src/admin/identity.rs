@@ -36,16 +36,23 @@ impl Admin {
         }))
     }
 
+    /// The sign-in form. Its CSRF token is the browser's login cookie when it has one:
+    /// a new token per page would void a form already open in another tab, or the one on
+    /// screen when the browser fetches something else that ends on this page.
     pub(super) fn sign_in_page(
         &self,
+        req: &Request,
         error: Option<&str>,
         status: u16,
         secure: bool,
     ) -> anyhow::Result<Response> {
-        let token = auth::token()?;
+        let token = match req.cookie(LOGIN_COOKIE).filter(|t| auth::is_token(t)) {
+            Some(t) => t.to_string(),
+            None => auth::token()?,
+        };
         Ok(Response::html(status, pages::sign_in(&token, error)).with(
             "Set-Cookie",
-            &cookie(LOGIN_COOKIE, &token, "/login", secure, false),
+            &cookie(LOGIN_COOKIE, &token, "/login", secure, true),
         ))
     }
 
@@ -74,6 +81,7 @@ impl Admin {
             let secs = wait.as_secs().max(1);
             return Ok(self
                 .sign_in_page(
+                    req,
                     Some(&format!(
                         "Too many failed sign-ins from your address; try again in {} min.",
                         secs.div_ceil(60)
@@ -87,7 +95,7 @@ impl Admin {
         if !self.verifier.verify(user.as_ref(), &password) {
             self.limiter.failed(client, now);
             self.audit.failed_sign_in(client, &name);
-            return self.sign_in_page(Some("Wrong user name or password."), 401, secure);
+            return self.sign_in_page(req, Some("Wrong user name or password."), 401, secure);
         }
         let user = user.context("verified above")?;
         self.limiter.succeeded(client);

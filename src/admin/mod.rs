@@ -208,6 +208,9 @@ impl Admin {
             "/static/app.js" if get => {
                 return Ok(Response::new(200, "text/javascript; charset=utf-8", JS));
             }
+            // Browsers ask for it by themselves; a redirect to the sign-in page would be
+            // wasted on them.
+            "/favicon.ico" => return Ok(Response::text(404, "no icon\n")),
             "/api/bans" if get => return self.api_bans(req),
             "/metrics" if get => return self.metrics(req),
             _ => {}
@@ -224,7 +227,7 @@ impl Admin {
         }
         if req.path == "/login" {
             return if get {
-                self.sign_in_page(None, 200, secure)
+                self.sign_in_page(req, None, 200, secure)
             } else {
                 self.sign_in(req, client, secure)
             };
@@ -255,6 +258,7 @@ impl Admin {
             user: &signed.user,
             csrf: &signed.csrf,
             server: &server,
+            fleet: self.settings.config.store == crate::config::StoreKind::Redis,
         };
         let now = Utc::now();
         match (req.method.as_str(), req.path.as_str()) {

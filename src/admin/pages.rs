@@ -312,7 +312,11 @@ pub fn ban_form(
         duration = esc(&form.duration),
         default = esc(default_duration),
         reason = esc(&form.reason),
-        fleet = "",
+        fleet = if viewer.fleet {
+            ", and through Redis into every other server's"
+        } else {
+            ""
+        },
     );
     page("Ban an address", Some(viewer), &body)
 }
