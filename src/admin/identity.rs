@@ -9,7 +9,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 use super::html::Viewer;
-use super::{Admin, LOGIN_COOKIE, SESSION_COOKIE, Signed, auth, cookie, pages};
+use super::{Admin, LOGIN_COOKIE, SESSION_COOKIE, Signed, auth, cookie, csrf_refused, pages};
 use crate::http::{Request, Response};
 use crate::store::User;
 
@@ -64,14 +64,7 @@ impl Admin {
     ) -> anyhow::Result<Response> {
         let expected = req.cookie(LOGIN_COOKIE).unwrap_or("");
         if expected.is_empty() || !req.form("csrf").is_some_and(|t| auth::same(&t, expected)) {
-            return Ok(Response::html(
-                403,
-                pages::message(
-                    None,
-                    "Refused",
-                    "This form has no valid CSRF token; reload the page and try again.",
-                ),
-            ));
+            return Ok(csrf_refused());
         }
         let name = req.form("user").unwrap_or_default();
         let password = req.form("password").unwrap_or_default();

@@ -244,14 +244,7 @@ impl Admin {
                 .form("csrf")
                 .is_some_and(|t| auth::same(&t, &signed.csrf))
         {
-            return Ok(Response::html(
-                403,
-                pages::message(
-                    None,
-                    "Refused",
-                    "This form has no valid CSRF token; reload the page and try again.",
-                ),
-            ));
+            return Ok(csrf_refused());
         }
         let server = self.settings.config.server_name.clone();
         let viewer = Viewer {
@@ -323,6 +316,18 @@ impl Admin {
                     .header("x-forwarded-proto")
                     .is_some_and(|p| p.eq_ignore_ascii_case("https")))
     }
+}
+
+/// The answer to a form without its CSRF token.
+fn csrf_refused() -> Response {
+    Response::html(
+        403,
+        pages::message(
+            None,
+            "Refused",
+            "This form has no valid CSRF token; reload the page and try again.",
+        ),
+    )
 }
 
 /// A cookie; an empty value deletes it.

@@ -68,32 +68,39 @@ pub trait BanStore: Send {
     }
 }
 
-/// Opens the store the configuration names.
-pub fn open(settings: &Settings) -> Result<Box<dyn BanStore>, StoreError> {
+/// The store the configuration names, before it is seen as bans or as accounts.
+enum Configured {
+    Sqlite(SqliteStore),
+    Redis(Box<RedisStore>),
+}
+
+fn open_configured(settings: &Settings) -> Result<Configured, StoreError> {
     let c = &settings.config;
     Ok(match c.store {
-        StoreKind::Sqlite => Box::new(SqliteStore::open(&c.sqlite.path)?),
-        StoreKind::Redis => Box::new(RedisStore::open(
+        StoreKind::Sqlite => Configured::Sqlite(SqliteStore::open(&c.sqlite.path)?),
+        StoreKind::Redis => Configured::Redis(Box::new(RedisStore::open(
             &c.redis,
             &c.sqlite.path,
             c.history_retention,
             &c.server_name,
-        )?),
+        )?)),
+    })
+}
+
+/// Opens the store the configuration names.
+pub fn open(settings: &Settings) -> Result<Box<dyn BanStore>, StoreError> {
+    Ok(match open_configured(settings)? {
+        Configured::Sqlite(s) => Box::new(s),
+        Configured::Redis(r) => r,
     })
 }
 
 /// Opens where the admin's users and tokens live: the same store as the bans, so a
 /// fleet shares its admin accounts through Redis.
 pub fn open_accounts(settings: &Settings) -> Result<Box<dyn Accounts>, StoreError> {
-    let c = &settings.config;
-    Ok(match c.store {
-        StoreKind::Sqlite => Box::new(SqliteStore::open(&c.sqlite.path)?),
-        StoreKind::Redis => Box::new(RedisStore::open(
-            &c.redis,
-            &c.sqlite.path,
-            c.history_retention,
-            &c.server_name,
-        )?),
+    Ok(match open_configured(settings)? {
+        Configured::Sqlite(s) => Box::new(s),
+        Configured::Redis(r) => r,
     })
 }
 
