@@ -16,6 +16,9 @@ use crate::rule::{self, Limits, Rule};
 /// Where pyfilter looks for its configuration unless `-c` says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/pyfilter/pyfilter.yml";
 
+/// The shipped rule that reads the admin's failed sign-ins from `admin.log`.
+pub const ADMIN_RULE: &str = "pyfilter-admin";
+
 /// The configuration used when no file exists at the default path.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../pyfilter.yml");
 
@@ -823,6 +826,9 @@ fn compile_rules(name: &Path, text: &str, config: &Config) -> Result<Vec<Rule>, 
             // they appear), not a reason to fall back to the journal.
             file.log_files = files;
             file.journal = None;
+        } else if file.name == ADMIN_RULE && matches!(source.origin, rule::Origin::Embedded(_)) {
+            // The shipped rule reads wherever this configuration tells the admin to write.
+            file.log_files = vec![config.admin.log.display().to_string()];
         }
         if let Some(journal) = over.journal {
             file.journal = Some(journal);
@@ -869,6 +875,29 @@ mod tests {
         let s = load(EMBEDDED_DEFAULT).unwrap();
         assert!(s.enabled_rules().any(|r| &*r.name == "sshd"));
         assert_eq!(s.config.firewall.backend, Backend::Iptables);
+    }
+
+    #[test]
+    fn the_admin_rule_reads_the_log_the_admin_writes() {
+        let rule = |text: &str| {
+            let s = load(text).unwrap();
+            s.rule(ADMIN_RULE).unwrap().log_files.clone()
+        };
+        assert_eq!(rule(""), ["/var/log/pyfilter/admin.log"]);
+        assert_eq!(rule("admin: { log: /srv/admin.log }\n"), ["/srv/admin.log"]);
+        assert_eq!(
+            rule(
+                "admin: { log: /srv/admin.log }\nrules:\n  pyfilter-admin: { log_files: [/x.log] }\n"
+            ),
+            ["/x.log"],
+            "an explicit override wins"
+        );
+        let s = load("admin: { log: /srv/admin.log, session_idle: 5m, sign_in_attempts: 3 }\n")
+            .unwrap();
+        assert_eq!(s.config.admin.session_idle, Duration::from_secs(300));
+        assert_eq!(s.config.admin.sign_in_attempts.get(), 3);
+        assert!(load("admin: { sign_in_attempts: 0 }\n").is_err());
+        assert!(load("admin: { listen: 'not an address' }\n").is_err());
     }
 
     #[test]

@@ -83,6 +83,7 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
         format_duration(c.history_retention)
     );
     println!("rules_dir: {}", c.rules_dir.display());
+    admin_status(settings, &mut warnings);
     println!();
     println!("rules:");
     for rule in &settings.rules {
@@ -198,4 +199,45 @@ fn redis_status(settings: &Settings) -> Result<(), String> {
         .query::<String>(&mut conn)
         .map_err(|e| format!("redis {url}: PING failed: {e}"))?;
     Ok(())
+}
+
+/// The admin's settings, and what would stop `pyfilter admin` from starting: no user,
+/// TLS files or a GeoIP database that cannot be read.
+fn admin_status(settings: &Settings, warnings: &mut Vec<String>) {
+    let a = &settings.config.admin;
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => {
+            if let Err(e) = crate::http::tls_config(cert, key) {
+                warnings.push(format!("admin: {e}"));
+            }
+            "HTTPS"
+        }
+        (None, None) => "plain HTTP",
+        _ => {
+            warnings.push("admin: tls_cert and tls_key go together; set both or neither".into());
+            "HTTPS"
+        }
+    };
+    // Counting users opens the store: not when that would create the SQLite file.
+    let users =
+        if settings.config.store == StoreKind::Sqlite && !settings.config.sqlite.path.exists() {
+            Ok(0)
+        } else {
+            crate::store::open_accounts(settings).and_then(|mut s| s.user_count())
+        };
+    let users = match users {
+        Ok(0) => "no user yet: `pyfilter admin passwd NAME` creates one".to_string(),
+        Ok(n) => format!("{n} user{}", if n == 1 { "" } else { "s" }),
+        Err(e) => format!("users unknown ({e})"),
+    };
+    println!(
+        "admin: {} ({tls}), log {}, {users}",
+        a.listen,
+        a.log.display()
+    );
+    if let Some(path) = &a.geoip {
+        if let Err(e) = crate::admin::geo::Geo::open(path) {
+            warnings.push(format!("admin: {e}"));
+        }
+    }
 }
