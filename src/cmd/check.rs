@@ -235,9 +235,7 @@ fn admin_status(settings: &Settings, warnings: &mut Vec<String>) {
         a.listen,
         a.log.display()
     );
-    if let Some(path) = &a.geoip {
-        if let Err(e) = crate::admin::geo::Geo::open(path) {
-            warnings.push(format!("admin: {e}"));
-        }
+    if let Some(Err(e)) = a.geoip.as_deref().map(crate::admin::geo::Geo::open) {
+        warnings.push(format!("admin: {e}"));
     }
 }
