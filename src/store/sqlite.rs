@@ -624,22 +624,66 @@ impl super::BanStore for SqliteStore {
         })
     }
 
-    /// Rule, server and dates in SQL; the address test (containment either way) here.
+    /// Rule, server and dates in SQL, and the page too when no address is asked for.
+    /// Containment of networks (either way) is no text comparison: then only ids and
+    /// networks are read and tested here, and just the page's rows are loaded.
     fn search(&mut self, q: &super::BanQuery) -> Result<super::Page, StoreError> {
-        let bans = self.query(
-            &format!(
-                "SELECT {COLUMNS} FROM bans WHERE (?1 IS NULL OR rule = ?1) AND (?2 IS NULL OR server = ?2)
-                 AND (?3 IS NULL OR banned_at >= ?3) AND (?4 IS NULL OR banned_at < ?4)
-                 ORDER BY banned_at DESC, id DESC"
-            ),
-            params![
-                q.rule,
-                q.server,
-                q.from.map(|t| t.timestamp()),
-                q.to.map(ceil_secs),
-            ],
-        )?;
-        Ok(q.page(bans))
+        const WHERE: &str = "(?1 IS NULL OR rule = ?1) AND (?2 IS NULL OR server = ?2)
+            AND (?3 IS NULL OR banned_at >= ?3) AND (?4 IS NULL OR banned_at < ?4)";
+        let (rule, server) = (q.rule.as_deref(), q.server.as_deref());
+        // Stored times are whole seconds: rounding the bounds up keeps both tests exact.
+        let (from, to) = (q.from.map(ceil_secs), q.to.map(ceil_secs));
+        let err = |e| self.err(e);
+        let Some(net) = q.net else {
+            let total: i64 = self
+                .conn
+                .query_row(
+                    &format!("SELECT COUNT(*) FROM bans WHERE {WHERE}"),
+                    params![rule, server, from, to],
+                    |r| r.get(0),
+                )
+                .map_err(err)?;
+            let bans = self.query(
+                &format!(
+                    "SELECT {COLUMNS} FROM bans WHERE {WHERE} ORDER BY banned_at DESC, id DESC LIMIT ?5 OFFSET ?6"
+                ),
+                params![rule, server, from, to, q.limit as i64, q.offset as i64],
+            )?;
+            return Ok(super::Page {
+                bans,
+                total: total as usize,
+            });
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT id, net FROM bans WHERE {WHERE} ORDER BY banned_at DESC, id DESC"
+            ))
+            .map_err(err)?;
+        let rows: Vec<(i64, String)> = stmt
+            .query_map(params![rule, server, from, to], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(err)?
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        drop(stmt);
+        let hits: Vec<i64> = rows
+            .into_iter()
+            .filter(|(_, text)| {
+                text.parse::<IpNet>()
+                    .is_ok_and(|b| net.contains(&b) || b.contains(&net))
+            })
+            .map(|(id, _)| id)
+            .collect();
+        let mut bans = Vec::new();
+        for id in hits.iter().skip(q.offset).take(q.limit) {
+            bans.extend(super::BanStore::ban(self, *id)?);
+        }
+        Ok(super::Page {
+            bans,
+            total: hits.len(),
+        })
     }
 
     fn record_many(&mut self, bans: &[NewBan]) -> Result<Vec<Recorded>, StoreError> {
@@ -862,6 +906,23 @@ mod tests {
             },
             BanQuery {
                 net: Some("192.0.2.0/28".parse().unwrap()),
+                limit: 50,
+                ..BanQuery::default()
+            },
+            BanQuery {
+                net: Some("192.0.2.0/24".parse().unwrap()),
+                rule: Some("sshd".into()),
+                offset: 4,
+                limit: 5,
+                ..BanQuery::default()
+            },
+            BanQuery {
+                net: Some("192.0.2.7/32".parse().unwrap()),
+                limit: 5,
+                ..BanQuery::default()
+            },
+            BanQuery {
+                from: Some(now - chrono::Duration::milliseconds(7 * 3600 * 1000 + 500)),
                 limit: 50,
                 ..BanQuery::default()
             },
