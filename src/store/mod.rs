@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod query;
 pub mod redis;
+mod redis_query;
 pub mod sqlite;
 
 use std::fmt;

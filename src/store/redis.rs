@@ -279,7 +279,7 @@ impl RedisStore {
 
     /// Reads ban records, a pipeline of `LOAD_CHUNK` at a time: the raw replies of a
     /// hundred thousand hashes at once would take hundreds of MB.
-    fn load_many(&mut self, ids: &[i64]) -> Result<Vec<Option<Ban>>, StoreError> {
+    pub(super) fn load_many(&mut self, ids: &[i64]) -> Result<Vec<Option<Ban>>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(LOAD_CHUNK) {
             let keys: Vec<String> = chunk
@@ -481,6 +481,14 @@ impl BanStore for RedisStore {
 
     fn ban(&mut self, id: i64) -> Result<Option<Ban>, StoreError> {
         self.load(id)
+    }
+
+    fn summary(&mut self, now: DateTime<Utc>) -> Result<super::Summary, StoreError> {
+        self.indexed_summary(now)
+    }
+
+    fn search(&mut self, query: &super::BanQuery) -> Result<super::Page, StoreError> {
+        self.indexed_search(query)
     }
 
     fn epoch(&mut self) -> Result<Option<String>, StoreError> {

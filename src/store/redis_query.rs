@@ -1,0 +1,134 @@
+//! The admin's questions answered from Redis's indexes rather than from every record:
+//! the `history` sorted set gives each ban's time, so the day chart, the latest bans and
+//! an unfiltered history page need no record but the ones shown; a filter reads only
+//! the three short fields it tests (`net`, `rule`, `server`).
+
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+
+use super::query::{self, BanQuery, Page, Summary};
+use super::{Ban, RedisStore, StoreError};
+
+/// Records whose fields are read per round trip.
+const CHUNK: usize = 1000;
+
+/// A ban as the index and its tested fields know it.
+struct Entry {
+    id: i64,
+    at: i64,
+    fields: Option<Vec<String>>,
+}
+
+impl RedisStore {
+    /// `(id, time)` of the bans begun in `[min, max)` (whole seconds).
+    fn indexed(&mut self, min: Option<i64>, max: Option<i64>) -> Result<Vec<Entry>, StoreError> {
+        let history = self.key("history");
+        let min = min.map_or("-inf".to_string(), |t| t.to_string());
+        let max = max.map_or("+inf".to_string(), |t| format!("({t}"));
+        let pairs: Vec<(i64, f64)> = self.with(|c| {
+            ::redis::cmd("ZRANGEBYSCORE")
+                .arg(&history)
+                .arg(&min)
+                .arg(&max)
+                .arg("WITHSCORES")
+                .query(c)
+        })?;
+        Ok(pairs
+            .into_iter()
+            .map(|(id, at)| Entry {
+                id,
+                at: at as i64,
+                fields: None,
+            })
+            .collect())
+    }
+
+    /// Reads `names` of each entry's record; a record gone (past history_retention)
+    /// leaves `fields` empty.
+    fn read_fields(&mut self, entries: &mut [Entry], names: &[&str]) -> Result<(), StoreError> {
+        for chunk in entries.chunks_mut(CHUNK) {
+            let keys: Vec<String> = chunk
+                .iter()
+                .map(|e| self.key(&format!("ban:{}", e.id)))
+                .collect();
+            let rows: Vec<Vec<Option<String>>> = self.with(|c| {
+                let mut pipe = ::redis::pipe();
+                for k in &keys {
+                    pipe.cmd("HMGET").arg(k).arg(names);
+                }
+                pipe.query(c)
+            })?;
+            for (e, row) in chunk.iter_mut().zip(rows) {
+                if row.iter().any(Option::is_some) {
+                    e.fields = Some(row.into_iter().map(Option::unwrap_or_default).collect());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The records of `ids`, in that order, those gone left out.
+    fn records(&mut self, ids: &[i64]) -> Result<Vec<Ban>, StoreError> {
+        Ok(self.load_many(ids)?.into_iter().flatten().collect())
+    }
+
+    pub(super) fn indexed_summary(&mut self, now: DateTime<Utc>) -> Result<Summary, StoreError> {
+        let mut entries = self.indexed(None, None)?;
+        self.read_fields(&mut entries, &["rule", "server"])?;
+        entries.retain(|e| e.fields.is_some());
+        let first = query::first_day(now).timestamp();
+        let per_day = query::per_day(
+            entries
+                .iter()
+                .filter(|e| e.at >= first)
+                .filter_map(|e| DateTime::from_timestamp(e.at, 0)),
+            now,
+        );
+        let mut groups = std::collections::BTreeMap::<(String, String), u64>::new();
+        for e in &entries {
+            if let Some([rule, server]) = e.fields.as_deref() {
+                *groups.entry((rule.clone(), server.clone())).or_default() += 1;
+            }
+        }
+        entries.sort_by_key(|e| std::cmp::Reverse((e.at, e.id)));
+        let latest: Vec<i64> = entries.iter().take(query::LATEST).map(|e| e.id).collect();
+        let active_key = self.key("active");
+        let active: u64 = self.with(|c| ::redis::cmd("HLEN").arg(&active_key).query(c))?;
+        Ok(Summary {
+            total: entries.len() as u64,
+            active,
+            per_day,
+            by_rule_server: query::sorted_groups(groups.into_iter().map(|((r, s), n)| (r, s, n))),
+            latest: self.records(&latest)?,
+        })
+    }
+
+    pub(super) fn indexed_search(&mut self, q: &BanQuery) -> Result<Page, StoreError> {
+        let ceil = |t: DateTime<Utc>| t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0);
+        let mut entries = self.indexed(q.from.map(ceil), q.to.map(ceil))?;
+        if q.net.is_some() || q.rule.is_some() || q.server.is_some() {
+            self.read_fields(&mut entries, &["net", "rule", "server"])?;
+            entries.retain(|e| match e.fields.as_deref() {
+                Some([net, rule, server]) => {
+                    q.net.is_none_or(|n| {
+                        net.parse::<IpNet>()
+                            .is_ok_and(|b| n.contains(&b) || b.contains(&n))
+                    }) && q.rule.as_ref().is_none_or(|r| r == rule)
+                        && q.server.as_ref().is_none_or(|s| s == server)
+                }
+                _ => false,
+            });
+        }
+        entries.sort_by_key(|e| std::cmp::Reverse((e.at, e.id)));
+        let page: Vec<i64> = entries
+            .iter()
+            .skip(q.offset)
+            .take(q.limit)
+            .map(|e| e.id)
+            .collect();
+        Ok(Page {
+            bans: self.records(&page)?,
+            total: entries.len(),
+        })
+    }
+}
