@@ -24,7 +24,7 @@ impl Admin {
             return Ok(None);
         };
         let (user, csrf, stamp) = (s.user.clone(), s.csrf.clone(), s.stamp);
-        let current = self.accounts.user(&user)?;
+        let current = self.store.user(&user)?;
         if current.is_none_or(|u| u.changed_at != stamp) {
             self.sessions.end(id);
             return Ok(None);
@@ -84,7 +84,7 @@ impl Admin {
                 )?
                 .with("Retry-After", &secs.to_string()));
         }
-        let user = self.accounts.user(&name)?;
+        let user = self.store.user(&name)?;
         if !self.verifier.verify(user.as_ref(), &password) {
             self.limiter.failed(client, now);
             self.audit.failed_sign_in(client, &name);
@@ -117,7 +117,7 @@ impl Admin {
     ) -> anyhow::Result<Response> {
         let current = req.form("current").unwrap_or_default();
         let new = req.form("new").unwrap_or_default();
-        let user = self.accounts.user(viewer.user)?;
+        let user = self.store.user(viewer.user)?;
         if !self.verifier.verify(user.as_ref(), &current) {
             self.audit.event(
                 client,
@@ -145,7 +145,7 @@ impl Admin {
             }
         };
         let user = user.context("verified above")?;
-        self.accounts.set_user(&User {
+        self.store.set_user(&User {
             name: user.name.clone(),
             hash,
             changed_at: next_stamp(&user, now),

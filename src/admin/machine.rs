@@ -14,7 +14,7 @@ impl Admin {
             .header("authorization")
             .and_then(|h| h.strip_prefix("Bearer "))
         {
-            return Ok(self.accounts.token(&auth::digest(token.trim()))?.is_some());
+            return Ok(self.store.token(&auth::digest(token.trim()))?.is_some());
         }
         Ok(self.session(req)?.is_some())
     }

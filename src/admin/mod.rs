@@ -34,7 +34,7 @@ use crate::cmd::UsageError;
 use crate::config::Settings;
 use crate::firewall::Firewall;
 use crate::http::{Request, Response, Server};
-use crate::store::{Accounts, BanStore, SqliteStore, StoreError};
+use crate::store::{AdminStore, SqliteStore, StoreError};
 
 use audit::Audit;
 use auth::Verifier;
@@ -99,8 +99,8 @@ pub fn serve(settings: Settings, options: &Options) -> anyhow::Result<()> {
 /// The admin's state, owned by one thread.
 pub struct Admin {
     settings: Settings,
-    store: Box<dyn BanStore>,
-    accounts: Box<dyn Accounts>,
+    /// The bans and the users and tokens.
+    store: Box<dyn AdminStore>,
     firewall: Box<dyn Firewall>,
     /// The local SQLite file: the daemon's saved counters, for `/metrics`.
     local: SqliteStore,
@@ -121,14 +121,13 @@ struct Signed {
 impl Admin {
     /// Opens the store, the accounts and the firewall; refuses to start without a user.
     pub fn open(settings: Settings) -> anyhow::Result<Admin> {
-        let mut accounts = crate::store::open_accounts(&settings)?;
-        if accounts.user_count()? == 0 {
+        let mut store = crate::store::open_admin(&settings)?;
+        if store.user_count()? == 0 {
             return Err(UsageError(
                 "the admin has no user yet, and there is no default one: create one with `pyfilter admin passwd NAME`".into(),
             )
             .into());
         }
-        let store = crate::store::open(&settings)?;
         let local = SqliteStore::open(&settings.config.sqlite.path)?;
         let mut firewall = crate::firewall::open(&settings.config.firewall)?;
         firewall
@@ -147,7 +146,6 @@ impl Admin {
             geo,
             store,
             local,
-            accounts,
             firewall,
             settings,
         })
@@ -169,7 +167,13 @@ impl Admin {
                 } else {
                     500
                 };
-                Response::html(status, pages::message(None, "Error", &format!("{e:#}")))
+                // The details are in the log: this page may be shown before sign-in.
+                let text = if status == 503 {
+                    "The store cannot be reached just now; the admin's log says more."
+                } else {
+                    "Something went wrong; the admin's log says what."
+                };
+                Response::html(status, pages::message(None, "Error", text))
             }
         };
         response.headers.extend(
@@ -281,17 +285,19 @@ impl Admin {
         }
     }
 
+    /// Whether `ip` is a reverse proxy whose forwarding headers are believed.
+    fn trusted_proxy(&self, ip: &IpAddr) -> bool {
+        self.settings
+            .config
+            .admin
+            .trusted_proxies
+            .iter()
+            .any(|n| n.0.contains(ip))
+    }
+
     /// The client's address: the peer, or what a trusted reverse proxy says it is.
     fn client(&self, req: &Request) -> IpAddr {
-        let trusted = |ip: &IpAddr| {
-            self.settings
-                .config
-                .admin
-                .trusted_proxies
-                .iter()
-                .any(|n| n.0.contains(ip))
-        };
-        if !trusted(&req.peer) {
+        if !self.trusted_proxy(&req.peer) {
             return req.peer;
         }
         // The rightmost address no trusted proxy added is the client.
@@ -299,19 +305,14 @@ impl Admin {
         forwarded
             .rsplit(',')
             .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-            .find(|ip| !trusted(ip))
+            .find(|ip| !self.trusted_proxy(ip))
             .unwrap_or(req.peer)
     }
 
+    /// Whether the browser's connection is HTTPS, here or up to a trusted proxy.
     fn secure(&self, req: &Request) -> bool {
         req.tls
-            || (self
-                .settings
-                .config
-                .admin
-                .trusted_proxies
-                .iter()
-                .any(|n| n.0.contains(&req.peer))
+            || (self.trusted_proxy(&req.peer)
                 && req
                     .header("x-forwarded-proto")
                     .is_some_and(|p| p.eq_ignore_ascii_case("https")))

@@ -105,6 +105,19 @@ pub fn open_accounts(settings: &Settings) -> Result<Box<dyn Accounts>, StoreErro
     })
 }
 
+/// Bans and the admin's accounts over one connection, for the admin.
+pub trait AdminStore: BanStore + Accounts {}
+
+impl<T: BanStore + Accounts> AdminStore for T {}
+
+/// Opens the store the configuration names, with its accounts.
+pub fn open_admin(settings: &Settings) -> Result<Box<dyn AdminStore>, StoreError> {
+    Ok(match open_configured(settings)? {
+        Configured::Sqlite(s) => Box::new(s),
+        Configured::Redis(r) => r,
+    })
+}
+
 /// Who decided a ban.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
