@@ -935,3 +935,84 @@ fn a_second_sign_in_page_leaves_the_first_form_valid() {
     assert_ne!(odd.field("csrf"), "<x>");
     assert_eq!(odd.field("csrf").len(), 64);
 }
+
+#[test]
+fn behind_a_trusted_proxy_the_forwarded_client_is_limited_and_logged() {
+    let (s, a) = admin_with_user("  trusted_proxies: [127.0.0.1]\n  sign_in_attempts: 2\n");
+    let origin = a.origin();
+    let attempt = |client: &str, password: &str| {
+        let page = a.request("GET", "/login", &[("X-Forwarded-For", client)], "");
+        let cookie = page.cookie("pyfilter_login").unwrap();
+        let body = encode(&[
+            ("csrf", &page.field("csrf")),
+            ("user", "alice"),
+            ("password", password),
+        ]);
+        a.request(
+            "POST",
+            "/login",
+            &[
+                ("Cookie", &cookie),
+                ("Origin", &origin),
+                // A client-supplied first hop, then what the proxy appended.
+                ("X-Forwarded-For", &format!("10.9.9.9, {client}")),
+                ("X-Forwarded-Proto", "https"),
+            ],
+            &body,
+        )
+    };
+    assert_eq!(attempt("203.0.113.5", "wrong password!").status, 401);
+    assert_eq!(attempt("203.0.113.5", "wrong password!").status, 401);
+    assert_eq!(
+        attempt("203.0.113.5", PASSWORD).status,
+        429,
+        "that client is limited"
+    );
+    let ok = attempt("198.51.100.6", PASSWORD);
+    assert_eq!(
+        ok.status, 303,
+        "another client behind the same proxy is not"
+    );
+    assert!(
+        ok.header("set-cookie").contains("; Secure"),
+        "{:?}",
+        ok.headers
+    );
+    let log = std::fs::read_to_string(s.path("admin.log")).unwrap();
+    assert_eq!(
+        log.matches("failed sign-in from 203.0.113.5 ").count(),
+        3,
+        "{log}"
+    );
+    assert!(log.contains("signed in from 198.51.100.6 "), "{log}");
+    assert!(
+        !log.contains("10.9.9.9") && !log.contains("from 127.0.0.1"),
+        "{log}"
+    );
+
+    // Without trusted_proxies the header is the client's own word, and ignored.
+    let (s2, b) = admin_with_user("");
+    let page = b.request("GET", "/login", &[], "");
+    let cookie = page.cookie("pyfilter_login").unwrap();
+    let body = encode(&[
+        ("csrf", &page.field("csrf")),
+        ("user", "alice"),
+        ("password", "wrong password!"),
+    ]);
+    let origin = b.origin();
+    let r = b.request(
+        "POST",
+        "/login",
+        &[
+            ("Cookie", &cookie),
+            ("Origin", &origin),
+            ("X-Forwarded-For", "203.0.113.5"),
+            ("X-Forwarded-Proto", "https"),
+        ],
+        &body,
+    );
+    assert_eq!(r.status, 401);
+    assert!(!r.header("set-cookie").contains("Secure"));
+    let log = std::fs::read_to_string(s2.path("admin.log")).unwrap();
+    assert!(log.contains("failed sign-in from 127.0.0.1 "), "{log}");
+}
