@@ -10,7 +10,7 @@ use super::Admin;
 use super::html::{self, Viewer};
 use super::pages::{self, BanForm, HistoryForm};
 use crate::actions;
-use crate::cmd::UsageError;
+use crate::cmd::ban::ManualError;
 use crate::http::{Request, Response};
 use crate::net::{display_net, parse_net};
 use crate::store::{Ban, BanQuery, Recorded};
@@ -91,24 +91,13 @@ impl Admin {
         req: &Request,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Response> {
+        let param = |name: &str| req.query_param(name).unwrap_or_default().trim().to_string();
         let form = HistoryForm {
-            ip: req.query_param("ip").unwrap_or_default().trim().to_string(),
-            rule: req
-                .query_param("rule")
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-            server: req
-                .query_param("server")
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-            from: req
-                .query_param("from")
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-            to: req.query_param("to").unwrap_or_default().trim().to_string(),
+            ip: param("ip"),
+            rule: param("rule"),
+            server: param("server"),
+            from: param("from"),
+            to: param("to"),
         };
         let page: usize = req
             .query_param("page")
@@ -195,7 +184,8 @@ impl Admin {
             now,
         ) {
             Ok(new) => new,
-            Err(UsageError(msg)) => return refuse(&msg.replace("--for: ", "For: ")),
+            Err(ManualError::Duration(e)) => return refuse(&format!("For: {e}")),
+            Err(e) => return refuse(&e.to_string()),
         };
         match actions::ban(self.store.as_mut(), self.firewall.as_mut(), &new)? {
             Recorded::New(ban) => {

@@ -12,6 +12,17 @@ use crate::duration::BanTime;
 use crate::net::{display_net, parse_net};
 use crate::store::{NewBan, Origin, Recorded};
 
+/// Why a ban by hand is refused; each way of banning by hand names the field its own way.
+#[derive(Debug, thiserror::Error)]
+pub enum ManualError {
+    #[error("{0}")]
+    Address(String),
+    #[error("{0}")]
+    Duration(String),
+    #[error("{0}")]
+    Ignored(String),
+}
+
 /// A ban made by hand, checked as every way of banning by hand checks it (the CLI and
 /// the admin): the address or block parses, the duration parses, the ignore list is
 /// respected.
@@ -21,14 +32,14 @@ pub fn manual(
     duration: Option<&str>,
     reason: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<NewBan, UsageError> {
-    let net = parse_net(ip.trim()).map_err(UsageError)?;
+) -> Result<NewBan, ManualError> {
+    let net = parse_net(ip.trim()).map_err(ManualError::Address)?;
     let ban_time = match duration.map(str::trim).filter(|d| !d.is_empty()) {
-        Some(d) => BanTime::parse(d).map_err(|e| UsageError(format!("--for: {e}")))?,
+        Some(d) => BanTime::parse(d).map_err(|e| ManualError::Duration(e.to_string()))?,
         None => settings.config.ban_time,
     };
     if let Some(ignored) = settings.ignore.overlapping(&net) {
-        return Err(UsageError(format!(
+        return Err(ManualError::Ignored(format!(
             "{} overlaps {ignored} in the ignore list; pyfilter never bans ignored addresses (remove it from `ignore` first)",
             display_net(&net)
         )));
@@ -56,7 +67,11 @@ pub fn run(settings: &Settings, args: &BanArgs) -> anyhow::Result<ExitCode> {
         args.duration.as_deref(),
         args.reason.as_deref(),
         Utc::now(),
-    )?;
+    )
+    .map_err(|e| match e {
+        ManualError::Duration(e) => UsageError(format!("--for: {e}")),
+        e => UsageError(e.to_string()),
+    })?;
     let mut firewall = crate::firewall::open(&settings.config.firewall)?;
     firewall.init()?;
     let mut store = crate::store::open(settings)?;
