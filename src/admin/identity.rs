@@ -145,37 +145,11 @@ impl Admin {
             }
         };
         let user = user.context("verified above")?;
-        self.store.set_user(&User {
-            name: user.name.clone(),
-            hash,
-            changed_at: next_stamp(&user, now),
-        })?;
+        self.store
+            .set_user(&User::with_password(&user.name, hash, Some(&user), now))?;
         self.sessions.end_user(&user.name);
         self.audit.event(client, &user.name, "password changed");
         Ok(Response::redirect("/login")
             .with("Set-Cookie", &cookie(SESSION_COOKIE, "", "/", secure, true)))
-    }
-}
-
-/// The `changed_at` of a new password: later than the old one even within one second,
-/// so that every session begun under the old password is void.
-fn next_stamp(user: &User, now: DateTime<Utc>) -> DateTime<Utc> {
-    let now = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
-    now.max(user.changed_at + chrono::Duration::seconds(1))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_new_password_stamp_is_later_even_within_the_second() {
-        let now = Utc::now();
-        let user = User {
-            name: "a".into(),
-            hash: String::new(),
-            changed_at: DateTime::from_timestamp(now.timestamp(), 0).unwrap(),
-        };
-        assert!(next_stamp(&user, now) > user.changed_at);
     }
 }

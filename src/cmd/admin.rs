@@ -35,17 +35,7 @@ fn passwd(settings: &Settings, name: &str) -> anyhow::Result<()> {
     let hash = auth::hash(&password).map_err(|e| UsageError(e.to_string()))?;
     let mut accounts = crate::store::open_accounts(settings)?;
     let old = accounts.user(name)?;
-    let now = Utc::now();
-    let changed_at = match &old {
-        // Later than the old stamp even within one second: the old sessions must end.
-        Some(u) => now.max(u.changed_at + chrono::Duration::seconds(1)),
-        None => now,
-    };
-    accounts.set_user(&User {
-        name: name.to_string(),
-        hash,
-        changed_at,
-    })?;
+    accounts.set_user(&User::with_password(name, hash, old.as_ref(), Utc::now()))?;
     if old.is_some() {
         println!("changed the password of {name}; its open sessions are over");
     } else {

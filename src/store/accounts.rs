@@ -20,6 +20,27 @@ pub struct User {
     pub changed_at: DateTime<Utc>,
 }
 
+impl User {
+    /// `name` with a new password hash. Its `changed_at` is later than the previous
+    /// one's even within one second (times are kept to the second), so that every
+    /// session begun under the old password is void.
+    pub fn with_password(
+        name: &str,
+        hash: String,
+        previous: Option<&User>,
+        now: DateTime<Utc>,
+    ) -> User {
+        let now = time(now.timestamp());
+        User {
+            name: name.to_string(),
+            hash,
+            changed_at: previous.map_or(now, |p| {
+                now.max(p.changed_at + chrono::Duration::seconds(1))
+            }),
+        }
+    }
+}
+
 /// Users and tokens.
 pub trait Accounts: Send {
     fn user(&mut self, name: &str) -> Result<Option<User>, StoreError>;
@@ -178,5 +199,17 @@ mod tests {
         store.add_token("d1", "grafana", time(3000)).unwrap();
         assert_eq!(store.token("d1").unwrap().as_deref(), Some("grafana"));
         assert_eq!(store.token("d2").unwrap(), None);
+    }
+
+    #[test]
+    fn a_new_password_is_stamped_later_than_the_old_even_within_the_second() {
+        let now = Utc::now();
+        let first = User::with_password("a", "h1".into(), None, now);
+        assert_eq!(first.changed_at.timestamp(), now.timestamp());
+        let second = User::with_password("a", "h2".into(), Some(&first), now);
+        assert!(second.changed_at > first.changed_at);
+        let later = now + chrono::Duration::hours(1);
+        let third = User::with_password("a", "h3".into(), Some(&second), later);
+        assert_eq!(third.changed_at.timestamp(), later.timestamp());
     }
 }
