@@ -9,6 +9,7 @@ pub mod query;
 pub mod redis;
 mod redis_query;
 pub mod sqlite;
+mod sqlite_query;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -82,7 +82,7 @@ CREATE TABLE daemon_stats (
 );
 ";
 
-const COLUMNS: &str = "id, net, rule, reason, attempts, server, source, banned_at, expires_at, lifted_at, lift_reason";
+pub(super) const COLUMNS: &str = "id, net, rule, reason, attempts, server, source, banned_at, expires_at, lifted_at, lift_reason";
 
 /// An open SQLite store.
 pub struct SqliteStore {
@@ -477,7 +477,7 @@ impl SqliteStore {
             .collect()
     }
 
-    fn query_one(
+    pub(super) fn query_one(
         &self,
         sql: &str,
         params: impl rusqlite::Params,
@@ -490,7 +490,11 @@ impl SqliteStore {
         row.map(|raw| self.decode(raw)).transpose()
     }
 
-    fn query(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Ban>, StoreError> {
+    pub(super) fn query(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<Ban>, StoreError> {
         let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
         let raws = stmt.query_map(params, raw_ban).map_err(|e| self.err(e))?;
         let raws: Vec<RawBan> = raws.collect::<Result<_, _>>().map_err(|e| self.err(e))?;
@@ -530,7 +534,7 @@ impl SqliteStore {
 }
 
 /// Whole seconds, rounded up: a ban is never lifted before its time.
-fn ceil_secs(t: DateTime<Utc>) -> i64 {
+pub(super) fn ceil_secs(t: DateTime<Utc>) -> i64 {
     t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0)
 }
 
@@ -567,125 +571,14 @@ fn raw_ban(r: &Row) -> rusqlite::Result<RawBan> {
 
 impl super::BanStore for SqliteStore {
     fn ban(&mut self, id: i64) -> Result<Option<Ban>, StoreError> {
-        self.query_one(
-            &format!("SELECT {COLUMNS} FROM bans WHERE id = ?1"),
-            params![id],
-        )
+        self.ban_by_id(id)
     }
-
-    /// In SQL: the dashboard must not read the whole history on every visit.
     fn summary(&mut self, now: DateTime<Utc>) -> Result<super::Summary, StoreError> {
-        let err = |e| self.err(e);
-        let (total, active): (i64, i64) = self
-            .conn
-            .query_row(
-                "SELECT COUNT(*), COUNT(*) FILTER (WHERE lifted_at IS NULL) FROM bans",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(err)?;
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT banned_at FROM bans WHERE banned_at >= ?1")
-            .map_err(err)?;
-        let times: Vec<i64> = stmt
-            .query_map(params![super::query::first_day(now).timestamp()], |r| {
-                r.get(0)
-            })
-            .map_err(err)?
-            .collect::<Result<_, _>>()
-            .map_err(err)?;
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT rule, server, COUNT(*) FROM bans GROUP BY rule, server")
-            .map_err(err)?;
-        let groups: Vec<(String, String, i64)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(err)?
-            .collect::<Result<_, _>>()
-            .map_err(err)?;
-        let latest = self.query(
-            &format!("SELECT {COLUMNS} FROM bans ORDER BY banned_at DESC, id DESC LIMIT ?1"),
-            params![super::query::LATEST as i64],
-        )?;
-        Ok(super::Summary {
-            total: total as u64,
-            active: active as u64,
-            per_day: super::query::per_day(
-                times
-                    .into_iter()
-                    .filter_map(|t| DateTime::from_timestamp(t, 0)),
-                now,
-            ),
-            by_rule_server: super::query::sorted_groups(
-                groups.into_iter().map(|(r, s, n)| (r, s, n as u64)),
-            ),
-            latest,
-        })
+        self.sql_summary(now)
     }
-
-    /// Rule, server and dates in SQL, and the page too when no address is asked for.
-    /// Containment of networks (either way) is no text comparison: then only ids and
-    /// networks are read and tested here, and just the page's rows are loaded.
     fn search(&mut self, q: &super::BanQuery) -> Result<super::Page, StoreError> {
-        const WHERE: &str = "(?1 IS NULL OR rule = ?1) AND (?2 IS NULL OR server = ?2)
-            AND (?3 IS NULL OR banned_at >= ?3) AND (?4 IS NULL OR banned_at < ?4)";
-        let (rule, server) = (q.rule.as_deref(), q.server.as_deref());
-        // Stored times are whole seconds: rounding the bounds up keeps both tests exact.
-        let (from, to) = (q.from.map(ceil_secs), q.to.map(ceil_secs));
-        let err = |e| self.err(e);
-        let Some(net) = q.net else {
-            let total: i64 = self
-                .conn
-                .query_row(
-                    &format!("SELECT COUNT(*) FROM bans WHERE {WHERE}"),
-                    params![rule, server, from, to],
-                    |r| r.get(0),
-                )
-                .map_err(err)?;
-            let bans = self.query(
-                &format!(
-                    "SELECT {COLUMNS} FROM bans WHERE {WHERE} ORDER BY banned_at DESC, id DESC LIMIT ?5 OFFSET ?6"
-                ),
-                params![rule, server, from, to, q.limit as i64, q.offset as i64],
-            )?;
-            return Ok(super::Page {
-                bans,
-                total: total as usize,
-            });
-        };
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT id, net FROM bans WHERE {WHERE} ORDER BY banned_at DESC, id DESC"
-            ))
-            .map_err(err)?;
-        let rows: Vec<(i64, String)> = stmt
-            .query_map(params![rule, server, from, to], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .map_err(err)?
-            .collect::<Result<_, _>>()
-            .map_err(err)?;
-        drop(stmt);
-        let hits: Vec<i64> = rows
-            .into_iter()
-            .filter(|(_, text)| {
-                text.parse::<IpNet>()
-                    .is_ok_and(|b| net.contains(&b) || b.contains(&net))
-            })
-            .map(|(id, _)| id)
-            .collect();
-        let mut bans = Vec::new();
-        for id in hits.iter().skip(q.offset).take(q.limit) {
-            bans.extend(super::BanStore::ban(self, *id)?);
-        }
-        Ok(super::Page {
-            bans,
-            total: hits.len(),
-        })
+        self.sql_search(q)
     }
-
     fn record_many(&mut self, bans: &[NewBan]) -> Result<Vec<Recorded>, StoreError> {
         SqliteStore::record_many(self, bans)
     }
@@ -865,82 +758,5 @@ mod tests {
             SqliteStore::open(&path),
             Err(StoreError::TooNew { found: 99, .. })
         ));
-    }
-
-    #[test]
-    fn summary_and_search_in_sql_answer_as_the_whole_history_does() {
-        use crate::store::{BanQuery, BanStore, Summary};
-        let (_d, mut s) = store();
-        let now = Utc::now();
-        for i in 0..40i64 {
-            let mut b = ban(&format!("192.0.2.{i}"), Some(3600));
-            b.rule = ["sshd", "nginx", "manual"][i as usize % 3].into();
-            b.server = ["a", "b"][i as usize % 2].into();
-            b.banned_at = DateTime::from_timestamp(now.timestamp() - i * 7 * 3600, 0).unwrap();
-            s.record(&b).unwrap();
-        }
-        for i in 0..10 {
-            s.lift(
-                &crate::net::parse_net(&format!("192.0.2.{i}")).unwrap(),
-                now,
-                "x",
-            )
-            .unwrap();
-        }
-        let all = SqliteStore::all_bans(&s).unwrap();
-        assert_eq!(
-            BanStore::summary(&mut s, now).unwrap(),
-            Summary::of(&all, now)
-        );
-        let queries = [
-            BanQuery {
-                limit: 7,
-                offset: 3,
-                ..BanQuery::default()
-            },
-            BanQuery {
-                rule: Some("nginx".into()),
-                server: Some("b".into()),
-                limit: 50,
-                ..BanQuery::default()
-            },
-            BanQuery {
-                net: Some("192.0.2.0/28".parse().unwrap()),
-                limit: 50,
-                ..BanQuery::default()
-            },
-            BanQuery {
-                net: Some("192.0.2.0/24".parse().unwrap()),
-                rule: Some("sshd".into()),
-                offset: 4,
-                limit: 5,
-                ..BanQuery::default()
-            },
-            BanQuery {
-                net: Some("192.0.2.7/32".parse().unwrap()),
-                limit: 5,
-                ..BanQuery::default()
-            },
-            BanQuery {
-                from: Some(now - chrono::Duration::milliseconds(7 * 3600 * 1000 + 500)),
-                limit: 50,
-                ..BanQuery::default()
-            },
-            BanQuery {
-                from: Some(now - chrono::Duration::days(3)),
-                to: Some(now - chrono::Duration::days(1)),
-                limit: 50,
-                ..BanQuery::default()
-            },
-        ];
-        for q in queries {
-            assert_eq!(
-                BanStore::search(&mut s, &q).unwrap(),
-                q.page(all.clone()),
-                "{q:?}"
-            );
-        }
-        assert_eq!(BanStore::ban(&mut s, 5).unwrap().unwrap().id, 5);
-        assert_eq!(BanStore::ban(&mut s, 500).unwrap(), None);
     }
 }
