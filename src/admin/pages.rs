@@ -9,6 +9,9 @@ use super::html::{Viewer, csrf_field, esc, page, url, when};
 use crate::net::display_net;
 use crate::store::{Ban, BanQuery, Origin, Page, Summary};
 
+/// A ban's country, from the GeoIP database when one is configured.
+pub type Countries<'a> = &'a dyn Fn(&Ban) -> Option<String>;
+
 pub fn sign_in(csrf: &str, error: Option<&str>) -> String {
     let error = error.map_or(String::new(), |e| {
         format!(r#"<p class="error" role="alert">{}</p>"#, esc(e))
@@ -43,11 +46,7 @@ fn until(ban: &Ban, now: DateTime<Utc>) -> String {
     }
 }
 
-fn ban_rows(
-    bans: &[Ban],
-    now: DateTime<Utc>,
-    countries: &dyn Fn(&Ban) -> Option<String>,
-) -> String {
+fn ban_rows(bans: &[Ban], now: DateTime<Utc>, countries: Countries) -> String {
     let mut rows = String::new();
     for ban in bans {
         let country = countries(ban).map_or(String::new(), |c| format!("<td>{}</td>", esc(&c)));
@@ -68,7 +67,7 @@ fn ban_table(
     id: &str,
     bans: &[Ban],
     now: DateTime<Utc>,
-    countries: &dyn Fn(&Ban) -> Option<String>,
+    countries: Countries,
     geo: bool,
 ) -> String {
     if bans.is_empty() {
@@ -102,7 +101,7 @@ pub struct Dashboard<'a> {
     pub now: DateTime<Utc>,
     /// Bans per country, when a GeoIP database is configured.
     pub per_country: Option<Vec<(String, u64)>>,
-    pub countries: &'a dyn Fn(&Ban) -> Option<String>,
+    pub countries: Countries<'a>,
 }
 
 pub fn dashboard(viewer: &Viewer, d: &Dashboard) -> String {
@@ -231,6 +230,7 @@ pub fn history(
     result: &Page,
     error: Option<&str>,
     now: DateTime<Utc>,
+    countries: Option<Countries>,
 ) -> String {
     let error = error.map_or(String::new(), |e| {
         format!(r#"<p class="error" role="alert">{}</p>"#, esc(e))
@@ -278,7 +278,13 @@ pub fn history(
         server = esc(&form.server),
         from = esc(&form.from),
         to = esc(&form.to),
-        table = ban_table("history", &result.bans, now, &|_| None, false),
+        table = ban_table(
+            "history",
+            &result.bans,
+            now,
+            countries.unwrap_or(&|_| None),
+            countries.is_some()
+        ),
     );
     page("History", Some(viewer), &body)
 }

@@ -137,9 +137,19 @@ impl Admin {
         };
         crate::cmd::list::mark_remote(&self.settings, &mut result.bans);
         let status = if error.is_some() { 400 } else { 200 };
+        let geo = self.geo.as_ref();
+        let countries = |b: &Ban| geo.and_then(|g| g.country_of(&b.net));
         Ok(Response::html(
             status,
-            pages::history(viewer, &form, &query, &result, error.as_deref(), now),
+            pages::history(
+                viewer,
+                &form,
+                &query,
+                &result,
+                error.as_deref(),
+                now,
+                geo.is_some().then_some(&countries as pages::Countries),
+            ),
         ))
     }
 
