@@ -115,6 +115,12 @@ pub enum AdminAction {
         #[arg(long, default_value = "api")]
         name: String,
     },
+    /// List the admin's users and the names of its tokens.
+    Users,
+    /// Remove a user; its open sessions end at once.
+    Deluser { user: String },
+    /// Revoke every token created with this name.
+    Revoke { name: String },
 }
 
 #[derive(Debug, Args)]

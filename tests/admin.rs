@@ -1016,3 +1016,52 @@ fn behind_a_trusted_proxy_the_forwarded_client_is_limited_and_logged() {
     let log = std::fs::read_to_string(s2.path("admin.log")).unwrap();
     assert!(log.contains("failed sign-in from 127.0.0.1 "), "{log}");
 }
+
+#[test]
+fn a_removed_user_and_a_revoked_token_lose_access_at_once() {
+    let (s, a) = admin_with_user("");
+    add_user(&s, "bob", "bob's long password");
+    let cookie = a.sign_in("bob", "bob's long password").unwrap();
+    let token = stdout(&s.cli(None, &["admin", "token", "--name", "grafana"]))
+        .trim()
+        .to_string();
+    let auth = format!("Bearer {token}");
+    assert_eq!(
+        a.request("GET", "/api/bans", &[("Authorization", &auth)], "")
+            .status,
+        200
+    );
+    let users = stdout(&s.cli(None, &["admin", "users"]));
+    assert!(
+        users.contains("user  alice")
+            && users.contains("user  bob")
+            && users.contains("token grafana"),
+        "{users}"
+    );
+    assert!(!users.contains("argon2"), "hashes are not shown: {users}");
+
+    let out = s.cli(None, &["admin", "deluser", "bob"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(a.get("/", Some(&cookie)).status, 303, "bob's session ended");
+    assert!(a.sign_in("bob", "bob's long password").is_err());
+    assert_eq!(
+        s.cli(None, &["admin", "deluser", "bob"]).status.code(),
+        Some(2)
+    );
+
+    assert!(
+        s.cli(None, &["admin", "revoke", "grafana"])
+            .status
+            .success()
+    );
+    assert_eq!(
+        a.request("GET", "/api/bans", &[("Authorization", &auth)], "")
+            .status,
+        401
+    );
+    assert_eq!(
+        s.cli(None, &["admin", "revoke", "grafana"]).status.code(),
+        Some(2)
+    );
+    assert!(a.sign_in("alice", PASSWORD).is_ok());
+}

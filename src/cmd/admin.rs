@@ -25,6 +25,22 @@ pub fn run(settings: Settings, args: &AdminArgs) -> anyhow::Result<ExitCode> {
         }
         Some(AdminAction::Passwd { user }) => passwd(&settings, user)?,
         Some(AdminAction::Token { name }) => token(&settings, name)?,
+        Some(AdminAction::Users) => users(&settings)?,
+        Some(AdminAction::Deluser { user }) => {
+            if !crate::store::open_accounts(&settings)?.delete_user(user)? {
+                return Err(UsageError(format!("there is no admin user {user}")).into());
+            }
+            println!("removed the admin user {user}; its sessions are over");
+        }
+        Some(AdminAction::Revoke { name }) => {
+            match crate::store::open_accounts(&settings)?.revoke_tokens(name)? {
+                0 => return Err(UsageError(format!("there is no token named {name}")).into()),
+                n => println!(
+                    "revoked {n} token{} named {name}",
+                    if n == 1 { "" } else { "s" }
+                ),
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -63,6 +79,36 @@ fn read_password(name: &str) -> anyhow::Result<String> {
             .context("reading the password from standard input")?;
         Ok(line.trim_end_matches(['\n', '\r']).to_string())
     }
+}
+
+fn users(settings: &Settings) -> anyhow::Result<()> {
+    let mut accounts = crate::store::open_accounts(settings)?;
+    let users = accounts.users()?;
+    if users.is_empty() {
+        println!("no admin user (create one with `pyfilter admin passwd NAME`)");
+    }
+    for u in &users {
+        println!(
+            "user  {}  (password set {})",
+            u.name,
+            super::human_time(u.changed_at)
+        );
+    }
+    let mut tokens = std::collections::BTreeMap::<String, usize>::new();
+    for name in accounts.token_names()? {
+        *tokens.entry(name).or_default() += 1;
+    }
+    for (name, n) in tokens {
+        println!(
+            "token {name}{}",
+            if n > 1 {
+                format!(" ({n} tokens)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(())
 }
 
 fn token(settings: &Settings, name: &str) -> anyhow::Result<()> {

@@ -50,6 +50,14 @@ pub trait Accounts: Send {
     /// The name a token was created for.
     fn token(&mut self, digest: &str) -> Result<Option<String>, StoreError>;
     fn add_token(&mut self, digest: &str, name: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Every user, by name.
+    fn users(&mut self) -> Result<Vec<User>, StoreError>;
+    /// Removes a user; returns whether it existed. Its sessions end at their next request.
+    fn delete_user(&mut self, name: &str) -> Result<bool, StoreError>;
+    /// The names tokens were created for, one entry per token, sorted.
+    fn token_names(&mut self) -> Result<Vec<String>, StoreError>;
+    /// Revokes every token created under `name`; returns how many.
+    fn revoke_tokens(&mut self, name: &str) -> Result<usize, StoreError>;
 }
 
 fn time(secs: i64) -> DateTime<Utc> {
@@ -115,6 +123,49 @@ impl Accounts for SqliteStore {
             .map(|_| ())
             .map_err(|e| self.err(e))
     }
+
+    fn users(&mut self) -> Result<Vec<User>, StoreError> {
+        let err = |e| self.err(e);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, hash, changed_at FROM admin_users ORDER BY name")
+            .map_err(err)?;
+        stmt.query_map([], |r| {
+            Ok(User {
+                name: r.get(0)?,
+                hash: r.get(1)?,
+                changed_at: time(r.get(2)?),
+            })
+        })
+        .map_err(err)?
+        .collect::<Result<_, _>>()
+        .map_err(err)
+    }
+
+    fn delete_user(&mut self, name: &str) -> Result<bool, StoreError> {
+        self.conn
+            .execute("DELETE FROM admin_users WHERE name = ?1", params![name])
+            .map(|n| n > 0)
+            .map_err(|e| self.err(e))
+    }
+
+    fn token_names(&mut self) -> Result<Vec<String>, StoreError> {
+        let err = |e| self.err(e);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM admin_tokens ORDER BY name, created_at")
+            .map_err(err)?;
+        stmt.query_map([], |r| r.get(0))
+            .map_err(err)?
+            .collect::<Result<_, _>>()
+            .map_err(err)
+    }
+
+    fn revoke_tokens(&mut self, name: &str) -> Result<usize, StoreError> {
+        self.conn
+            .execute("DELETE FROM admin_tokens WHERE name = ?1", params![name])
+            .map_err(|e| self.err(e))
+    }
 }
 
 /// Users are the hash `admin:users` (name → `changed_at hash`); tokens the hash
@@ -173,6 +224,52 @@ impl Accounts for RedisStore {
         })
         .map(|_| ())
     }
+
+    fn users(&mut self) -> Result<Vec<User>, StoreError> {
+        let key = self.key("admin:users");
+        let all: std::collections::BTreeMap<String, String> =
+            self.with(|c| ::redis::cmd("HGETALL").arg(&key).query(c))?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(name, v)| {
+                let (at, hash) = v.split_once(' ')?;
+                Some(User {
+                    name,
+                    hash: hash.to_string(),
+                    changed_at: time(at.parse().ok()?),
+                })
+            })
+            .collect())
+    }
+
+    fn delete_user(&mut self, name: &str) -> Result<bool, StoreError> {
+        let key = self.key("admin:users");
+        let n: i64 = self.with(|c| ::redis::cmd("HDEL").arg(&key).arg(name).query(c))?;
+        Ok(n > 0)
+    }
+
+    fn token_names(&mut self) -> Result<Vec<String>, StoreError> {
+        let key = self.key("admin:tokens");
+        let mut names: Vec<String> = self.with(|c| ::redis::cmd("HVALS").arg(&key).query(c))?;
+        names.sort();
+        Ok(names)
+    }
+
+    fn revoke_tokens(&mut self, name: &str) -> Result<usize, StoreError> {
+        let key = self.key("admin:tokens");
+        let all: std::collections::HashMap<String, String> =
+            self.with(|c| ::redis::cmd("HGETALL").arg(&key).query(c))?;
+        let digests: Vec<&String> = all
+            .iter()
+            .filter(|(_, n)| *n == name)
+            .map(|(d, _)| d)
+            .collect();
+        if digests.is_empty() {
+            return Ok(0);
+        }
+        self.with(|c| ::redis::cmd("HDEL").arg(&key).arg(&digests).query::<i64>(c))
+            .map(|n| n as usize)
+    }
 }
 
 #[cfg(test)]
@@ -199,6 +296,19 @@ mod tests {
         store.add_token("d1", "grafana", time(3000)).unwrap();
         assert_eq!(store.token("d1").unwrap().as_deref(), Some("grafana"));
         assert_eq!(store.token("d2").unwrap(), None);
+        store.add_token("d3", "grafana", time(3001)).unwrap();
+        store.add_token("d4", "backup", time(3002)).unwrap();
+        assert_eq!(
+            store.token_names().unwrap(),
+            ["backup", "grafana", "grafana"]
+        );
+        assert_eq!(store.revoke_tokens("grafana").unwrap(), 2);
+        assert_eq!(store.token("d1").unwrap(), None);
+        assert_eq!(store.token("d4").unwrap().as_deref(), Some("backup"));
+        assert_eq!(store.users().unwrap().len(), 1);
+        assert!(store.delete_user("alice").unwrap());
+        assert!(!store.delete_user("alice").unwrap());
+        assert_eq!(store.user_count().unwrap(), 0);
     }
 
     #[test]
