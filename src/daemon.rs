@@ -114,6 +114,17 @@ pub fn run(
     let local = SqliteStore::open(&settings.config.sqlite.path)?;
     let store = crate::store::open(&settings)?;
     let mut engine = Engine::new(&settings, firewall, store, local, Arc::clone(&metrics));
+    let (events_tx, events) = bounded::<Event>(EVENT_QUEUE);
+    if settings.config.store == StoreKind::Redis && settings.config.redis.sync {
+        // Lives as long as the process: it reconnects by itself. Started before the
+        // restore so that, once subscribed, no event is missed while the bans are read.
+        sync::spawn(
+            settings.config.redis.clone(),
+            settings.config.server_name.clone(),
+            events_tx.clone(),
+            Arc::clone(&metrics),
+        )?;
+    }
     let restored = engine
         .restore()
         .context("restoring bans into the firewall")?;
@@ -124,16 +135,6 @@ pub fn run(
     spawn_signal_thread(control_tx)?;
     let (store_changed, _store_watch) = watch_store(&settings.config.sqlite.path);
 
-    let (events_tx, events) = bounded::<Event>(EVENT_QUEUE);
-    if settings.config.store == StoreKind::Redis && settings.config.redis.sync {
-        // Lives as long as the process: it reconnects by itself.
-        sync::spawn(
-            settings.config.redis.clone(),
-            settings.config.server_name.clone(),
-            events_tx.clone(),
-            Arc::clone(&metrics),
-        )?;
-    }
     let mut watchers = Watchers::start(&settings, &mut engine, &events_tx, &metrics)?;
     let rules: Vec<&str> = settings.enabled_rules().map(|r| &*r.name).collect();
     log::info!(

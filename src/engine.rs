@@ -48,6 +48,9 @@ pub struct Engine {
     reconcile_every: Option<Duration>,
     reconcile_due: Option<Instant>,
     epoch: Option<String>,
+    /// When `restore` began reading the store's active bans; the first subscription
+    /// made before that needs no reconcile.
+    restored_at: Option<Instant>,
     positions: Positions,
     /// Files whose position is in the store already.
     saved_paths: std::collections::HashSet<std::path::PathBuf>,
@@ -91,6 +94,7 @@ impl Engine {
             reconcile_every: None,
             reconcile_due: None,
             epoch: None,
+            restored_at: None,
             positions: Positions::new(),
             cursors: Default::default(),
             saved_paths: Default::default(),
@@ -140,8 +144,12 @@ impl Engine {
         if let Err(e) = self.store.flush_outbox() {
             log::warn!("changes queued while the store was away are not delivered yet: {e}");
         }
+        let reading = Instant::now();
         let active = match self.store.active_bans() {
-            Ok(active) => active,
+            Ok(active) => {
+                self.restored_at = Some(reading);
+                active
+            }
             // A fleet server starts (and protects itself) even while Redis is away.
             Err(e @ crate::store::StoreError::Unreachable { .. }) => {
                 log::warn!("starting without the fleet's bans: {e}");
@@ -163,6 +171,11 @@ impl Engine {
             .map(|b| Entry::until(b.net, b.expires_at, now))
             .collect();
         self.firewall.restore(&entries)?;
+        if self.restored_at.is_some() && self.reconcile_every.is_some() {
+            // With a shared store the restore is the first reconcile: the firewall now
+            // holds exactly the fleet's active bans.
+            self.metrics.reconciled(now, entries.len(), 0);
+        }
         self.applied = active.into_iter().map(|b| (b.net, b.new)).collect();
         self.epoch = self.store.epoch().ok().flatten();
         self.refresh_expiry();
@@ -320,13 +333,24 @@ impl Engine {
                     .get_or_insert_with(|| Instant::now() + POSITION_FLUSH);
             }
             Event::Remote(event) => self.remote(event),
-            Event::Link(Link::Up) => match self.reconcile() {
+            // Subscribed before restore read the active bans: that read holds all that
+            // was published before, and the channel holds all that came since, so a
+            // second read of every ban (seconds, with a large fleet) would add nothing.
+            Event::Link(Link::Up(subscribed))
+                if self
+                    .restored_at
+                    .take()
+                    .is_some_and(|read| subscribed <= read) =>
+            {
+                log::debug!("sync: subscribed before the bans were read: no reconcile needed");
+            }
+            Event::Link(Link::Up(_)) => match self.reconcile() {
                 Ok((banned, unbanned)) => log::info!(
                     "caught up with the fleet: {banned} bans and {unbanned} unbans applied"
                 ),
                 Err(e) => log::warn!("cannot reconcile with the store yet: {e}"),
             },
-            Event::Link(Link::Down) => {}
+            Event::Link(Link::Down) => self.restored_at = None,
         }
     }
 

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use crossbeam_channel::Sender;
@@ -42,7 +42,8 @@ pub enum RemoteEvent {
 /// The link to Redis went up or down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Link {
-    Up,
+    /// Subscribed at this instant: every event published since will arrive.
+    Up(Instant),
     Down,
 }
 
@@ -147,7 +148,7 @@ pub fn spawn(
                     }
                     was_up = Some(true);
                     backoff = Duration::from_millis(250);
-                    if events.send(Event::Link(Link::Up)).is_err() {
+                    if events.send(Event::Link(Link::Up(Instant::now()))).is_err() {
                         return Ok(());
                     }
                     loop {

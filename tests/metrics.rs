@@ -346,7 +346,8 @@ fn a_fleet_event_is_counted_with_its_lag_and_the_reconcile_is_timed() {
     ));
     append(&s.log(), "");
     let d = Daemon::start_with(&s, &ns, &["--metrics", ADDR]);
-    d.wait_log("caught up with the fleet");
+    // Subscribed before it read the bans: the restore was its reconcile.
+    d.wait_log("sync: connected to Redis");
     let sent = chrono::Utc::now() - chrono::Duration::seconds(3);
     let event = format!(
         r#"{{"v":1,"kind":"ban","ip":"198.51.100.9","rule":"sshd","server":"web-9","reason":"x","at":"{}","until":null,"id":1}}"#,
