@@ -342,7 +342,9 @@ impl Engine {
                     .take()
                     .is_some_and(|read| subscribed <= read) =>
             {
-                log::debug!("sync: subscribed before the bans were read: no reconcile needed");
+                log::info!(
+                    "caught up with the fleet: subscribed before the bans were read, nothing more to apply"
+                );
             }
             Event::Link(Link::Up(_)) => match self.reconcile() {
                 Ok((banned, unbanned)) => log::info!(
