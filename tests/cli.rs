@@ -78,6 +78,27 @@ fn check_prints_the_resolved_configuration_and_rules() {
         "{text}"
     );
     assert!(text.contains("configuration OK"));
+    assert!(
+        text.contains(
+            "admin: 127.0.0.1:8080 (plain HTTP), log /var/log/pyfilter/admin.log, no user yet"
+        ),
+        "{text}"
+    );
+    assert!(
+        !s.path("db").exists(),
+        "check counted users without creating the database"
+    );
+
+    s.write_config(
+        "admin: { geoip: /nonexistent/GeoLite2-Country.mmdb, tls_cert: /nonexistent/c.pem }",
+    );
+    let out = s.cli(None, &["check"]);
+    let err = stdout(&out);
+    assert!(
+        err.contains("warning: admin: GeoIP database /nonexistent/GeoLite2-Country.mmdb"),
+        "{err}"
+    );
+    assert!(err.contains("tls_cert and tls_key go together"), "{err}");
 }
 
 #[test]
