@@ -1,9 +1,9 @@
 //! A small synchronous HTTP/1.1 server, for the admin and for `run --metrics`.
 //!
-//! A fixed set of worker threads accept connections, read one request each (head parsed
-//! by `httparse`, body by `Content-Length`), hand it to the handler and close the
-//! connection. Every read and write has a deadline and every size a cap, so a slow or
-//! greedy client holds one worker for a few seconds at most. TLS, when configured, is
+//! One thread accepts; each connection gets a thread of its own (up to a cap), reads one
+//! request (head parsed by `httparse`, body by `Content-Length`), hands it to the
+//! handler and closes the connection. Every read and write has a deadline and every size
+//! a cap, so a slow or greedy client holds one thread for a few seconds at most. TLS, when configured, is
 //! rustls on the same connection: the client's own address stays known, which the
 //! sign-in rate limit needs. (tiny_http's TLS is tied to an old rustls and hides the
 //! stream, so the few lines of connection handling live here.)
@@ -12,6 +12,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
@@ -201,37 +202,56 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Serves forever on `workers` threads; returns once they are started.
+    /// Serves forever: one thread accepts, and each connection gets a thread of its own,
+    /// at most `max_connections` at once. A client that opens connections and sends
+    /// nothing holds one thread each for the read deadline, so it cannot stall the
+    /// server for others unless it holds them all; past the cap, new connections are
+    /// closed at once. Returns once the acceptor runs.
     pub fn spawn(
         self,
         name: &str,
-        workers: usize,
+        max_connections: usize,
         handler: impl Fn(Request) -> Response + Send + Sync + 'static,
     ) -> io::Result<()> {
         let handler = Arc::new(handler);
-        for i in 0..workers.max(1) {
-            let listener = self.listener.try_clone()?;
-            let tls = self.tls.clone();
-            let handler = Arc::clone(&handler);
-            std::thread::Builder::new()
-                .name(format!("{name}-{i}"))
-                .spawn(move || {
-                    loop {
-                        match listener.accept() {
-                            Ok((stream, peer)) => {
-                                if let Err(e) = connection(stream, peer, tls.as_ref(), &*handler) {
-                                    log::debug!("HTTP connection from {peer}: {e}");
-                                }
-                            }
-                            Err(e) => {
-                                // Out of descriptors, say: wait rather than spin.
-                                log::warn!("HTTP accept: {e}");
-                                std::thread::sleep(Duration::from_millis(100));
-                            }
+        let open = Arc::new(AtomicUsize::new(0));
+        let max = max_connections.max(1);
+        let tls = self.tls;
+        let listener = self.listener;
+        let name = name.to_string();
+        std::thread::Builder::new()
+            .name(format!("{name}-accept"))
+            .spawn(move || {
+                loop {
+                    let (stream, peer) = match listener.accept() {
+                        Ok(c) => c,
+                        Err(e) => {
+                            // Out of descriptors, say: wait rather than spin.
+                            log::warn!("HTTP accept: {e}");
+                            std::thread::sleep(Duration::from_millis(100));
+                            continue;
                         }
+                    };
+                    if open.fetch_add(1, Ordering::AcqRel) >= max {
+                        open.fetch_sub(1, Ordering::AcqRel);
+                        log::warn!("HTTP: {max} connections open already; closing one from {peer}");
+                        continue;
                     }
-                })?;
-        }
+                    let (tls, handler, open) =
+                        (tls.clone(), Arc::clone(&handler), Arc::clone(&open));
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("{name}-conn"))
+                        .spawn(move || {
+                            if let Err(e) = connection(stream, peer, tls.as_ref(), &*handler) {
+                                log::debug!("HTTP connection from {peer}: {e}");
+                            }
+                            open.fetch_sub(1, Ordering::AcqRel);
+                        });
+                    if let Err(e) = spawned {
+                        log::warn!("HTTP: no thread for a connection from {peer}: {e}");
+                    }
+                }
+            })?;
         Ok(())
     }
 }

@@ -1065,3 +1065,18 @@ fn a_removed_user_and_a_revoked_token_lose_access_at_once() {
     );
     assert!(a.sign_in("alice", PASSWORD).is_ok());
 }
+
+#[test]
+fn idle_connections_do_not_stall_the_admin_for_others() {
+    let (_s, a) = admin_with_user("");
+    // Twenty clients connect and send nothing (each is held until the 10 s read
+    // deadline); a fixed pool of workers would be stalled by them.
+    let idle: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(&a.addr).unwrap())
+        .collect();
+    let t = Instant::now();
+    let r = a.get("/login", None);
+    assert_eq!(r.status, 200);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    drop(idle);
+}

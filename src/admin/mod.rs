@@ -48,8 +48,9 @@ const JS: &str = include_str!("assets/app.js");
 const SESSION_COOKIE: &str = "pyfilter_session";
 const LOGIN_COOKIE: &str = "pyfilter_login";
 
-/// HTTP worker threads: they only do I/O, the `Admin` thread does the work.
-const WORKERS: usize = 8;
+/// Connections served at once; their threads only do I/O, the `Admin` thread does the
+/// work.
+const CONNECTIONS: usize = 64;
 
 /// Where and how to listen, from the command line (over the `admin` configuration).
 #[derive(Debug, Default, Clone)]
@@ -80,7 +81,7 @@ pub fn serve(settings: Settings, options: &Options) -> anyhow::Result<()> {
     let server = Server::bind(addr, tls)?;
     let bound = server.local_addr()?;
     let (requests, inbox) = bounded::<(Request, Sender<Response>)>(256);
-    server.spawn("admin", WORKERS, move |request| {
+    server.spawn("admin", CONNECTIONS, move |request| {
         let (reply, answer) = bounded(1);
         if requests.send((request, reply)).is_err() {
             return Response::text(503, "the admin is stopping\n");

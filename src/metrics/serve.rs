@@ -84,10 +84,10 @@ pub fn serve(
         settings: settings.clone(),
         state: Mutex::new(StoreState::default()),
     };
-    // Two workers: a client that connects and sends nothing holds one for the server's
-    // read timeout, and must not make Prometheus's scrape wait that long.
+    // A few connections at once: a client that connects and sends nothing holds one for
+    // the server's read timeout, and must not make Prometheus's scrape wait that long.
     server
-        .spawn("metrics", 2, move |request| exporter.handle(&request))
+        .spawn("metrics", 8, move |request| exporter.handle(&request))
         .map_err(|source| ServeError::Bind { addr, source })?;
     Ok(bound)
 }
