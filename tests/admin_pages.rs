@@ -7,13 +7,15 @@
 #[path = "common/admin.rs"]
 mod admin;
 mod common;
+#[path = "common/prometheus.rs"]
+mod prometheus;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use admin::*;
 use common::{RedisServer, stderr, stdout};
+use prometheus::value;
 
 #[test]
 fn the_ban_form_validates_like_the_cli() {
@@ -161,74 +163,23 @@ fn the_api_and_metrics_answer_a_bearer_token() {
         m.header("content-type")
             .starts_with("text/plain; version=0.0.4")
     );
-    let samples = parse_prometheus(&m.body);
+    let samples = prometheus::parse(&m.body).unwrap_or_else(|e| panic!("{e}\n{}", m.body));
     assert_eq!(
-        samples.get("pyfilter_active_bans"),
-        Some(&1.0),
+        value(&samples, "pyfilter_active_bans", &[]),
+        Some(1.0),
         "{}",
         m.body
     );
     assert_eq!(
-        samples.get(r#"pyfilter_bans_total{rule="manual",server="test-1"}"#),
-        Some(&1.0),
+        value(
+            &samples,
+            "pyfilter_bans_total",
+            &[("rule", "manual"), ("server", "test-1")]
+        ),
+        Some(1.0),
         "{}",
         m.body
     );
-}
-
-/// A strict reader of the Prometheus text format: every sample's family has HELP and
-/// TYPE before it, names and labels are well formed, values are numbers.
-fn parse_prometheus(text: &str) -> HashMap<String, f64> {
-    let name_ok = |n: &str| {
-        !n.is_empty()
-            && n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-            && !n.starts_with(|c: char| c.is_ascii_digit())
-    };
-    let mut typed: HashMap<String, String> = HashMap::new();
-    let mut helped = std::collections::HashSet::new();
-    let mut samples = HashMap::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            helped.insert(rest.split(' ').next().unwrap().to_string());
-        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').unwrap();
-            assert!(
-                ["counter", "gauge", "untyped", "histogram", "summary"].contains(&kind),
-                "{line}"
-            );
-            assert!(
-                typed.insert(name.to_string(), kind.to_string()).is_none(),
-                "TYPE twice: {line}"
-            );
-        } else if line.starts_with('#') || line.is_empty() {
-            continue;
-        } else {
-            let (series, value) = line.rsplit_once(' ').unwrap();
-            let name = series.split('{').next().unwrap();
-            assert!(name_ok(name), "bad name in {line}");
-            if let Some(labels) = series.strip_prefix(name).filter(|l| !l.is_empty()) {
-                assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
-            }
-            let family = typed
-                .keys()
-                .find(|f| {
-                    name == f.as_str()
-                        || name
-                            .strip_prefix(f.as_str())
-                            .is_some_and(|s| ["_total", "_sum", "_count", "_bucket"].contains(&s))
-                })
-                .unwrap_or_else(|| panic!("no TYPE before {line}"));
-            assert!(helped.contains(family), "no HELP for {family}");
-            let v: f64 = match value {
-                "+Inf" => f64::INFINITY,
-                "-Inf" => f64::NEG_INFINITY,
-                v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
-            };
-            samples.insert(series.to_string(), v);
-        }
-    }
-    samples
 }
 
 #[test]
