@@ -73,7 +73,7 @@ pub struct Viewer<'a> {
 /// A whole page: `body` is already HTML.
 pub fn page(title: &str, viewer: Option<&Viewer>, body: &str) -> String {
     let nav = match viewer {
-        None => String::new(),
+        None => r#"<nav><span class="brand">pyfilter</span></nav>"#.to_string(),
         Some(v) => format!(
             r#"<nav><a class="brand" href="/">pyfilter</a><span class="server">{server}</span>
 <a href="/">Dashboard</a><a href="/history">History</a><a href="/ban">Ban an address</a><a href="/password">Password</a>
