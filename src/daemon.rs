@@ -30,6 +30,9 @@ use crate::watch::{self, WatchContext};
 /// Most events handled before their bans are applied.
 const BURST: usize = 50_000;
 
+/// How long a bookkeeping write waits for a locked database.
+const BOOKKEEPING_BUSY: Duration = Duration::from_millis(200);
+
 /// Attempts queued between watchers and the decision thread at most.
 const EVENT_QUEUE: usize = 16 * 1024;
 
@@ -111,7 +114,11 @@ pub fn run(
         log::info!("metrics at http://{bound}/metrics");
     }
     let firewall = firewall::open(&settings.config.firewall)?;
-    let local = SqliteStore::open(&settings.config.sqlite.path)?;
+    let mut local = SqliteStore::open(&settings.config.sqlite.path)?;
+    // Positions, cursors and counters are bookkeeping, written on the decision thread:
+    // while another process holds the database they fail fast and are written later,
+    // rather than hold up the bans behind them for the store's ten seconds.
+    local.set_busy_timeout(BOOKKEEPING_BUSY)?;
     let store = crate::store::open(&settings)?;
     let mut engine = Engine::new(&settings, firewall, store, local, Arc::clone(&metrics));
     let (events_tx, events) = bounded::<Event>(EVENT_QUEUE);

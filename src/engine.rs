@@ -318,14 +318,17 @@ impl Engine {
             Event::Position { path, position } => {
                 // A file's first position is saved at once: until it is, a crash would
                 // make the next start begin at the file's end and skip what came since.
+                // It is written by the `tick` that follows this batch's `commit`: the bans
+                // the batch decided reach the firewall before any bookkeeping write.
                 let first = self.saved_paths.insert(path.clone());
                 self.positions.insert(path, position);
-                if first {
-                    self.flush_positions();
-                } else {
-                    self.positions_due
-                        .get_or_insert_with(|| Instant::now() + POSITION_FLUSH);
-                }
+                let due = Instant::now()
+                    + if first {
+                        Duration::ZERO
+                    } else {
+                        POSITION_FLUSH
+                    };
+                self.positions_due = Some(self.positions_due.map_or(due, |d| d.min(due)));
             }
             Event::Cursor { rule, cursor } => {
                 self.cursors.insert(rule, cursor);
@@ -513,20 +516,31 @@ impl Engine {
         }
     }
 
-    /// Writes changed read positions.
+    /// Writes changed read positions; what cannot be written now (the database locked by
+    /// another process, say) is tried again after `POSITION_FLUSH`.
     pub fn flush_positions(&mut self) {
         self.positions_due = None;
+        let mut failed = false;
         if !self.positions.is_empty() {
             match self.local.save_positions(&self.positions) {
                 Ok(()) => self.positions.clear(),
-                Err(e) => log::error!("cannot save log positions: {e}"),
+                Err(e) => {
+                    log::warn!("cannot save log positions yet: {e}");
+                    failed = true;
+                }
             }
         }
         if !self.cursors.is_empty() {
             match self.local.save_cursors(&self.cursors) {
                 Ok(()) => self.cursors.clear(),
-                Err(e) => log::error!("cannot save journal cursors: {e}"),
+                Err(e) => {
+                    log::warn!("cannot save journal cursors yet: {e}");
+                    failed = true;
+                }
             }
+        }
+        if failed {
+            self.positions_due = Some(Instant::now() + POSITION_FLUSH);
         }
     }
 

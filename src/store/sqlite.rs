@@ -117,6 +117,11 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// How long a write waits for another process's lock before it fails.
+    pub fn set_busy_timeout(&mut self, wait: Duration) -> Result<(), StoreError> {
+        self.conn.busy_timeout(wait).map_err(|e| self.err(e))
+    }
+
     pub(super) fn err(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
