@@ -120,9 +120,15 @@ fn http(
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
     let mut raw = Vec::new();
     let mut buf = [0u8; 16 * 1024];
-    // Reads more; false at the end of the stream.
+    // Reads more; false at the end of the stream. A signal to the test process (a child
+    // exiting) may interrupt the read: it is then simply read again.
     let mut more = |raw: &mut Vec<u8>| -> std::io::Result<bool> {
-        let n = stream.read(&mut buf)?;
+        let n = loop {
+            match stream.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r?,
+            }
+        };
         raw.extend_from_slice(&buf[..n]);
         Ok(n > 0)
     };
