@@ -308,7 +308,7 @@ fn read_request(stream: &mut impl Read, peer: IpAddr, tls: bool) -> Result<Optio
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = [0u8; 4096];
     let head_len = loop {
-        let n = stream.read(&mut chunk).map_err(|_| 408u16)?;
+        let n = read_some(stream, &mut chunk)?;
         if n == 0 {
             return if buf.is_empty() { Ok(None) } else { Err(400) };
         }
@@ -361,7 +361,7 @@ fn read_request(stream: &mut impl Read, peer: IpAddr, tls: bool) -> Result<Optio
     }
     let mut body = buf[head_len..].to_vec();
     while body.len() < length {
-        let n = stream.read(&mut chunk).map_err(|_| 408u16)?;
+        let n = read_some(stream, &mut chunk)?;
         if n == 0 {
             return Err(400);
         }
@@ -377,6 +377,19 @@ fn read_request(stream: &mut impl Read, peer: IpAddr, tls: bool) -> Result<Optio
         peer,
         tls,
     }))
+}
+
+/// One read; a deadline passed (or a broken connection) is 408. A read interrupted by a
+/// signal is read again: with a socket timeout set, Linux returns EINTR even for a mere
+/// stop and continue of the process.
+fn read_some(stream: &mut impl Read, buf: &mut [u8]) -> Result<usize, u16> {
+    loop {
+        match stream.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(408),
+        }
+    }
 }
 
 fn write_response(out: &mut impl Write, r: &Response) -> io::Result<()> {
@@ -461,6 +474,29 @@ mod tests {
         );
         assert_eq!(read(b"NOT HTTP\r\n\r\n").unwrap_err(), 400);
         assert!(read(b"").unwrap().is_none());
+    }
+
+    /// A reader whose first read is interrupted, as a socket with a timeout is when the
+    /// process is stopped and continued.
+    struct Interrupted<'a>(bool, &'a [u8]);
+
+    impl Read for Interrupted<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if !self.0 {
+                self.0 = true;
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            self.1.read(buf)
+        }
+    }
+
+    #[test]
+    fn an_interrupted_read_is_read_again() {
+        let mut r = Interrupted(false, b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
+        let req = read_request(&mut r, IpAddr::from([192, 0, 2, 1]), false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.path, "/x");
     }
 
     #[test]
