@@ -218,8 +218,12 @@ impl SqliteStore {
         }
     }
 
-    /// Records many bans in one transaction.
+    /// Records many bans in one transaction (none for no bans: a write transaction would
+    /// wait for another process's lock for nothing).
     pub fn record_many(&mut self, bans: &[NewBan]) -> Result<Vec<Recorded>, StoreError> {
+        if bans.is_empty() {
+            return Ok(Vec::new());
+        }
         self.batch(|s| bans.iter().map(|b| s.record(b)).collect())
     }
 
@@ -230,6 +234,9 @@ impl SqliteStore {
         at: DateTime<Utc>,
         why: &str,
     ) -> Result<Vec<Ban>, StoreError> {
+        if nets.is_empty() {
+            return Ok(Vec::new());
+        }
         self.batch(|s| {
             let mut lifted = Vec::new();
             for net in nets {
