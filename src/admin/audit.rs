@@ -10,6 +10,7 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use chrono::{Local, SecondsFormat};
@@ -44,9 +45,11 @@ impl Audit {
         if let Some(dir) = self.path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
+        // Not world-readable: people type passwords into the user field by mistake.
         let written = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o640)
             .open(&self.path)
             .and_then(|mut f| f.write_all(line.as_bytes()));
         if let Err(e) = written {
@@ -80,7 +83,12 @@ mod tests {
         let audit = Audit::new(dir.path().join("sub/admin.log"));
         audit.failed_sign_in("192.0.2.7".parse().unwrap(), "bob");
         audit.event("192.0.2.8".parse().unwrap(), "alice", "signed in");
-        let text = std::fs::read_to_string(dir.path().join("sub/admin.log")).unwrap();
+        let path = dir.path().join("sub/admin.log");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o640);
+        let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
         assert!(
