@@ -10,9 +10,10 @@
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
+use crate::ban::{Ban, NewBan, Recorded};
 use crate::firewall::{Entry, Firewall, FirewallError};
 use crate::net::display_net;
-use crate::store::{Ban, BanStore, NewBan, Recorded, StoreError};
+use crate::store::{BanStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {

@@ -15,15 +15,16 @@ use chrono::Utc;
 use ipnet::IpNet;
 
 use crate::actions::{self, ActionError};
+use crate::ban::{NewBan, Origin, Recorded};
 use crate::config::Settings;
 use crate::counter::{Counters, Outcome};
-use crate::event::{Attempt, Event};
+use crate::event::Positions;
+use crate::event::{Attempt, Event, Link, RemoteEvent};
 use crate::firewall::{Entry, Firewall};
 use crate::metrics::{self, Metrics};
 use crate::net::{IgnoreList, aggregate, display_net};
 use crate::rule::Limits;
-use crate::store::{BanStore, NewBan, Origin, Positions, Recorded, SqliteStore};
-use crate::sync::{Link, RemoteEvent};
+use crate::store::{BanStore, SqliteStore};
 
 /// First wait before bans the firewall refused are tried again, and the longest.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -55,7 +56,7 @@ pub struct Engine {
     /// Files whose position is in the store already.
     saved_paths: std::collections::HashSet<std::path::PathBuf>,
     /// Journal cursors not yet saved, by rule.
-    cursors: crate::journal::Cursors,
+    cursors: crate::event::Cursors,
     positions_due: Option<Instant>,
     /// Bans decided but not yet applied (see `commit`).
     pending: Vec<NewBan>,
@@ -304,7 +305,7 @@ impl Engine {
         Ok(positions)
     }
 
-    pub fn saved_cursors(&self) -> anyhow::Result<crate::journal::Cursors> {
+    pub fn saved_cursors(&self) -> anyhow::Result<crate::event::Cursors> {
         Ok(self.local.cursors()?)
     }
 

@@ -2,13 +2,15 @@
 //! log and journal watchers, how far each source was read, and the sync thread's news
 //! of other servers' bans and of its link to Redis.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chrono::{DateTime, FixedOffset};
+use std::time::Instant;
 
-use crate::store::Position;
+use chrono::{DateTime, FixedOffset, Utc};
+use ipnet::IpNet;
 
 /// A failed attempt found in a log.
 #[derive(Debug, Clone)]
@@ -38,7 +40,45 @@ pub enum Event {
         cursor: String,
     },
     /// Another server's ban or unban (from the sync thread).
-    Remote(crate::sync::RemoteEvent),
+    Remote(RemoteEvent),
     /// The sync thread's link to Redis went up or down.
-    Link(crate::sync::Link),
+    Link(Link),
+}
+
+/// Where reading a log file stopped: the file's identity and the offset just past the
+/// last whole line handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub inode: u64,
+    pub offset: u64,
+}
+
+/// A log file and its position.
+pub type Positions = HashMap<PathBuf, Position>;
+
+/// Where each rule's journal was left: rule name → journald cursor.
+pub type Cursors = HashMap<String, String>;
+
+/// Another server's ban or unban.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteEvent {
+    Ban {
+        net: IpNet,
+        rule: String,
+        server: String,
+        reason: String,
+        until: Option<DateTime<Utc>>,
+    },
+    Unban {
+        net: IpNet,
+        server: String,
+    },
+}
+
+/// The link to Redis went up or down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Subscribed at this instant: every event published since will arrive.
+    Up(Instant),
+    Down,
 }

@@ -12,8 +12,8 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::event::Position;
 use crate::lines::LineSplitter;
-use crate::store::Position;
 
 const READ_BLOCK: usize = 64 * 1024;
 

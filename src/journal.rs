@@ -19,17 +19,14 @@ use std::thread::JoinHandle;
 use chrono::{DateTime, Local, SecondsFormat, Utc};
 use crossbeam_channel::{bounded, select};
 
-use crate::event::{Attempt, Event};
+use crate::event::{Attempt, Cursors, Event};
 use crate::rule::{JournalSpec, Rule};
 use crate::watch::WatchContext;
-
-/// Saved journal cursors, by rule name.
-pub type Cursors = std::collections::HashMap<String, String>;
 
 /// Whether a journal can be read here: journalctl is installed and the system journal (or
 /// the rule's own journal file) exists.
 pub fn available(spec: &JournalSpec) -> bool {
-    crate::installed("journalctl")
+    crate::programs::installed("journalctl")
         && match &spec.file {
             Some(f) => f.exists(),
             None => {

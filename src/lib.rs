@@ -4,6 +4,7 @@
 
 pub mod actions;
 pub mod admin;
+pub mod ban;
 pub mod batch;
 pub mod cli;
 pub mod cmd;
@@ -21,17 +22,10 @@ pub mod lines;
 pub mod metrics;
 pub mod net;
 pub mod pattern;
+pub mod programs;
 pub mod rule;
 pub mod store;
 pub mod sync;
+pub mod time;
 pub mod timestamp;
 pub mod watch;
-
-/// Whether an external program pyfilter runs (a firewall tool, journalctl) is installed:
-/// on the PATH or in the system directories, which a root cron job's PATH may lack.
-pub fn installed(program: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(std::path::PathBuf::from))
-        .any(|d| d.join(program).is_file())
-}

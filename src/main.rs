@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use pyfilter::cli::UsageError;
 use pyfilter::cli::{Cli, Command};
-use pyfilter::cmd::{self, UsageError};
+use pyfilter::cmd;
 use pyfilter::config::{ConfigError, Settings};
 use pyfilter::daemon;
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 pub fn parse_net(text: &str) -> Result<IpNet, String> {
     let text = text.trim();
     if let Ok(ip) = text.parse::<IpAddr>() {
-        return Ok(IpNet::from(crate::pattern::normalize(ip)));
+        return Ok(IpNet::from(normalize(ip)));
     }
     match text.parse::<IpNet>() {
         Ok(net) if net.trunc() == net => Ok(net),
@@ -87,6 +87,17 @@ impl IgnoreList {
 
     pub fn nets(&self) -> &[IpNet] {
         &self.nets
+    }
+}
+
+/// Folds IPv4-mapped IPv6 (`::ffff:a.b.c.d`) to plain IPv4.
+pub fn normalize(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
     }
 }
 

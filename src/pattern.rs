@@ -51,18 +51,7 @@ pub fn expand(pattern: &str) -> Result<String, PatternError> {
 pub fn parse_ip(text: &[u8]) -> Option<IpAddr> {
     let text = std::str::from_utf8(text).ok()?;
     let ip: IpAddr = text.parse().ok()?;
-    Some(normalize(ip))
-}
-
-/// Folds IPv4-mapped IPv6 (`::ffff:a.b.c.d`) to plain IPv4.
-pub fn normalize(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
-        },
-        v4 => v4,
-    }
+    Some(crate::net::normalize(ip))
 }
 
 #[cfg(test)]

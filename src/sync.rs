@@ -14,38 +14,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use crossbeam_channel::Sender;
-use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::config::RedisConfig;
-use crate::event::Event;
+use crate::event::{Event, Link, RemoteEvent};
 use crate::metrics::Metrics;
 use crate::net::parse_net;
 use crate::store::redacted;
-
-/// Another server's ban or unban.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RemoteEvent {
-    Ban {
-        net: IpNet,
-        rule: String,
-        server: String,
-        reason: String,
-        until: Option<DateTime<Utc>>,
-    },
-    Unban {
-        net: IpNet,
-        server: String,
-    },
-}
-
-/// The link to Redis went up or down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Link {
-    /// Subscribed at this instant: every event published since will arrive.
-    Up(Instant),
-    Down,
-}
 
 /// An event as published, before it is trusted.
 #[derive(Debug, Deserialize)]

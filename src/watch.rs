@@ -17,10 +17,10 @@ use crossbeam_channel::{Receiver, Sender, bounded, select};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::event::{Attempt, Event};
+use crate::event::{Position, Positions};
 use crate::follow::{Follower, Fresh};
 use crate::metrics::{Metrics, RuleStats};
 use crate::rule::{Rule, Scratch, Skip};
-use crate::store::{Position, Positions};
 
 /// What every watcher thread needs.
 #[derive(Clone)]

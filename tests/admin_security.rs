@@ -293,13 +293,13 @@ fn reason_rule_and_server_names_are_shown_as_text_never_as_markup() {
         let mut store = pyfilter::store::SqliteStore::open(&s.path("db/pyfilter.db")).unwrap();
         let now = chrono::Utc::now();
         store
-            .record(&pyfilter::store::NewBan {
+            .record(&pyfilter::ban::NewBan {
                 net: "192.0.2.66/32".parse().unwrap(),
                 rule: "<script>alert('rule')</script>".into(),
                 reason: "Failed password for <script>alert(\"x\")</script> from 192.0.2.66".into(),
                 attempts: 5,
                 server: "\"><svg onload=alert(2)>".into(),
-                source: pyfilter::store::Origin::Log,
+                source: pyfilter::ban::Origin::Log,
                 banned_at: now,
                 expires_at: None,
             })

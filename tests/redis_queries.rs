@@ -6,8 +6,9 @@ mod common;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use pyfilter::ban::{NewBan, Origin};
 use pyfilter::config::RedisConfig;
-use pyfilter::store::{BanQuery, BanStore, NewBan, Origin, RedisStore, Summary};
+use pyfilter::store::{BanQuery, BanStore, RedisStore, Summary};
 
 use common::RedisServer;
 

@@ -2,7 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pyfilter::sync::{RemoteEvent, parse_event};
+use pyfilter::event::RemoteEvent;
+use pyfilter::sync::parse_event;
 
 fuzz_target!(|data: &[u8]| {
     match parse_event(data, "me") {

@@ -35,8 +35,8 @@ impl Admin {
         } else {
             self.store.active_bans()?
         };
-        crate::cmd::list::mark_remote(&self.settings, &mut bans);
-        let json: Vec<_> = bans.iter().map(crate::cmd::list::to_json).collect();
+        crate::ban::mark_remote(&self.settings.config, &mut bans);
+        let json: Vec<_> = bans.iter().map(crate::ban::Ban::to_json).collect();
         Ok(Response::json(200, serde_json::to_vec(&json)?))
     }
 

@@ -30,7 +30,7 @@ use anyhow::Context;
 use chrono::Utc;
 use crossbeam_channel::{Sender, bounded};
 
-use crate::cmd::UsageError;
+use crate::cli::UsageError;
 use crate::config::Settings;
 use crate::firewall::Firewall;
 use crate::http::{Request, Response, Server};

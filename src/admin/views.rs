@@ -10,10 +10,11 @@ use super::Admin;
 use super::html::{self, Viewer};
 use super::pages::{self, BanForm, HistoryForm};
 use crate::actions;
+use crate::ban::{Ban, Recorded};
 use crate::cmd::ban::ManualError;
 use crate::http::{Request, Response};
 use crate::net::{display_net, parse_net};
-use crate::store::{Ban, BanQuery, Recorded};
+use crate::store::BanQuery;
 
 impl Admin {
     pub(super) fn dashboard(
@@ -22,7 +23,7 @@ impl Admin {
         now: DateTime<Utc>,
     ) -> anyhow::Result<Response> {
         let mut summary = self.store.summary(now)?;
-        crate::cmd::list::mark_remote(&self.settings, &mut summary.latest);
+        crate::ban::mark_remote(&self.settings.config, &mut summary.latest);
         let per_country = match &self.geo {
             None => None,
             Some(geo) => {
@@ -76,8 +77,8 @@ impl Admin {
                 ..BanQuery::default()
             })?
             .bans;
-        crate::cmd::list::mark_remote(&self.settings, &mut bans);
-        crate::cmd::list::mark_remote(&self.settings, &mut earlier);
+        crate::ban::mark_remote(&self.settings.config, &mut bans);
+        crate::ban::mark_remote(&self.settings.config, &mut earlier);
         let country = self.geo.as_ref().and_then(|g| g.country_of(&bans[0].net));
         Ok(Response::html(
             200,
@@ -135,7 +136,7 @@ impl Admin {
         } else {
             self.store.search(&query)?
         };
-        crate::cmd::list::mark_remote(&self.settings, &mut result.bans);
+        crate::ban::mark_remote(&self.settings.config, &mut result.bans);
         let status = if error.is_some() { 400 } else { 200 };
         let geo = self.geo.as_ref();
         let countries = |b: &Ban| geo.and_then(|g| g.country_of(&b.net));

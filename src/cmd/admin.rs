@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::Utc;
 
-use super::UsageError;
 use crate::admin::{self, auth};
+use crate::cli::UsageError;
 use crate::cli::{AdminAction, AdminArgs};
 use crate::config::Settings;
 use crate::store::User;
@@ -91,7 +91,7 @@ fn users(settings: &Settings) -> anyhow::Result<()> {
         println!(
             "user  {}  (password set {})",
             u.name,
-            super::human_time(u.changed_at)
+            crate::time::human_time(u.changed_at)
         );
     }
     let mut tokens = std::collections::BTreeMap::<String, usize>::new();

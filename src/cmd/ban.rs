@@ -4,13 +4,14 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 
-use super::{UsageError, human_time};
 use crate::actions;
+use crate::ban::{NewBan, Origin, Recorded};
 use crate::cli::BanArgs;
+use crate::cli::UsageError;
 use crate::config::{Settings, StoreKind};
 use crate::duration::BanTime;
 use crate::net::{display_net, parse_net};
-use crate::store::{NewBan, Origin, Recorded};
+use crate::time::human_time;
 
 /// Why a ban by hand is refused; each way of banning by hand names the field its own way.
 #[derive(Debug, thiserror::Error)]

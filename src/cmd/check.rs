@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use super::UsageError;
+use crate::cli::UsageError;
 use crate::config::{Backend, Settings, StoreKind};
 use crate::duration::format_duration;
 use crate::net::display_net;
@@ -131,7 +131,7 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
                     .as_ref()
                     .map_or("(system)".to_string(), |f| f.display().to_string())
             );
-            if crate::journal::reads_journal(rule) && !crate::installed("journalctl") {
+            if crate::journal::reads_journal(rule) && !crate::programs::installed("journalctl") {
                 warnings.push(format!("rule {} reads the journal, but journalctl is not installed (apt-get install systemd)", rule.name));
             }
         }
@@ -154,7 +154,7 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
         Backend::Nftables => &[("nft", "nftables")],
         Backend::None => &[],
     };
-    for (tool, package) in tools.iter().filter(|(t, _)| !crate::installed(t)) {
+    for (tool, package) in tools.iter().filter(|(t, _)| !crate::programs::installed(t)) {
         warnings.push(format!(
             "{tool} is not installed (apt-get install {package}), or set firewall.backend: none"
         ));

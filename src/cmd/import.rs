@@ -14,13 +14,13 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
-use super::UsageError;
 use crate::actions;
+use crate::ban::{NewBan, Origin, Recorded};
 use crate::cli::ImportArgs;
+use crate::cli::UsageError;
 use crate::config::Settings;
 use crate::duration::BanTime;
 use crate::net::parse_net;
-use crate::store::{NewBan, Origin, Recorded};
 
 /// One ban as PyFilter recorded it.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,11 +5,11 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use super::{human_time, rfc3339};
+use crate::ban::{Ban, Origin};
 use crate::config::Settings;
 use crate::config::StoreKind;
 use crate::net::display_net;
-use crate::store::{Ban, Origin};
+use crate::time::{human_time, rfc3339};
 
 /// One ban in `list --json` and the admin's `/api/bans`.
 #[derive(Serialize)]

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, Local, SecondsFormat, Utc};
 
-use super::UsageError;
 use crate::batch::{self, LineMatch};
 use crate::cli::ScanArgs;
+use crate::cli::UsageError;
 use crate::config::Settings;
 use crate::counter::{Counters, Outcome};
 use crate::net::{IgnoreList, aggregate, display_net};

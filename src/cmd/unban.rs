@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use super::UsageError;
 use crate::actions;
+use crate::cli::UsageError;
 use crate::config::Settings;
 use crate::net::{display_net, parse_net};
 

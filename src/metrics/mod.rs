@@ -201,7 +201,8 @@ pub fn from_rows<'a>(rows: impl IntoIterator<Item = (&'a str, f64)>) -> Vec<Samp
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Ban, NewBan, Origin, SqliteStore, Summary};
+    use crate::ban::{Ban, NewBan, Origin};
+    use crate::store::{SqliteStore, Summary};
 
     #[test]
     fn label_values_escape_backslash_quote_and_line_feed() {

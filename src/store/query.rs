@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Days, Local, NaiveDate, Utc};
 use ipnet::IpNet;
 
-use super::Ban;
+use crate::ban::Ban;
 
 /// What the dashboard shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -156,7 +156,7 @@ impl BanQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewBan, Origin};
+    use crate::ban::{NewBan, Origin};
     use chrono::TimeZone;
 
     fn ban(id: i64, net: &str, rule: &str, server: &str, at: DateTime<Utc>, lifted: bool) -> Ban {

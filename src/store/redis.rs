@@ -21,7 +21,8 @@ use ::redis::{Client, Connection, Script, Value};
 use chrono::{DateTime, SecondsFormat, Utc};
 use ipnet::IpNet;
 
-use super::{Ban, BanStore, NewBan, Origin, Recorded, SqliteStore, StoreError};
+use super::{BanStore, SqliteStore, StoreError};
+use crate::ban::{Ban, NewBan, Origin, Recorded};
 use crate::config::RedisConfig;
 use crate::net::display_net;
 

@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
 use super::query::{self, BanQuery, Page, Summary};
-use super::{Ban, RedisStore, StoreError};
+use super::{RedisStore, StoreError};
+use crate::ban::Ban;
 
 /// Records whose fields are read per round trip.
 const CHUNK: usize = 1000;

@@ -11,7 +11,9 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{Ban, NewBan, Position, Positions, Recorded, StoreError};
+use super::StoreError;
+use crate::ban::{Ban, NewBan, Recorded};
+use crate::event::{Position, Positions};
 
 const SCHEMA_VERSION: i64 = 5;
 
@@ -358,7 +360,7 @@ impl SqliteStore {
     }
 
     /// Saved journal cursors, by rule.
-    pub fn cursors(&self) -> Result<crate::journal::Cursors, StoreError> {
+    pub fn cursors(&self) -> Result<crate::event::Cursors, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT rule, cursor FROM journal_cursors")
@@ -370,7 +372,7 @@ impl SqliteStore {
     }
 
     /// Saves journal cursors in one transaction.
-    pub fn save_cursors(&mut self, cursors: &crate::journal::Cursors) -> Result<(), StoreError> {
+    pub fn save_cursors(&mut self, cursors: &crate::event::Cursors) -> Result<(), StoreError> {
         self.batch(|s| {
             for (rule, cursor) in cursors {
                 s.conn
@@ -632,7 +634,7 @@ impl super::BanStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Origin;
+    use crate::ban::Origin;
 
     fn ban(net: &str, secs: Option<i64>) -> NewBan {
         let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();

@@ -8,7 +8,8 @@ use rusqlite::params;
 
 use super::query::{self, BanQuery, Page, Summary};
 use super::sqlite::{COLUMNS, ceil_secs};
-use super::{Ban, SqliteStore, StoreError};
+use super::{SqliteStore, StoreError};
+use crate::ban::Ban;
 
 impl SqliteStore {
     pub(super) fn ban_by_id(&mut self, id: i64) -> Result<Option<Ban>, StoreError> {
@@ -133,7 +134,7 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewBan, Origin};
+    use crate::ban::{NewBan, Origin};
 
     fn ban(net: &str) -> NewBan {
         NewBan {

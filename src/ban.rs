@@ -1,0 +1,139 @@
+//! Bans as every stage sees them: who decided one (`Origin`), a ban about to be recorded
+//! (`NewBan`), a recorded one (`Ban`), what recording it did (`Recorded`), and the JSON
+//! form programs read (`list --json`, the admin's `/api/bans`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::config::{Config, StoreKind};
+use crate::net::display_net;
+use crate::time::rfc3339;
+
+/// Who decided a ban.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Counted from log lines.
+    Log,
+    /// `pyfilter ban` or the admin.
+    Manual,
+    /// Another server.
+    Remote,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Log => "log",
+            Origin::Manual => "manual",
+            Origin::Remote => "remote",
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Origin {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Origin, String> {
+        match s {
+            "log" => Ok(Origin::Log),
+            "manual" => Ok(Origin::Manual),
+            "remote" => Ok(Origin::Remote),
+            other => Err(format!("unknown ban source `{other}`")),
+        }
+    }
+}
+
+/// A ban about to be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBan {
+    pub net: IpNet,
+    pub rule: String,
+    /// The log line that tipped it, verbatim, or the reason given by hand.
+    pub reason: String,
+    pub attempts: u32,
+    pub server: String,
+    pub source: Origin,
+    pub banned_at: DateTime<Utc>,
+    /// `None`: forever.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A recorded ban, active or lifted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban {
+    pub id: i64,
+    pub new: NewBan,
+    pub lifted_at: Option<DateTime<Utc>>,
+    pub lift_reason: Option<String>,
+}
+
+impl std::ops::Deref for Ban {
+    type Target = NewBan;
+    fn deref(&self) -> &NewBan {
+        &self.new
+    }
+}
+
+/// What recording a ban did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// A new active ban.
+    New(Ban),
+    /// The address was already banned; nothing changed.
+    AlreadyBanned(Ban),
+}
+
+/// One ban in `list --json` and the admin's `/api/bans`.
+#[derive(Serialize)]
+pub struct BanJson<'a> {
+    ip: String,
+    rule: &'a str,
+    reason: &'a str,
+    server: &'a str,
+    source: &'a str,
+    attempts: u32,
+    banned_at: String,
+    expires_at: Option<String>,
+    active: bool,
+    lifted_at: Option<String>,
+    lift_reason: Option<&'a str>,
+}
+
+impl Ban {
+    /// The ban as programs read it.
+    pub fn to_json(&self) -> BanJson<'_> {
+        BanJson {
+            ip: display_net(&self.net),
+            rule: &self.rule,
+            reason: &self.reason,
+            server: &self.server,
+            source: self.source.as_str(),
+            attempts: self.attempts,
+            banned_at: rfc3339(self.banned_at),
+            expires_at: self.expires_at.map(rfc3339),
+            active: self.lifted_at.is_none(),
+            lifted_at: self.lifted_at.map(rfc3339),
+            lift_reason: self.lift_reason.as_deref(),
+        }
+    }
+}
+
+/// In a fleet's shared store, a ban another server made is remote from this one.
+pub fn mark_remote(config: &Config, bans: &mut [Ban]) {
+    if config.store == StoreKind::Redis {
+        for ban in bans {
+            if ban.server != config.server_name {
+                ban.new.source = Origin::Remote;
+            }
+        }
+    }
+}
