@@ -1,4 +1,5 @@
-//! The command line: subcommands and options, as DESIGN.md's command table promises.
+//! The command line: subcommands and options, the contract users and scripts rely on
+//! (documented in `man/pyfilter.1`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! pyfilter: follows logs, counts failed attempts per address, bans brute-forcing
-//! addresses in the firewall and records the bans. See DESIGN.md for the shape.
+//! addresses in the firewall and records the bans. ARCHITECTURE.md maps the code.
 
 use std::process::ExitCode;
 
@@ -9,7 +9,6 @@ use pyfilter::cli::UsageError;
 use pyfilter::cli::{Cli, Command};
 use pyfilter::cmd;
 use pyfilter::config::{ConfigError, Settings};
-use pyfilter::daemon;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -65,7 +64,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(cli.config.as_deref())?;
     match &cli.command {
         Command::Run { metrics } => {
-            daemon::run(cli.config.as_deref(), settings, *metrics).map(|()| ExitCode::SUCCESS)
+            cmd::run::run(cli.config.as_deref(), settings, *metrics).map(|()| ExitCode::SUCCESS)
         }
         Command::Ban(args) => cmd::ban::run(&settings, args),
         Command::Unban { ip } => cmd::unban::run(&settings, ip),

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Local, TimeZone};
 use pyfilter::config::{ConfigSource, Settings};
-use pyfilter::timestamp::{TimeCache, TimeFormat};
+use pyfilter::rule::timestamp::{TimeCache, TimeFormat};
 
 /// The fuzz targets' fixed reference time (2023-11-14T22:13:20Z).
 fn reference() -> DateTime<Local> {

@@ -3,7 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use pyfilter::event::RemoteEvent;
-use pyfilter::sync::parse_event;
+use pyfilter::fleet::parse_event;
 
 fuzz_target!(|data: &[u8]| {
     match parse_event(data, "me") {

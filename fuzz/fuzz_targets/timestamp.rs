@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use chrono::{Local, TimeZone};
 use libfuzzer_sys::fuzz_target;
-use pyfilter::timestamp::{TimeCache, TimeFormat, TimeFormats};
+use pyfilter::rule::timestamp::{TimeCache, TimeFormat, TimeFormats};
 
 const STRFTIME: &[&str] = &[
     "%d/%b/%Y:%H:%M:%S %z",

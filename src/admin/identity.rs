@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 
 use super::html::Viewer;
 use super::{Admin, LOGIN_COOKIE, SESSION_COOKIE, Signed, auth, cookie, csrf_refused, pages};
-use crate::http::{Request, Response};
 use crate::store::User;
+use crate::web::{Request, Response};
 
 impl Admin {
     /// The request's live session: a session whose user was removed or whose password

@@ -4,7 +4,7 @@
 use chrono::Utc;
 
 use super::{Admin, auth};
-use crate::http::{Request, Response};
+use crate::web::{Request, Response};
 
 impl Admin {
     /// Who may read `/api/bans` and `/metrics`: a bearer token from `admin token`, or a

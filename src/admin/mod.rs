@@ -33,8 +33,8 @@ use crossbeam_channel::{Sender, bounded};
 use crate::cli::UsageError;
 use crate::config::Settings;
 use crate::firewall::Firewall;
-use crate::http::{Request, Response, Server};
 use crate::store::{AdminStore, SqliteStore, StoreError};
+use crate::web::{Request, Response, Server};
 
 use audit::Audit;
 use auth::Verifier;
@@ -67,7 +67,7 @@ pub fn serve(settings: Settings, options: &Options) -> anyhow::Result<()> {
     let cert = options.tls_cert.clone().or(admin_config.tls_cert.clone());
     let key = options.tls_key.clone().or(admin_config.tls_key.clone());
     let tls = match (cert, key) {
-        (Some(cert), Some(key)) => Some(crate::http::tls_config(&cert, &key)?),
+        (Some(cert), Some(key)) => Some(crate::web::tls_config(&cert, &key)?),
         (None, None) => None,
         _ => {
             return Err(UsageError(

@@ -9,12 +9,12 @@ use chrono::{DateTime, Local, NaiveDate, NaiveTime, Utc};
 use super::Admin;
 use super::html::{self, Viewer};
 use super::pages::{self, BanForm, HistoryForm};
-use crate::actions;
 use crate::ban::{Ban, Recorded};
 use crate::cmd::ban::ManualError;
-use crate::http::{Request, Response};
+use crate::engine::apply;
 use crate::net::{display_net, parse_net};
 use crate::store::BanQuery;
+use crate::web::{Request, Response};
 
 impl Admin {
     pub(super) fn dashboard(
@@ -198,7 +198,7 @@ impl Admin {
             Err(ManualError::Duration(e)) => return refuse(&format!("For: {e}")),
             Err(e) => return refuse(&e.to_string()),
         };
-        match actions::ban(self.store.as_mut(), self.firewall.as_mut(), &new)? {
+        match apply::ban(self.store.as_mut(), self.firewall.as_mut(), &new)? {
             Recorded::New(ban) => {
                 self.audit.event(
                     client,
@@ -250,7 +250,7 @@ impl Admin {
             },
             viewer.user
         );
-        match actions::unban(self.store.as_mut(), self.firewall.as_mut(), &net, &reason)? {
+        match apply::unban(self.store.as_mut(), self.firewall.as_mut(), &net, &reason)? {
             Some(ban) => {
                 self.audit.event(
                     client,

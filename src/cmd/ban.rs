@@ -4,12 +4,12 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 
-use crate::actions;
 use crate::ban::{NewBan, Origin, Recorded};
 use crate::cli::BanArgs;
 use crate::cli::UsageError;
 use crate::config::{Settings, StoreKind};
 use crate::duration::BanTime;
+use crate::engine::apply;
 use crate::net::{display_net, parse_net};
 use crate::time::human_time;
 
@@ -76,7 +76,7 @@ pub fn run(settings: &Settings, args: &BanArgs) -> anyhow::Result<ExitCode> {
     let mut firewall = crate::firewall::open(&settings.config.firewall)?;
     firewall.init()?;
     let mut store = crate::store::open(settings)?;
-    match actions::ban(store.as_mut(), firewall.as_mut(), &new)? {
+    match apply::ban(store.as_mut(), firewall.as_mut(), &new)? {
         Recorded::New(ban) => {
             let until = ban.expires_at.map_or("forever".to_string(), |t| {
                 format!("until {}", human_time(t))

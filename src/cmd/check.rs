@@ -119,7 +119,7 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
             );
         }
         if let Some(journal) = &rule.journal {
-            let state = if crate::journal::reads_journal(rule) {
+            let state = if crate::source::journal::reads_journal(rule) {
                 "read now: none of the files exists"
             } else {
                 "used when none of the files exists"
@@ -131,7 +131,9 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
                     .as_ref()
                     .map_or("(system)".to_string(), |f| f.display().to_string())
             );
-            if crate::journal::reads_journal(rule) && !crate::programs::installed("journalctl") {
+            if crate::source::journal::reads_journal(rule)
+                && !crate::programs::installed("journalctl")
+            {
                 warnings.push(format!("rule {} reads the journal, but journalctl is not installed (apt-get install systemd)", rule.name));
             }
         }
@@ -207,7 +209,7 @@ fn admin_status(settings: &Settings, warnings: &mut Vec<String>) {
     let a = &settings.config.admin;
     let tls = match (&a.tls_cert, &a.tls_key) {
         (Some(cert), Some(key)) => {
-            if let Err(e) = crate::http::tls_config(cert, key) {
+            if let Err(e) = crate::web::tls_config(cert, key) {
                 warnings.push(format!("admin: {e}"));
             }
             "HTTPS"

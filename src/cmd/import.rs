@@ -14,12 +14,12 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
-use crate::actions;
 use crate::ban::{NewBan, Origin, Recorded};
 use crate::cli::ImportArgs;
 use crate::cli::UsageError;
 use crate::config::Settings;
 use crate::duration::BanTime;
+use crate::engine::apply;
 use crate::net::parse_net;
 
 /// One ban as PyFilter recorded it.
@@ -80,7 +80,7 @@ pub fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ExitCode> {
     } else {
         let mut firewall = crate::firewall::open(&settings.config.firewall)?;
         firewall.init()?;
-        actions::ban_many(store.as_mut(), firewall.as_mut(), &bans)?
+        apply::ban_many(store.as_mut(), firewall.as_mut(), &bans)?
     };
     let new = recorded
         .iter()

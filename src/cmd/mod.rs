@@ -1,5 +1,6 @@
-//! The short-lived CLI commands. Each opens the same store and firewall modules the
-//! daemon uses, does its one job and exits.
+//! One file per subcommand. `run` wires the daemon's threads to the decision thread; the
+//! others are short-lived: each opens the same store and firewall modules the daemon
+//! uses, does its one job and exits.
 
 pub mod admin;
 pub mod ban;
@@ -8,5 +9,6 @@ pub mod flush;
 pub mod import;
 pub mod list;
 pub mod prune;
+pub mod run;
 pub mod scan;
 pub mod unban;

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use chrono::Utc;
 
-use crate::actions;
 use crate::config::Settings;
+use crate::engine::apply;
 
 pub fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
     let mut store = crate::store::open(settings)?;
@@ -18,7 +18,7 @@ pub fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
     } else {
         let mut firewall = crate::firewall::open(&settings.config.firewall)?;
         firewall.init()?;
-        actions::expire_due(store.as_mut(), firewall.as_mut(), now)?
+        apply::expire_due(store.as_mut(), firewall.as_mut(), now)?
     };
     let retention = chrono::Duration::from_std(settings.config.history_retention)
         .unwrap_or(chrono::Duration::MAX);

@@ -10,13 +10,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, Local, SecondsFormat, Utc};
 
-use crate::batch::{self, LineMatch};
 use crate::cli::ScanArgs;
 use crate::cli::UsageError;
 use crate::config::Settings;
-use crate::counter::{Counters, Outcome};
+use crate::engine::counter::{Counters, Outcome};
 use crate::net::{IgnoreList, aggregate, display_net};
 use crate::rule::Rule;
+use crate::source::batch::{self, LineMatch};
 
 /// The state of a scan across all its files.
 struct Scan<'a, W: Write> {

@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
-use crate::actions;
 use crate::cli::UsageError;
 use crate::config::Settings;
+use crate::engine::apply;
 use crate::net::{display_net, parse_net};
 
 pub fn run(settings: &Settings, ip: &str) -> anyhow::Result<ExitCode> {
@@ -12,7 +12,7 @@ pub fn run(settings: &Settings, ip: &str) -> anyhow::Result<ExitCode> {
     let mut firewall = crate::firewall::open(&settings.config.firewall)?;
     firewall.init()?;
     let mut store = crate::store::open(settings)?;
-    match actions::unban(store.as_mut(), firewall.as_mut(), &net, "unbanned by hand")? {
+    match apply::unban(store.as_mut(), firewall.as_mut(), &net, "unbanned by hand")? {
         Some(_) => println!("unbanned {}", display_net(&net)),
         None => println!("{} was not banned", display_net(&net)),
     }

@@ -9,8 +9,8 @@ use chrono::Utc;
 use super::Metrics;
 use super::text::{CONTENT_TYPE, render, summary_of};
 use crate::config::Settings;
-use crate::http::{Request, Response, ServeError, Server};
 use crate::store::{BanStore, Summary};
+use crate::web::{Request, Response, ServeError, Server};
 
 /// How long the daemon's `/metrics` reuses the store's figures: the history is read whole
 /// for them, and scrapes that come together (a Prometheus pair on one schedule) should

@@ -17,12 +17,14 @@ use regex_automata::util::captures::Captures;
 use regex_automata::{Anchored, Input, meta, util::syntax};
 
 use crate::duration::BanTime;
-use crate::pattern::{self, IP_GROUP};
-use crate::timestamp::{TimeCache, TimeFormat, TimeFormats};
+use crate::rule::timestamp::{TimeCache, TimeFormat, TimeFormats};
+use pattern::IP_GROUP;
 
 #[cfg(test)]
 mod cases;
 mod file;
+pub mod pattern;
+pub mod timestamp;
 
 pub use file::{JournalSpec, Origin, RuleFile, load_sources};
 

@@ -7,6 +7,9 @@
 //! and every `redis.reconcile_every`. Nothing else in the daemon touches the firewall or
 //! the store, so none of it needs a lock.
 
+pub mod apply;
+pub mod counter;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,10 +17,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use ipnet::IpNet;
 
-use crate::actions::{self, ActionError};
 use crate::ban::{NewBan, Origin, Recorded};
 use crate::config::Settings;
-use crate::counter::{Counters, Outcome};
+use crate::engine::counter::{Counters, Outcome};
 use crate::event::Positions;
 use crate::event::{Attempt, Event, Link, RemoteEvent};
 use crate::firewall::{Entry, Firewall};
@@ -25,6 +27,7 @@ use crate::metrics::{self, Metrics};
 use crate::net::{IgnoreList, aggregate, display_net};
 use crate::rule::Limits;
 use crate::store::{BanStore, SqliteStore};
+use apply::ActionError;
 
 /// First wait before bans the firewall refused are tried again, and the longest.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -447,7 +450,7 @@ impl Engine {
             return;
         }
         let pending = std::mem::take(&mut self.pending);
-        match actions::ban_many(self.store.as_mut(), self.firewall.as_mut(), &pending) {
+        match apply::ban_many(self.store.as_mut(), self.firewall.as_mut(), &pending) {
             Ok(recorded) => {
                 for r in recorded {
                     let (Recorded::New(ban) | Recorded::AlreadyBanned(ban)) = &r;
@@ -498,7 +501,7 @@ impl Engine {
 
     /// Lifts bans whose time is up.
     pub fn expire(&mut self) {
-        match actions::expire_due(self.store.as_mut(), self.firewall.as_mut(), Utc::now()) {
+        match apply::expire_due(self.store.as_mut(), self.firewall.as_mut(), Utc::now()) {
             Ok(lifted) => {
                 for ban in lifted {
                     self.applied.remove(&ban.net);

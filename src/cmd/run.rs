@@ -21,11 +21,11 @@ use crate::config::{Settings, StoreKind};
 use crate::engine::Engine;
 use crate::event::Event;
 use crate::firewall;
-use crate::journal;
+use crate::fleet;
 use crate::metrics::{self, Metrics};
+use crate::source::journal;
+use crate::source::watch::{self, WatchContext};
 use crate::store::SqliteStore;
-use crate::sync;
-use crate::watch::{self, WatchContext};
 
 /// Most events handled before their bans are applied.
 const BURST: usize = 50_000;
@@ -125,7 +125,7 @@ pub fn run(
     if settings.config.store == StoreKind::Redis && settings.config.redis.sync {
         // Lives as long as the process: it reconnects by itself. Started before the
         // restore so that, once subscribed, no event is missed while the bans are read.
-        sync::spawn(
+        fleet::spawn(
             settings.config.redis.clone(),
             settings.config.server_name.clone(),
             events_tx.clone(),

@@ -18,9 +18,9 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::event::{Attempt, Event};
 use crate::event::{Position, Positions};
-use crate::follow::{Follower, Fresh};
 use crate::metrics::{Metrics, RuleStats};
 use crate::rule::{Rule, Scratch, Skip};
+use crate::source::follow::{Follower, Fresh};
 
 /// What every watcher thread needs.
 #[derive(Clone)]
@@ -44,7 +44,7 @@ pub struct LogSpec {
 /// read it).
 pub fn log_specs<'a>(rules: impl Iterator<Item = &'a Rule>) -> Vec<LogSpec> {
     let mut specs: Vec<LogSpec> = Vec::new();
-    for rule in rules.filter(|r| !crate::journal::reads_journal(r)) {
+    for rule in rules.filter(|r| !crate::source::journal::reads_journal(r)) {
         let rule = Arc::new(rule.clone());
         for path in &rule.log_files {
             match specs.iter_mut().find(|s| &s.path == path) {

@@ -13,7 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::event::Position;
-use crate::lines::LineSplitter;
+use crate::source::lines::LineSplitter;
 
 const READ_BLOCK: usize = 64 * 1024;
 

@@ -21,7 +21,7 @@ use crossbeam_channel::{bounded, select};
 
 use crate::event::{Attempt, Cursors, Event};
 use crate::rule::{JournalSpec, Rule};
-use crate::watch::WatchContext;
+use crate::source::watch::WatchContext;
 
 /// Whether a journal can be read here: journalctl is installed and the system journal (or
 /// the rule's own journal file) exists.

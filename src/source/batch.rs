@@ -12,8 +12,8 @@ use std::io::{self, Read};
 use chrono::{DateTime, Local};
 use crossbeam_channel::bounded;
 
-use crate::lines::LineSplitter;
 use crate::rule::{Found, Rule, Scratch, Skip};
+use crate::source::lines::LineSplitter;
 
 const READ_BLOCK: usize = 256 * 1024;
 /// A batch is sent once it holds this many bytes of lines.
