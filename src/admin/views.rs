@@ -10,8 +10,8 @@ use super::Admin;
 use super::html::{self, Viewer};
 use super::pages::{self, BanForm, HistoryForm};
 use crate::ban::{Ban, Recorded};
-use crate::cmd::ban::ManualError;
 use crate::engine::apply;
+use crate::engine::manual::{self, ManualError};
 use crate::net::{display_net, parse_net};
 use crate::store::BanQuery;
 use crate::web::{Request, Response};
@@ -187,7 +187,7 @@ impl Admin {
             },
             viewer.user
         );
-        let new = match crate::cmd::ban::manual(
+        let new = match manual::check(
             &self.settings,
             &form.ip,
             Some(&form.duration),

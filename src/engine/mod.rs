@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod counter;
+pub mod manual;
 
 use std::collections::HashMap;
 use std::sync::Arc;

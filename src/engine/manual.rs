@@ -1,0 +1,58 @@
+//! Bans made by hand (`pyfilter ban`, the admin's ban form), checked the same way
+//! whichever way they come: the address or block parses, the duration parses, the ignore
+//! list is respected.
+
+use chrono::{DateTime, Utc};
+
+use crate::ban::{NewBan, Origin};
+use crate::config::Settings;
+use crate::duration::BanTime;
+use crate::net::{display_net, parse_net};
+
+/// Why a ban by hand is refused; each way of banning by hand names the field its own way.
+#[derive(Debug, thiserror::Error)]
+pub enum ManualError {
+    #[error("{0}")]
+    Address(String),
+    #[error("{0}")]
+    Duration(String),
+    #[error("{0}")]
+    Ignored(String),
+}
+
+/// A ban made by hand, checked as every way of banning by hand checks it (the CLI and
+/// the admin): the address or block parses, the duration parses, the ignore list is
+/// respected.
+pub fn check(
+    settings: &Settings,
+    ip: &str,
+    duration: Option<&str>,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<NewBan, ManualError> {
+    let net = parse_net(ip.trim()).map_err(ManualError::Address)?;
+    let ban_time = match duration.map(str::trim).filter(|d| !d.is_empty()) {
+        Some(d) => BanTime::parse(d).map_err(|e| ManualError::Duration(e.to_string()))?,
+        None => settings.config.ban_time,
+    };
+    if let Some(ignored) = settings.ignore.overlapping(&net) {
+        return Err(ManualError::Ignored(format!(
+            "{} overlaps {ignored} in the ignore list; pyfilter never bans ignored addresses (remove it from `ignore` first)",
+            display_net(&net)
+        )));
+    }
+    Ok(NewBan {
+        net,
+        rule: "manual".into(),
+        reason: reason
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .unwrap_or("banned by hand")
+            .to_string(),
+        attempts: 0,
+        server: settings.config.server_name.clone(),
+        source: Origin::Manual,
+        banned_at: now,
+        expires_at: ban_time.expiry(now),
+    })
+}
