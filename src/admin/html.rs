@@ -4,26 +4,40 @@
 //! Every text that comes from a log, a user or another server goes through `esc`; the
 //! pages hold no inline script or style, so the Content-Security-Policy can forbid both.
 
+use std::fmt::Write;
+
 use chrono::{DateTime, Local, Utc};
+use maud::Render;
+
+/// Text that came from a log, a user or another server, as a page shows it: escaped for
+/// an element or a quoted attribute (quotes of both kinds included), with its control
+/// characters written out (`\u{1b}`) rather than sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Text<'a>(pub &'a str);
+
+impl Render for Text<'_> {
+    fn render_to(&self, out: &mut String) {
+        for c in self.0.chars() {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '"' => out.push_str("&quot;"),
+                '\'' => out.push_str("&#39;"),
+                // Log lines may hold control characters; show them, do not send them.
+                c if c.is_control() && c != '\n' && c != '\t' => {
+                    // Writing to a String cannot fail.
+                    let _ = write!(out, "{}", c.escape_default());
+                }
+                c => out.push(c),
+            }
+        }
+    }
+}
 
 /// Escapes text for an HTML element or a quoted attribute.
 pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            // Log lines may hold control characters; show them, do not send them.
-            c if c.is_control() && c != '\n' && c != '\t' => {
-                out.push_str(&c.escape_default().to_string())
-            }
-            c => out.push(c),
-        }
-    }
-    out
+    Text(text).render().into_string()
 }
 
 /// Escapes a value for a URL's query.

@@ -124,7 +124,7 @@ pub fn dashboard(viewer: &Viewer, d: &Dashboard) -> String {
         let top: Vec<(String, u64)> = c.iter().take(12).cloned().collect();
         format!(
             r#"<section class="card wide"><h2>Bans per country</h2>{}</section>"#,
-            chart::bars("bans-per-country", "Bans per country", &top)
+            chart::bars("bans-per-country", "Bans per country", &top).into_string()
         )
     });
     let body = format!(
@@ -139,7 +139,7 @@ pub fn dashboard(viewer: &Viewer, d: &Dashboard) -> String {
 <section class="card wide"><h2>Latest bans</h2>{table}<p><a href="/history">All bans…</a></p></section>"#,
         total = s.total,
         active = s.active,
-        chart = chart::bars("bans-per-day", "Bans per day, last 10 days", &days),
+        chart = chart::bars("bans-per-day", "Bans per day, last 10 days", &days).into_string(),
         rules = totals_table("Top rules", &s.totals_by(|r, _| r)),
         servers = totals_table("Top servers", &s.totals_by(|_, sv| sv)),
         table = ban_table(
