@@ -32,8 +32,12 @@ pub fn bars(id: &str, caption: &str, data: &[(String, u64)]) -> Markup {
                 @let cx = x + bar / 2;
                 g class="bar" {
                     rect x=(x) y=(y) width=(bar) height=(h) { title { (Text(label)) ": " (value) } }
-                    text class="value" x=(cx) y=(y.saturating_sub(4).max(12)) text-anchor="middle" { (value) }
-                    text class="label" x=(cx) y=(H - BOTTOM + 16) text-anchor="middle" { (Text(label)) }
+                    text class="value" x=(cx) y=(y.saturating_sub(4).max(12)) text-anchor="middle" {
+                        (value)
+                    }
+                    text class="label" x=(cx) y=(H - BOTTOM + 16) text-anchor="middle" {
+                        (Text(label))
+                    }
                 }
             }
         }
