@@ -389,3 +389,82 @@ pub fn message(viewer: Option<&Viewer>, title: &str, text: &str) -> String {
     page(title, viewer, alert(Some(text)))
 }
 
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::ban::NewBan;
+
+    const HOSTILE: &str = r#"<script>alert("x")</script> & 'y'"#;
+    const ESCAPED: &str = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;";
+
+    fn viewer() -> Viewer<'static> {
+        Viewer {
+            user: "alice",
+            csrf: "token",
+            server: "web-1",
+            fleet: false,
+        }
+    }
+
+    fn hostile_ban(now: DateTime<Utc>) -> Ban {
+        Ban {
+            id: 7,
+            new: NewBan {
+                net: "192.0.2.1/32".parse().unwrap(),
+                rule: format!("rule {HOSTILE}"),
+                reason: format!("reason {HOSTILE}"),
+                attempts: 5,
+                server: format!("server {HOSTILE}"),
+                source: Origin::Log,
+                banned_at: now,
+                expires_at: None,
+            },
+            lifted_at: None,
+            lift_reason: None,
+        }
+    }
+
+    /// Only the page's own tag may open a script: `<script src="/static/app.js" defer>`.
+    fn assert_no_markup_from(page: &str) {
+        assert_eq!(page.matches("<script").count(), 1, "{page}");
+        assert!(!page.contains(HOSTILE), "{page}");
+    }
+
+    #[test]
+    fn markup_in_a_bans_reason_rule_and_server_comes_out_escaped() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
+        let ban = hostile_ban(now);
+        let details = ban_details(&viewer(), &ban, &[], None, now);
+        assert_no_markup_from(&details);
+        assert!(details.contains(&format!(
+            r#"<pre class="reason" id="reason">reason {ESCAPED}</pre>"#
+        )));
+        assert!(details.contains(&format!("<dd>rule {ESCAPED}</dd>")));
+        assert!(details.contains(&format!("server <b>server {ESCAPED}</b>")));
+
+        let summary = Summary {
+            latest: vec![ban.clone()],
+            by_rule_server: vec![(ban.rule.clone(), ban.server.clone(), 1)],
+            ..Summary::default()
+        };
+        let d = Dashboard {
+            summary: &summary,
+            now,
+            per_country: None,
+            countries: &|_| None,
+        };
+        let dash = dashboard(&viewer(), &d);
+        assert_no_markup_from(&dash);
+        assert!(dash.contains(&format!("<td>rule {ESCAPED}</td><td>server {ESCAPED}</td>")));
+    }
+
+    #[test]
+    fn markup_in_a_page_title_comes_out_escaped() {
+        let page = message(None, &format!("title {HOSTILE}"), "text");
+        assert_no_markup_from(&page);
+        assert!(page.contains(&format!("<title>title {ESCAPED} · pyfilter</title>")));
+        assert!(page.contains(&format!("<h1>title {ESCAPED}</h1>")));
+    }
+}
