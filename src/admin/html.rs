@@ -1,29 +1,42 @@
-//! HTML building blocks for the admin's pages: escaping, the page frame with its
-//! navigation, and times written for people ("2026-11-26 07:30:12, 3 min ago").
+//! HTML building blocks for the admin's pages: text from outside as a page shows it, the
+//! page frame with its navigation, the CSRF field, and times written for people
+//! ("2026-11-26 07:30:12, 3 min ago").
 //!
-//! Every text that comes from a log, a user or another server goes through `esc`; the
-//! pages hold no inline script or style, so the Content-Security-Policy can forbid both.
+//! Pages are maud templates, checked when the crate compiles: every value spliced into
+//! one is escaped unless it is `Markup` that another template made, so no value reaches
+//! a page unescaped by accident. Text that a log, a user or another server wrote is
+//! spliced as `Text`, which also shows its control characters. The pages hold no inline
+//! script or style, so the Content-Security-Policy can forbid both.
+
+use std::fmt::Write;
 
 use chrono::{DateTime, Local, Utc};
+use maud::{DOCTYPE, Markup, Render, html};
 
-/// Escapes text for an HTML element or a quoted attribute.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            // Log lines may hold control characters; show them, do not send them.
-            c if c.is_control() && c != '\n' && c != '\t' => {
-                out.push_str(&c.escape_default().to_string())
+/// Text that came from a log, a user or another server, as a page shows it: escaped for
+/// an element or a quoted attribute (quotes of both kinds included), with its control
+/// characters written out (`\u{1b}`) rather than sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Text<'a>(pub &'a str);
+
+impl Render for Text<'_> {
+    fn render_to(&self, out: &mut String) {
+        for c in self.0.chars() {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '"' => out.push_str("&quot;"),
+                '\'' => out.push_str("&#39;"),
+                // Log lines may hold control characters; show them, do not send them.
+                c if c.is_control() && c != '\n' && c != '\t' => {
+                    // Writing to a String cannot fail.
+                    let _ = write!(out, "{}", c.escape_default());
+                }
+                c => out.push(c),
             }
-            c => out.push(c),
         }
     }
-    out
 }
 
 /// Escapes a value for a URL's query.
@@ -33,14 +46,12 @@ pub fn url(text: &str) -> String {
 
 /// A time as the server's local date and time, with how long ago (or how soon) it is.
 /// `app.js` keeps the "ago" part current while the page stays open.
-pub fn when(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    format!(
-        r#"<time datetime="{}">{}</time> <span class="ago" data-t="{}">{}</span>"#,
-        t.to_rfc3339(),
-        t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S"),
-        t.timestamp(),
-        ago(t, now)
-    )
+pub fn when(t: DateTime<Utc>, now: DateTime<Utc>) -> Markup {
+    html! {
+        time datetime=(t.to_rfc3339()) { (t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S")) }
+        " "
+        span class="ago" data-t=(t.timestamp()) { (ago(t, now)) }
+    }
 }
 
 /// "just now", "3 min ago", "in 2 h", "5 days ago".
@@ -70,37 +81,58 @@ pub struct Viewer<'a> {
     pub fleet: bool,
 }
 
-/// A whole page: `body` is already HTML.
-pub fn page(title: &str, viewer: Option<&Viewer>, body: &str) -> String {
-    let nav = match viewer {
-        None => r#"<nav><span class="brand">pyfilter</span></nav>"#.to_string(),
-        Some(v) => format!(
-            r#"<nav><a class="brand" href="/">pyfilter</a><span class="server">{server}</span>
-<a href="/">Dashboard</a><a href="/history">History</a><a href="/ban">Ban an address</a><a href="/password">Password</a>
-<form method="post" action="/logout" class="signout"><input type="hidden" name="csrf" value="{csrf}"><span class="user">{user}</span> <button type="submit" id="sign-out">Sign out</button></form></nav>"#,
-            server = esc(v.server),
-            csrf = esc(v.csrf),
-            user = esc(v.user),
-        ),
-    };
-    format!(
-        r#"<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · pyfilter</title><link rel="stylesheet" href="/static/app.css"><script src="/static/app.js" defer></script></head>
-<body>{nav}<main>
-<h1>{title}</h1>
-{body}</main></body></html>
-"#,
-        title = esc(title)
-    )
+/// A whole page, as the response's body.
+pub fn page(title: &str, viewer: Option<&Viewer>, body: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (Text(title)) " · pyfilter" }
+                link rel="stylesheet" href="/static/app.css";
+                script src="/static/app.js" defer {}
+            }
+            body {
+                (nav(viewer))
+                main {
+                    h1 { (Text(title)) }
+                    (body)
+                }
+            }
+        }
+    }
+    .into_string()
+}
+
+/// The navigation: only the name before signing in.
+fn nav(viewer: Option<&Viewer>) -> Markup {
+    html! {
+        nav {
+            @match viewer {
+                None => span class="brand" { "pyfilter" },
+                Some(v) => {
+                    a class="brand" href="/" { "pyfilter" }
+                    span class="server" { (Text(v.server)) }
+                    a href="/" { "Dashboard" }
+                    a href="/history" { "History" }
+                    a href="/ban" { "Ban an address" }
+                    a href="/password" { "Password" }
+                    form method="post" action="/logout" class="signout" {
+                        (csrf_field(v.csrf))
+                        span class="user" { (Text(v.user)) }
+                        " "
+                        button type="submit" id="sign-out" { "Sign out" }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A hidden CSRF field for a form.
-pub fn csrf_field(token: &str) -> String {
-    format!(
-        r#"<input type="hidden" name="csrf" value="{}">"#,
-        esc(token)
-    )
+pub fn csrf_field(token: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(Text(token)); }
 }
 
 #[cfg(test)]
@@ -108,13 +140,17 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
+    fn shown(text: &str) -> String {
+        html! { (Text(text)) }.into_string()
+    }
+
     #[test]
     fn markup_and_quotes_are_escaped() {
         assert_eq!(
-            esc(r#"<script>alert("x")</script> & 'y'"#),
+            shown(r#"<script>alert("x")</script> & 'y'"#),
             "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
         );
-        assert_eq!(esc("a\u{1b}[31mb"), "a\\u{1b}[31mb");
+        assert_eq!(shown("a\u{1b}[31mb"), "a\\u{1b}[31mb");
     }
 
     #[test]

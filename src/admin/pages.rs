@@ -1,11 +1,12 @@
 //! The admin's pages, rendered on the server: sign-in, dashboard, a ban's details, the
 //! history search, the ban form and the password form. Each takes what it shows and
-//! returns HTML; none reads the store itself.
+//! returns the page's HTML; none reads the store itself.
 
 use chrono::{DateTime, Utc};
+use maud::{Markup, html};
 
 use super::chart;
-use super::html::{Viewer, csrf_field, esc, page, url, when};
+use super::html::{Text, Viewer, csrf_field, page, url, when};
 use crate::ban::{Ban, Origin};
 use crate::net::display_net;
 use crate::store::{BanQuery, Page, Summary};
@@ -13,21 +14,33 @@ use crate::store::{BanQuery, Page, Summary};
 /// A ban's country, from the GeoIP database when one is configured.
 pub type Countries<'a> = &'a dyn Fn(&Ban) -> Option<String>;
 
+/// Why a form was refused, above it.
+fn alert(error: Option<&str>) -> Markup {
+    html! {
+        @if let Some(e) = error {
+            p class="error" role="alert" { (Text(e)) }
+        }
+    }
+}
+
 pub fn sign_in(csrf: &str, error: Option<&str>) -> String {
-    let error = error.map_or(String::new(), |e| {
-        format!(r#"<p class="error" role="alert">{}</p>"#, esc(e))
-    });
-    page(
-        "Sign in",
-        None,
-        &format!(
-            r#"{error}<form method="post" action="/login" id="login-form" class="card narrow">{csrf}
-<label>User <input name="user" id="user" autocomplete="username" required autofocus></label>
-<label>Password <input name="password" id="password" type="password" autocomplete="current-password" required></label>
-<button type="submit" id="sign-in">Sign in</button></form>"#,
-            csrf = csrf_field(csrf)
-        ),
-    )
+    let body = html! {
+        (alert(error))
+        form method="post" action="/login" id="login-form" class="card narrow" {
+            (csrf_field(csrf))
+            label {
+                "User "
+                input name="user" id="user" autocomplete="username" required autofocus;
+            }
+            label {
+                "Password "
+                input name="password" id="password" type="password"
+                    autocomplete="current-password" required;
+            }
+            button type="submit" id="sign-in" { "Sign in" }
+        }
+    };
+    page("Sign in", None, body)
 }
 
 /// How a ban came to be, as seen from this server.
@@ -39,29 +52,14 @@ fn origin(ban: &Ban) -> &'static str {
     }
 }
 
-fn until(ban: &Ban, now: DateTime<Utc>) -> String {
-    match (ban.lifted_at, ban.expires_at) {
-        (Some(t), _) => format!("lifted {}", when(t, now)),
-        (None, Some(t)) => when(t, now),
-        (None, None) => "forever".into(),
+fn until(ban: &Ban, now: DateTime<Utc>) -> Markup {
+    html! {
+        @match (ban.lifted_at, ban.expires_at) {
+            (Some(t), _) => { "lifted " (when(t, now)) }
+            (None, Some(t)) => (when(t, now)),
+            (None, None) => "forever",
+        }
     }
-}
-
-fn ban_rows(bans: &[Ban], now: DateTime<Utc>, countries: Countries) -> String {
-    let mut rows = String::new();
-    for ban in bans {
-        let country = countries(ban).map_or(String::new(), |c| format!("<td>{}</td>", esc(&c)));
-        rows.push_str(&format!(
-            r#"<tr><td><a href="/bans/{id}">{ip}</a></td><td>{rule}</td><td>{server}</td><td>{when}</td><td>{until}</td>{country}</tr>"#,
-            id = ban.id,
-            ip = esc(&display_net(&ban.net)),
-            rule = esc(&ban.rule),
-            server = esc(&ban.server),
-            when = when(ban.banned_at, now),
-            until = until(ban, now),
-        ));
-    }
-    rows
 }
 
 fn ban_table(
@@ -70,31 +68,53 @@ fn ban_table(
     now: DateTime<Utc>,
     countries: Countries,
     geo: bool,
-) -> String {
-    if bans.is_empty() {
-        return r#"<p class="empty">No bans.</p>"#.into();
+) -> Markup {
+    html! {
+        @if bans.is_empty() {
+            p class="empty" { "No bans." }
+        } @else {
+            table id=(id) {
+                thead {
+                    tr {
+                        th { "IP" } th { "Rule" } th { "Server" } th { "When" } th { "Until" }
+                        @if geo { th { "Country" } }
+                    }
+                }
+                tbody {
+                    @for ban in bans {
+                        tr {
+                            td { a href={ "/bans/" (ban.id) } { (display_net(&ban.net)) } }
+                            td { (Text(&ban.rule)) }
+                            td { (Text(&ban.server)) }
+                            td { (when(ban.banned_at, now)) }
+                            td { (until(ban, now)) }
+                            @if let Some(country) = countries(ban) {
+                                td { (Text(&country)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
-    format!(
-        r#"<table id="{id}"><thead><tr><th>IP</th><th>Rule</th><th>Server</th><th>When</th><th>Until</th>{c}</tr></thead><tbody>{rows}</tbody></table>"#,
-        c = if geo { "<th>Country</th>" } else { "" },
-        rows = ban_rows(bans, now, countries)
-    )
 }
 
-fn totals_table(title: &str, rows: &[(&str, u64)]) -> String {
-    let body: String = rows
-        .iter()
-        .take(5)
-        .map(|(k, n)| format!("<tr><td>{}</td><td class=\"num\">{n}</td></tr>", esc(k)))
-        .collect();
-    format!(
-        r#"<section class="card"><h2>{title}</h2><table><tbody>{body}</tbody></table></section>"#,
-        body = if body.is_empty() {
-            "<tr><td>none yet</td></tr>".into()
-        } else {
-            body
+fn totals_table(title: &str, rows: &[(&str, u64)]) -> Markup {
+    html! {
+        section class="card" {
+            h2 { (title) }
+            table {
+                tbody {
+                    @for (key, n) in rows.iter().take(5) {
+                        tr { td { (Text(key)) } td class="num" { (n) } }
+                    }
+                    @if rows.is_empty() {
+                        tr { td { "none yet" } }
+                    }
+                }
+            }
         }
-    )
+    }
 }
 
 pub struct Dashboard<'a> {
@@ -107,50 +127,57 @@ pub struct Dashboard<'a> {
 
 pub fn dashboard(viewer: &Viewer, d: &Dashboard) -> String {
     let s = d.summary;
-    let latest = s.latest.first().map_or("none yet".to_string(), |b| {
-        format!(
-            r#"<a href="/bans/{}">{}</a> {}"#,
-            b.id,
-            esc(&display_net(&b.net)),
-            when(b.banned_at, d.now)
-        )
-    });
     let days: Vec<(String, u64)> = s
         .per_day
         .iter()
         .map(|(day, n)| (day.format("%m-%d").to_string(), *n))
         .collect();
-    let countries = d.per_country.as_ref().map_or(String::new(), |c| {
-        let top: Vec<(String, u64)> = c.iter().take(12).cloned().collect();
-        format!(
-            r#"<section class="card wide"><h2>Bans per country</h2>{}</section>"#,
-            chart::bars("bans-per-country", "Bans per country", &top)
-        )
-    });
-    let body = format!(
-        r#"<div class="cards">
-<section class="card stat"><h2>Total bans</h2><p class="big" id="total-bans">{total}</p></section>
-<section class="card stat"><h2>Active bans</h2><p class="big" id="active-bans">{active}</p></section>
-<section class="card stat"><h2>Latest ban</h2><p id="latest-ban">{latest}</p></section>
-</div>
-<section class="card wide"><h2>Bans per day, last 10 days</h2>{chart}</section>
-<div class="cards">{rules}{servers}</div>
-{countries}
-<section class="card wide"><h2>Latest bans</h2>{table}<p><a href="/history">All bans…</a></p></section>"#,
-        total = s.total,
-        active = s.active,
-        chart = chart::bars("bans-per-day", "Bans per day, last 10 days", &days),
-        rules = totals_table("Top rules", &s.totals_by(|r, _| r)),
-        servers = totals_table("Top servers", &s.totals_by(|_, sv| sv)),
-        table = ban_table(
-            "latest",
-            &s.latest,
-            d.now,
-            d.countries,
-            d.per_country.is_some()
-        ),
-    );
-    page("Dashboard", Some(viewer), &body)
+    let body = html! {
+        div class="cards" {
+            section class="card stat" {
+                h2 { "Total bans" }
+                p class="big" id="total-bans" { (s.total) }
+            }
+            section class="card stat" {
+                h2 { "Active bans" }
+                p class="big" id="active-bans" { (s.active) }
+            }
+            section class="card stat" {
+                h2 { "Latest ban" }
+                p id="latest-ban" {
+                    @match s.latest.first() {
+                        None => "none yet",
+                        Some(b) => {
+                            a href={ "/bans/" (b.id) } { (display_net(&b.net)) }
+                            " "
+                            (when(b.banned_at, d.now))
+                        }
+                    }
+                }
+            }
+        }
+        section class="card wide" {
+            h2 { "Bans per day, last 10 days" }
+            (chart::bars("bans-per-day", "Bans per day, last 10 days", &days))
+        }
+        div class="cards" {
+            (totals_table("Top rules", &s.totals_by(|r, _| r)))
+            (totals_table("Top servers", &s.totals_by(|_, sv| sv)))
+        }
+        @if let Some(per_country) = &d.per_country {
+            section class="card wide" {
+                h2 { "Bans per country" }
+                @let top = &per_country[..per_country.len().min(12)];
+                (chart::bars("bans-per-country", "Bans per country", top))
+            }
+        }
+        section class="card wide" {
+            h2 { "Latest bans" }
+            (ban_table("latest", &s.latest, d.now, d.countries, d.per_country.is_some()))
+            p { a href="/history" { "All bans…" } }
+        }
+    };
+    page("Dashboard", Some(viewer), body)
 }
 
 pub fn ban_details(
@@ -161,23 +188,6 @@ pub fn ban_details(
     now: DateTime<Utc>,
 ) -> String {
     let ip = display_net(&ban.net);
-    let state = if ban.lifted_at.is_none() {
-        format!(
-            r#"<span class="state active">active</span>
-<form method="post" action="/unban" id="unban-form" class="inline">{csrf}<input type="hidden" name="ip" value="{ip}">
-<label>Why <input name="reason" placeholder="unbanned in the admin"></label> <button type="submit" id="unban">Unban</button></form>"#,
-            csrf = csrf_field(viewer.csrf),
-            ip = esc(&ip)
-        )
-    } else {
-        format!(
-            r#"<span class="state lifted">lifted</span> {}"#,
-            esc(ban.lift_reason.as_deref().unwrap_or(""))
-        )
-    };
-    let country = country.map_or(String::new(), |c| {
-        format!("<dt>Country</dt><dd>{}</dd>", esc(&c))
-    });
     let why = if ban.source == Origin::Log || (ban.source == Origin::Remote && ban.rule != "manual")
     {
         "The log line that tipped it"
@@ -185,31 +195,52 @@ pub fn ban_details(
         "Reason"
     };
     let others: Vec<Ban> = earlier.iter().filter(|b| b.id != ban.id).cloned().collect();
-    let body = format!(
-        r#"<section class="card wide" id="ban-details"><dl>
-<dt>Address</dt><dd class="ip">{ip_text}</dd>
-<dt>State</dt><dd>{state}</dd>
-<dt>Rule</dt><dd>{rule}</dd>
-<dt>Banned by</dt><dd>server <b>{server}</b>, {origin}</dd>
-<dt>Attempts</dt><dd>{attempts}</dd>
-<dt>When</dt><dd>{when}</dd>
-<dt>Until</dt><dd>{until}</dd>{country}
-</dl>
-<h2>{why}</h2><pre class="reason" id="reason">{reason}</pre></section>
-<section class="card wide"><h2>This address's other bans</h2>{others}
-<p><a href="/history?ip={ip_url}">Search the history for {ip_text}</a></p></section>"#,
-        ip_text = esc(&ip),
-        ip_url = url(&ip),
-        rule = esc(&ban.rule),
-        server = esc(&ban.server),
-        origin = origin(ban),
-        attempts = ban.attempts,
-        when = when(ban.banned_at, now),
-        until = until(ban, now),
-        reason = esc(&ban.reason),
-        others = ban_table("earlier", &others, now, &|_| None, false),
-    );
-    page(&format!("Ban of {ip}"), Some(viewer), &body)
+    let body = html! {
+        section class="card wide" id="ban-details" {
+            dl {
+                dt { "Address" } dd class="ip" { (ip) }
+                dt { "State" }
+                dd {
+                    @if ban.lifted_at.is_none() {
+                        span class="state active" { "active" }
+                        // The form is inline: the spaces around it show.
+                        " "
+                        form method="post" action="/unban" id="unban-form" class="inline" {
+                            (csrf_field(viewer.csrf))
+                            input type="hidden" name="ip" value=(ip);
+                            " "
+                            label {
+                                "Why "
+                                input name="reason" placeholder="unbanned in the admin";
+                            }
+                            " "
+                            button type="submit" id="unban" { "Unban" }
+                        }
+                    } @else {
+                        span class="state lifted" { "lifted" }
+                        " "
+                        (Text(ban.lift_reason.as_deref().unwrap_or("")))
+                    }
+                }
+                dt { "Rule" } dd { (Text(&ban.rule)) }
+                dt { "Banned by" } dd { "server " b { (Text(&ban.server)) } ", " (origin(ban)) }
+                dt { "Attempts" } dd { (ban.attempts) }
+                dt { "When" } dd { (when(ban.banned_at, now)) }
+                dt { "Until" } dd { (until(ban, now)) }
+                @if let Some(country) = &country {
+                    dt { "Country" } dd { (Text(country)) }
+                }
+            }
+            h2 { (why) }
+            pre class="reason" id="reason" { (Text(&ban.reason)) }
+        }
+        section class="card wide" {
+            h2 { "This address's other bans" }
+            (ban_table("earlier", &others, now, &|_| None, false))
+            p { a href={ "/history?ip=" (url(&ip)) } { "Search the history for " (ip) } }
+        }
+    };
+    page(&format!("Ban of {ip}"), Some(viewer), body)
 }
 
 /// The history search form's values, as typed.
@@ -233,14 +264,11 @@ pub fn history(
     now: DateTime<Utc>,
     countries: Option<Countries>,
 ) -> String {
-    let error = error.map_or(String::new(), |e| {
-        format!(r#"<p class="error" role="alert">{}</p>"#, esc(e))
-    });
     let page_no = query.offset / PAGE_SIZE + 1;
     let pages = result.total.div_ceil(PAGE_SIZE).max(1);
     let link = |p: usize| {
         format!(
-            "/history?ip={}&amp;rule={}&amp;server={}&amp;from={}&amp;to={}&amp;page={p}",
+            "/history?ip={}&rule={}&server={}&from={}&to={}&page={p}",
             url(&form.ip),
             url(&form.rule),
             url(&form.server),
@@ -248,46 +276,39 @@ pub fn history(
             url(&form.to)
         )
     };
-    let mut nav = format!(
-        r#"<p class="pages">Page {page_no} of {pages}, {} bans"#,
-        result.total
-    );
-    if page_no > 1 {
-        nav.push_str(&format!(
-            r#" · <a href="{}" rel="prev">Newer</a>"#,
-            link(page_no - 1)
-        ));
-    }
-    if page_no < pages {
-        nav.push_str(&format!(
-            r#" · <a href="{}" rel="next" id="next-page">Older</a>"#,
-            link(page_no + 1)
-        ));
-    }
-    nav.push_str("</p>");
-    let body = format!(
-        r#"{error}<form method="get" action="/history" id="search-form" class="card wide search">
-<label>IP or CIDR <input name="ip" value="{ip}" placeholder="192.0.2.0/24"></label>
-<label>Rule <input name="rule" value="{rule}" placeholder="sshd"></label>
-<label>Server <input name="server" value="{server}"></label>
-<label>From <input name="from" type="date" value="{from}"></label>
-<label>To <input name="to" type="date" value="{to}"></label>
-<button type="submit">Search</button></form>
-<section class="card wide">{nav}{table}</section>"#,
-        ip = esc(&form.ip),
-        rule = esc(&form.rule),
-        server = esc(&form.server),
-        from = esc(&form.from),
-        to = esc(&form.to),
-        table = ban_table(
-            "history",
-            &result.bans,
-            now,
-            countries.unwrap_or(&|_| None),
-            countries.is_some()
-        ),
-    );
-    page("History", Some(viewer), &body)
+    let body = html! {
+        (alert(error))
+        form method="get" action="/history" id="search-form" class="card wide search" {
+            label {
+                "IP or CIDR "
+                input name="ip" value=(Text(&form.ip)) placeholder="192.0.2.0/24";
+            }
+            label { "Rule " input name="rule" value=(Text(&form.rule)) placeholder="sshd"; }
+            label { "Server " input name="server" value=(Text(&form.server)); }
+            label { "From " input name="from" type="date" value=(Text(&form.from)); }
+            label { "To " input name="to" type="date" value=(Text(&form.to)); }
+            button type="submit" { "Search" }
+        }
+        section class="card wide" {
+            p class="pages" {
+                "Page " (page_no) " of " (pages) ", " (result.total) " bans"
+                @if page_no > 1 {
+                    " · " a href=(link(page_no - 1)) rel="prev" { "Newer" }
+                }
+                @if page_no < pages {
+                    " · " a href=(link(page_no + 1)) rel="next" id="next-page" { "Older" }
+                }
+            }
+            (ban_table(
+                "history",
+                &result.bans,
+                now,
+                countries.unwrap_or(&|_| None),
+                countries.is_some()
+            ))
+        }
+    };
+    page("History", Some(viewer), body)
 }
 
 /// The ban form's values, as typed.
@@ -304,52 +325,146 @@ pub fn ban_form(
     default_duration: &str,
     error: Option<&str>,
 ) -> String {
-    let error = error.map_or(String::new(), |e| {
-        format!(r#"<p class="error" role="alert">{}</p>"#, esc(e))
-    });
-    let body = format!(
-        r#"{error}<form method="post" action="/ban" id="ban-form" class="card narrow">{csrf}
-<label>IP or CIDR <input name="ip" id="ban-ip" value="{ip}" required placeholder="192.0.2.1 or 198.51.100.0/24"></label>
-<label>For <input name="duration" id="ban-duration" value="{duration}" placeholder="{default} (30m, 12h, 7d, forever)"></label>
-<label>Reason <input name="reason" id="ban-reason" value="{reason}" placeholder="banned by hand"></label>
-<button type="submit" id="ban-submit">Ban</button></form>
-<p class="hint">The ban goes into this server's firewall at once{fleet}. Addresses in the ignore list are refused.</p>"#,
-        csrf = csrf_field(viewer.csrf),
-        ip = esc(&form.ip),
-        duration = esc(&form.duration),
-        default = esc(default_duration),
-        reason = esc(&form.reason),
-        fleet = if viewer.fleet {
-            ", and through Redis into every other server's"
-        } else {
-            ""
-        },
-    );
-    page("Ban an address", Some(viewer), &body)
+    let body = html! {
+        (alert(error))
+        form method="post" action="/ban" id="ban-form" class="card narrow" {
+            (csrf_field(viewer.csrf))
+            label {
+                "IP or CIDR "
+                input name="ip" id="ban-ip" value=(Text(&form.ip)) required
+                    placeholder="192.0.2.1 or 198.51.100.0/24";
+            }
+            label {
+                "For "
+                input name="duration" id="ban-duration" value=(Text(&form.duration))
+                    placeholder={ (Text(default_duration)) " (30m, 12h, 7d, forever)" };
+            }
+            label {
+                "Reason "
+                input name="reason" id="ban-reason" value=(Text(&form.reason))
+                    placeholder="banned by hand";
+            }
+            button type="submit" id="ban-submit" { "Ban" }
+        }
+        p class="hint" {
+            "The ban goes into this server's firewall at once"
+            @if viewer.fleet { ", and through Redis into every other server's" }
+            ". Addresses in the ignore list are refused."
+        }
+    };
+    page("Ban an address", Some(viewer), body)
 }
 
 pub fn password_form(viewer: &Viewer, error: Option<&str>) -> String {
-    let error = error.map_or(String::new(), |e| {
-        format!(r#"<p class="error" role="alert">{}</p>"#, esc(e))
-    });
-    let body = format!(
-        r#"{error}<form method="post" action="/password" id="password-form" class="card narrow">{csrf}
-<label>Current password <input name="current" type="password" autocomplete="current-password" required></label>
-<label>New password <input name="new" type="password" autocomplete="new-password" required minlength="{min}"></label>
-<label>New password again <input name="confirm" type="password" autocomplete="new-password" required minlength="{min}"></label>
-<button type="submit" id="change-password">Change password</button></form>
-<p class="hint">Changing the password signs out every session of this user, this one included.</p>"#,
-        csrf = csrf_field(viewer.csrf),
-        min = super::auth::MIN_PASSWORD,
-    );
-    page("Password", Some(viewer), &body)
+    let min = super::auth::MIN_PASSWORD;
+    let body = html! {
+        (alert(error))
+        form method="post" action="/password" id="password-form" class="card narrow" {
+            (csrf_field(viewer.csrf))
+            label {
+                "Current password "
+                input name="current" type="password" autocomplete="current-password" required;
+            }
+            label {
+                "New password "
+                input name="new" type="password" autocomplete="new-password" required
+                    minlength=(min);
+            }
+            label {
+                "New password again "
+                input name="confirm" type="password" autocomplete="new-password" required
+                    minlength=(min);
+            }
+            button type="submit" id="change-password" { "Change password" }
+        }
+        p class="hint" {
+            "Changing the password signs out every session of this user, this one included."
+        }
+    };
+    page("Password", Some(viewer), body)
 }
 
 /// A short page for refusals and errors.
 pub fn message(viewer: Option<&Viewer>, title: &str, text: &str) -> String {
-    page(
-        title,
-        viewer,
-        &format!(r#"<p class="error" role="alert">{}</p>"#, esc(text)),
-    )
+    page(title, viewer, alert(Some(text)))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::ban::NewBan;
+
+    const HOSTILE: &str = r#"<script>alert("x")</script> & 'y'"#;
+    const ESCAPED: &str = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;";
+
+    fn viewer() -> Viewer<'static> {
+        Viewer {
+            user: "alice",
+            csrf: "token",
+            server: "web-1",
+            fleet: false,
+        }
+    }
+
+    fn hostile_ban(now: DateTime<Utc>) -> Ban {
+        Ban {
+            id: 7,
+            new: NewBan {
+                net: "192.0.2.1/32".parse().unwrap(),
+                rule: format!("rule {HOSTILE}"),
+                reason: format!("reason {HOSTILE}"),
+                attempts: 5,
+                server: format!("server {HOSTILE}"),
+                source: Origin::Log,
+                banned_at: now,
+                expires_at: None,
+            },
+            lifted_at: None,
+            lift_reason: None,
+        }
+    }
+
+    /// Only the page's own tag may open a script: `<script src="/static/app.js" defer>`.
+    fn assert_no_markup_from(page: &str) {
+        assert_eq!(page.matches("<script").count(), 1, "{page}");
+        assert!(!page.contains(HOSTILE), "{page}");
+    }
+
+    #[test]
+    fn markup_in_a_bans_reason_rule_and_server_comes_out_escaped() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
+        let ban = hostile_ban(now);
+        let details = ban_details(&viewer(), &ban, &[], None, now);
+        assert_no_markup_from(&details);
+        assert!(details.contains(&format!(
+            r#"<pre class="reason" id="reason">reason {ESCAPED}</pre>"#
+        )));
+        assert!(details.contains(&format!("<dd>rule {ESCAPED}</dd>")));
+        assert!(details.contains(&format!("server <b>server {ESCAPED}</b>")));
+
+        let summary = Summary {
+            latest: vec![ban.clone()],
+            by_rule_server: vec![(ban.rule.clone(), ban.server.clone(), 1)],
+            ..Summary::default()
+        };
+        let d = Dashboard {
+            summary: &summary,
+            now,
+            per_country: None,
+            countries: &|_| None,
+        };
+        let dash = dashboard(&viewer(), &d);
+        assert_no_markup_from(&dash);
+        assert!(dash.contains(&format!("<td>rule {ESCAPED}</td><td>server {ESCAPED}</td>")));
+    }
+
+    #[test]
+    fn markup_in_a_page_title_comes_out_escaped() {
+        let page = message(None, &format!("title {HOSTILE}"), "text");
+        assert_no_markup_from(&page);
+        assert!(page.contains(&format!("<title>title {ESCAPED} · pyfilter</title>")));
+        assert!(page.contains(&format!("<h1>title {ESCAPED}</h1>")));
+    }
 }
