@@ -6,9 +6,8 @@ use chrono::{DateTime, Utc};
 
 use super::chart;
 use super::html::{Viewer, csrf_field, esc, page, url, when};
-use crate::ban::{Ban, Origin};
+use crate::ban::{Ban, BanQuery, Origin, Page, Summary};
 use crate::net::display_net;
-use crate::store::{BanQuery, Page, Summary};
 
 /// A ban's country, from the GeoIP database when one is configured.
 pub type Countries<'a> = &'a dyn Fn(&Ban) -> Option<String>;

@@ -201,8 +201,9 @@ pub fn from_rows<'a>(rows: impl IntoIterator<Item = (&'a str, f64)>) -> Vec<Samp
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ban::Summary;
     use crate::ban::{Ban, NewBan, Origin};
-    use crate::store::{SqliteStore, Summary};
+    use crate::store::SqliteStore;
 
     #[test]
     fn label_values_escape_backslash_quote_and_line_feed() {

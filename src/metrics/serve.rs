@@ -8,8 +8,9 @@ use chrono::Utc;
 
 use super::Metrics;
 use super::text::{CONTENT_TYPE, render, summary_of};
+use crate::ban::Summary;
 use crate::config::Settings;
-use crate::store::{BanStore, Summary};
+use crate::store::BanStore;
 use crate::web::{Request, Response, ServeError, Server};
 
 /// How long the daemon's `/metrics` reuses the store's figures: the history is read whole

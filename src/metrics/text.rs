@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 
 use super::family::{ACTIVE_BANS, BANS, BUILD_INFO, FAMILIES, Family, SAVED_AT, STORE_UP, Sample};
 use super::from_rows;
-use crate::store::{BanStore, SqliteStore, StoreError, Summary};
+use crate::ban::Summary;
+use crate::store::{BanStore, SqliteStore, StoreError};
 
 /// The exposition's content type.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

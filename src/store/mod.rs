@@ -5,7 +5,6 @@
 //! file, since they belong to one machine.
 
 pub mod accounts;
-pub mod query;
 pub mod redis;
 mod redis_query;
 pub mod sqlite;
@@ -18,10 +17,9 @@ use ipnet::IpNet;
 
 pub use self::redis::{RedisStore, redacted};
 pub use accounts::{Accounts, User};
-pub use query::{BanQuery, Page, Summary};
 pub use sqlite::SqliteStore;
 
-use crate::ban::{Ban, NewBan, Recorded};
+use crate::ban::{Ban, BanQuery, NewBan, Page, Recorded, Summary};
 use crate::config::{Settings, StoreKind};
 
 /// Where bans are kept. Every method may fail when the store cannot be reached.

@@ -22,7 +22,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use ipnet::IpNet;
 
 use super::{BanStore, SqliteStore, StoreError};
-use crate::ban::{Ban, NewBan, Origin, Recorded};
+use crate::ban::{Ban, BanQuery, NewBan, Origin, Page, Recorded, Summary};
 use crate::config::RedisConfig;
 use crate::net::display_net;
 
@@ -484,11 +484,11 @@ impl BanStore for RedisStore {
         self.load(id)
     }
 
-    fn summary(&mut self, now: DateTime<Utc>) -> Result<super::Summary, StoreError> {
+    fn summary(&mut self, now: DateTime<Utc>) -> Result<Summary, StoreError> {
         self.indexed_summary(now)
     }
 
-    fn search(&mut self, query: &super::BanQuery) -> Result<super::Page, StoreError> {
+    fn search(&mut self, query: &BanQuery) -> Result<Page, StoreError> {
         self.indexed_search(query)
     }
 

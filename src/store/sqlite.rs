@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::StoreError;
-use crate::ban::{Ban, NewBan, Recorded};
+use crate::ban::{Ban, BanQuery, NewBan, Page, Recorded, Summary};
 use crate::event::{Position, Positions};
 
 const SCHEMA_VERSION: i64 = 5;
@@ -587,10 +587,10 @@ impl super::BanStore for SqliteStore {
     fn ban(&mut self, id: i64) -> Result<Option<Ban>, StoreError> {
         self.ban_by_id(id)
     }
-    fn summary(&mut self, now: DateTime<Utc>) -> Result<super::Summary, StoreError> {
+    fn summary(&mut self, now: DateTime<Utc>) -> Result<Summary, StoreError> {
         self.sql_summary(now)
     }
-    fn search(&mut self, q: &super::BanQuery) -> Result<super::Page, StoreError> {
+    fn search(&mut self, q: &BanQuery) -> Result<Page, StoreError> {
         self.sql_search(q)
     }
     fn record_many(&mut self, bans: &[NewBan]) -> Result<Vec<Recorded>, StoreError> {
