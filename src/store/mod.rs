@@ -5,6 +5,7 @@
 //! file, since they belong to one machine.
 
 pub mod accounts;
+pub mod figures;
 pub mod redis;
 mod redis_query;
 pub mod sqlite;
