@@ -9,7 +9,6 @@ pub mod figures;
 pub mod redis;
 mod redis_query;
 pub mod sqlite;
-mod sqlite_query;
 
 use std::path::PathBuf;
 

@@ -6,10 +6,11 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use rusqlite::params;
 
-use super::sqlite::{COLUMNS, ceil_secs};
-use super::{SqliteStore, StoreError};
+use super::SqliteStore;
+use super::row::{COLUMNS, ceil_secs};
 use crate::ban::Ban;
 use crate::ban::query::{self, BanQuery, Page, Summary};
+use crate::store::StoreError;
 
 impl SqliteStore {
     pub(super) fn ban_by_id(&mut self, id: i64) -> Result<Option<Ban>, StoreError> {
