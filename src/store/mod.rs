@@ -7,7 +7,6 @@
 pub mod accounts;
 pub mod figures;
 pub mod redis;
-mod redis_query;
 pub mod sqlite;
 
 use std::path::PathBuf;
