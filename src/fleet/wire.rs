@@ -11,7 +11,7 @@
 //! `ip` is an address, or a block in CIDR form; `at` (when the change was made) and
 //! `until` (when the ban ends, `null` for forever) are RFC 3339 in UTC, to the second.
 //! The id comes last: it is known only inside the script that records the ban, which
-//! adds it to the encoded event (`ID_TAIL`).
+//! publishes the text it is given around the id (`around_id`) with the id in between.
 //!
 //! A reader takes the fields in any order and ignores those it does not know: servers
 //! before this one published the same fields with Lua's cjson, in hash order, with `/`
@@ -28,10 +28,6 @@ use crate::net::{display_net, parse_net};
 
 /// The version this server writes, and the only one it reads.
 pub const VERSION: u32 = 1;
-
-/// How a script adds the id to an event encoded without one: the closing `}` replaced by
-/// `,"id":N}`. Since `id` is the last field, that is the text serde writes with the id.
-pub const ID_TAIL: &str = r#","id":"#;
 
 /// An event as published, before it is trusted: its fields are the text on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,10 +99,25 @@ impl WireEvent {
         }
     }
 
-    /// The JSON text, compact, ending with its closing `}` (where `ID_TAIL` goes).
+    /// The JSON text, compact.
     pub fn encode(&self) -> String {
         // Strings, numbers and options only: serde_json has nothing here it could refuse.
         serde_json::to_string(self).expect("a wire event always serializes")
+    }
+
+    /// The event's text around its id, for a script that learns the id: it publishes
+    /// `before`, the id in decimal, then `after`. The id is the last field, so that is
+    /// the text `encode` writes with the id, and the script writes no JSON of its own.
+    pub fn around_id(&self) -> (String, String) {
+        let mut before = WireEvent {
+            id: None,
+            ..self.clone()
+        }
+        .encode();
+        // Compact JSON of an object ends with its `}`: the id goes just before it.
+        before.pop();
+        before.push_str(r#","id":"#);
+        (before, "}".to_string())
     }
 
     /// Reads one published event, without trusting it yet.
@@ -202,16 +213,17 @@ mod tests {
         }
     }
 
-    /// What the RECORD and LIFT scripts do to the event they are given.
-    fn add_id(encoded: &str, id: i64) -> String {
-        format!("{}{ID_TAIL}{id}}}", &encoded[..encoded.len() - 1])
+    /// What the RECORD and LIFT scripts publish.
+    fn with_id(event: &WireEvent, id: i64) -> String {
+        let (before, after) = event.around_id();
+        format!("{before}{id}{after}")
     }
 
     #[test]
     fn events_are_written_in_the_documented_order() {
         let ban = WireEvent::ban(&new_ban("192.0.2.1/32", Some(1_795_737_600)));
         assert_eq!(
-            add_id(&ban.encode(), 7),
+            with_id(&ban, 7),
             r#"{"v":1,"kind":"ban","ip":"192.0.2.1","rule":"sshd","server":"web-1","reason":"Failed password for \"root\" from 192.0.2.1 /x é","at":"2026-11-26T00:00:00+00:00","until":"2026-11-27T00:00:00+00:00","id":7}"#
         );
         let forever = WireEvent::ban(&new_ban("198.51.100.0/24", None));
@@ -220,19 +232,19 @@ mod tests {
         let at = DateTime::from_timestamp(1_795_654_800, 0).unwrap();
         let unban = WireEvent::unban(&"2001:db8::1/128".parse().unwrap(), "web-1", "by hand", at);
         assert_eq!(
-            add_id(&unban.encode(), 12),
+            with_id(&unban, 12),
             r#"{"v":1,"kind":"unban","ip":"2001:db8::1","server":"web-1","reason":"by hand","at":"2026-11-26T01:00:00+00:00","id":12}"#
         );
     }
 
     #[test]
-    fn an_id_added_by_a_script_is_the_text_serde_writes_with_it() {
+    fn the_id_a_script_puts_in_is_where_serde_writes_it() {
         for mut event in [
             WireEvent::ban(&new_ban("192.0.2.1/32", Some(1_795_737_600))),
             WireEvent::ban(&new_ban("192.0.2.0/24", None)),
             WireEvent::unban(&"192.0.2.1/32".parse().unwrap(), "b", "", Utc::now()),
         ] {
-            let spliced = add_id(&event.encode(), 123_456_789_012_345);
+            let spliced = with_id(&event, 123_456_789_012_345);
             event.id = Some(123_456_789_012_345);
             assert_eq!(spliced, event.encode());
             assert_eq!(WireEvent::decode(spliced.as_bytes()), Ok(event));

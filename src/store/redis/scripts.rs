@@ -1,14 +1,19 @@
 //! The Lua scripts that record and lift a ban, each atomic and publishing its event in
 //! the same step, and their invocation: the order of the arguments given here is the
 //! ARGV the scripts read.
+//!
+//! The event is the fleet's `WireEvent`, encoded here. Only the script knows the ban's
+//! id (RECORD takes it from `next_id`), so it is given the event's text before and after
+//! the id and publishes them with the id in between: the script writes no JSON, and the
+//! ban is still recorded and published in one atomic step and one round trip.
 
 use ::redis::Script;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
 use super::RedisStore;
 use crate::ban::{Ban, NewBan, Recorded};
-use crate::net::display_net;
+use crate::fleet::wire::WireEvent;
 use crate::store::StoreError;
 
 const RECORD: &str = r#"
@@ -25,12 +30,9 @@ if ARGV[9] ~= '' then score = ARGV[9] end
 redis.call('ZADD', p .. 'expiry', score, net)
 redis.call('ZADD', p .. 'history', ARGV[8], id)
 redis.call('ZADD', p .. 'bans_of:' .. net, ARGV[8], id)
-if tonumber(ARGV[14]) > 0 then redis.call('EXPIRE', p .. 'bans_of:' .. net, ARGV[14]) end
+if tonumber(ARGV[13]) > 0 then redis.call('EXPIRE', p .. 'bans_of:' .. net, ARGV[13]) end
 if ARGV[10] ~= '' then
-  local untl = cjson.null
-  if ARGV[12] ~= '' then untl = ARGV[12] end
-  redis.call('PUBLISH', ARGV[10], cjson.encode({v = 1, kind = 'ban', ip = ARGV[13], rule = ARGV[3],
-    server = ARGV[6], reason = ARGV[4], at = ARGV[11], ['until'] = untl, id = id}))
+  redis.call('PUBLISH', ARGV[10], ARGV[11] .. string.format('%d', id) .. ARGV[12])
 end
 return {id, 1}
 "#;
@@ -46,8 +48,7 @@ local key = p .. 'ban:' .. id
 redis.call('HSET', key, 'lifted_at', ARGV[3], 'lift_reason', ARGV[4])
 if tonumber(ARGV[5]) > 0 then redis.call('EXPIRE', key, ARGV[5]) end
 if ARGV[6] ~= '' then
-  redis.call('PUBLISH', ARGV[6], cjson.encode({v = 1, kind = 'unban', ip = ARGV[8], server = ARGV[7],
-    reason = ARGV[4], at = ARGV[9], id = tonumber(id)}))
+  redis.call('PUBLISH', ARGV[6], ARGV[7] .. string.format('%d', tonumber(id)) .. ARGV[8])
 end
 return tonumber(id)
 "#;
@@ -62,13 +63,34 @@ pub(super) fn lift() -> Script {
     Script::new(LIFT)
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, false)
+/// What a script publishes: on `channel`, the event's text around the id the script
+/// learns (`WireEvent::around_id`). All empty when this store does not sync: the script
+/// then publishes nothing.
+#[derive(Default)]
+struct Publish {
+    channel: String,
+    before: String,
+    after: String,
+}
+
+impl Publish {
+    fn new(channel: Option<&str>, event: impl FnOnce() -> WireEvent) -> Publish {
+        let Some(channel) = channel else {
+            return Publish::default();
+        };
+        let (before, after) = event().around_id();
+        Publish {
+            channel: channel.to_string(),
+            before,
+            after,
+        }
+    }
 }
 
 impl RedisStore {
     /// Records one ban unless its network is already banned, publishing it when new.
     pub(super) fn record_one(&mut self, ban: &NewBan) -> Result<Recorded, StoreError> {
+        let publish = Publish::new(self.channel.as_deref(), || WireEvent::ban(ban));
         let script = self.record.clone();
         let mut inv = script.prepare_invoke();
         inv.arg(&self.prefix)
@@ -84,10 +106,9 @@ impl RedisStore {
                     .map(|t| t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0))
                     .map_or(String::new(), |t| t.to_string()),
             )
-            .arg(self.channel.clone().unwrap_or_default())
-            .arg(rfc3339(ban.banned_at))
-            .arg(ban.expires_at.map(rfc3339).unwrap_or_default())
-            .arg(display_net(&ban.net))
+            .arg(&publish.channel)
+            .arg(&publish.before)
+            .arg(&publish.after)
             .arg(self.retention.as_secs());
         let (id, new): (i64, i64) = self.with(|c| inv.invoke(c))?;
         if new == 1 {
@@ -113,6 +134,9 @@ impl RedisStore {
         at: DateTime<Utc>,
         why: &str,
     ) -> Result<Option<Ban>, StoreError> {
+        let publish = Publish::new(self.channel.as_deref(), || {
+            WireEvent::unban(net, &self.server, why, at)
+        });
         let script = self.lift.clone();
         let mut inv = script.prepare_invoke();
         inv.arg(&self.prefix)
@@ -120,10 +144,9 @@ impl RedisStore {
             .arg(at.timestamp())
             .arg(why)
             .arg(self.retention.as_secs())
-            .arg(self.channel.clone().unwrap_or_default())
-            .arg(&self.server)
-            .arg(display_net(net))
-            .arg(rfc3339(at));
+            .arg(&publish.channel)
+            .arg(&publish.before)
+            .arg(&publish.after);
         let id: Option<i64> = self.with(|c| inv.invoke(c))?;
         match id {
             Some(id) => self.load(id),
