@@ -2,7 +2,9 @@
 //!
 //! Bans live in SQLite on one server (`sqlite`) or in Redis across a fleet (`redis`), both
 //! behind `BanStore`; read positions (and Redis's outbox) always stay in the local SQLite
-//! file, since they belong to one machine.
+//! file, since they belong to one machine. The admin's users and tokens live beside the
+//! bans (`accounts`); `figures` asks a store for the ban figures the metrics show. Redis
+//! publishes each change as the fleet's wire event (`fleet::wire`).
 
 pub mod accounts;
 pub mod figures;
