@@ -242,8 +242,9 @@ fn the_counters_reach_the_sqlite_file_and_the_admin_renders_them() {
 
     // What the admin's /metrics answers from the same file, with no daemon running.
     let mut store = pyfilter::store::SqliteStore::open(&db).unwrap();
+    let summary = pyfilter::store::figures::summary(&mut store, chrono::Utc::now());
     let mut text = String::new();
-    pyfilter::metrics::render_saved(&mut text, &mut store, &local, chrono::Utc::now()).unwrap();
+    pyfilter::metrics::render_saved(&mut text, &local.stats().unwrap(), summary.as_ref());
     let m = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(
         value(

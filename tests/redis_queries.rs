@@ -6,9 +6,9 @@ mod common;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use pyfilter::ban::{NewBan, Origin};
+use pyfilter::ban::{BanQuery, NewBan, Origin, Summary};
 use pyfilter::config::RedisConfig;
-use pyfilter::store::{BanQuery, BanStore, RedisStore, Summary};
+use pyfilter::store::{BanStore, RedisStore};
 
 use common::RedisServer;
 

@@ -48,8 +48,10 @@ impl Admin {
             )
             .with("WWW-Authenticate", "Bearer"));
         }
+        let saved = self.local.stats()?;
+        let summary = crate::store::figures::summary(self.store.as_mut(), Utc::now());
         let mut text = String::new();
-        crate::metrics::render_saved(&mut text, self.store.as_mut(), &self.local, Utc::now())?;
+        crate::metrics::render_saved(&mut text, &saved, summary.as_ref());
         Ok(Response::new(200, crate::metrics::CONTENT_TYPE, text))
     }
 }

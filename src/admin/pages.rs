@@ -7,9 +7,8 @@ use maud::{Markup, html};
 
 use super::chart;
 use super::html::{Text, Viewer, csrf_field, page, url, when};
-use crate::ban::{Ban, Origin};
+use crate::ban::{Ban, BanQuery, Origin, Page, Summary};
 use crate::net::display_net;
-use crate::store::{BanQuery, Page, Summary};
 
 /// A ban's country, from the GeoIP database when one is configured.
 pub type Countries<'a> = &'a dyn Fn(&Ban) -> Option<String>;

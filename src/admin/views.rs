@@ -9,11 +9,10 @@ use chrono::{DateTime, Local, NaiveDate, NaiveTime, Utc};
 use super::Admin;
 use super::html::{self, Viewer};
 use super::pages::{self, BanForm, HistoryForm};
-use crate::ban::{Ban, Recorded};
+use crate::ban::{Ban, BanQuery, Recorded};
 use crate::engine::apply;
 use crate::engine::manual::{self, ManualError};
 use crate::net::{display_net, parse_net};
-use crate::store::BanQuery;
 use crate::web::{Request, Response};
 
 impl Admin {
@@ -132,7 +131,7 @@ impl Admin {
             }
         }
         let mut result = if error.is_some() {
-            crate::store::Page::default()
+            crate::ban::Page::default()
         } else {
             self.store.search(&query)?
         };

@@ -26,6 +26,7 @@ use crate::metrics::{self, Metrics};
 use crate::source::journal;
 use crate::source::watch::{self, WatchContext};
 use crate::store::SqliteStore;
+use crate::store::figures::Figures;
 
 /// Most events handled before their bans are applied.
 const BURST: usize = 50_000;
@@ -109,8 +110,9 @@ pub fn run(
     let metrics = Arc::new(Metrics::default());
     // First: a port already taken stops the daemon before it has touched anything.
     if let Some(addr) = metrics_addr {
-        let bound =
-            metrics::serve(addr, &settings, Arc::clone(&metrics)).context("serving --metrics")?;
+        let mut figures = Figures::new(&settings);
+        let bound = metrics::serve(addr, Arc::clone(&metrics), move |now| figures.summary(now))
+            .context("serving --metrics")?;
         log::info!("metrics at http://{bound}/metrics");
     }
     let firewall = firewall::open(&settings.config.firewall)?;

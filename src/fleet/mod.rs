@@ -1,99 +1,28 @@
 //! Fleet sync: the thread that listens to the other servers' bans and unbans.
 //!
 //! Every ban and unban recorded in the Redis store is published on one channel as a small
-//! versioned JSON event (`{"v":1,"kind":"ban","ip":...,"rule":...,"server":...,
+//! versioned JSON event (`wire`: `{"v":1,"kind":"ban","ip":...,"rule":...,"server":...,
 //! "reason":...,"at":...,"until":...,"id":...}`). This thread subscribes, drops its own
 //! server's events, checks every other one (version, kind, address, times) and hands it to
 //! the decision thread, which applies it to the firewall. It reconnects by itself with
 //! backoff and reports each change of state once; on every (re)connection the decision
 //! thread reconciles with Redis, catching whatever was published meanwhile.
 
+pub mod wire;
+
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use crossbeam_channel::Sender;
-use serde::Deserialize;
 
 use crate::config::RedisConfig;
-use crate::event::{Event, Link, RemoteEvent};
+use crate::event::{Event, Link};
 use crate::metrics::Metrics;
-use crate::net::parse_net;
 use crate::store::redacted;
 
-/// An event as published, before it is trusted.
-#[derive(Debug, Deserialize)]
-struct Wire {
-    v: u32,
-    kind: String,
-    ip: String,
-    #[serde(default)]
-    rule: Option<String>,
-    server: String,
-    #[serde(default)]
-    reason: Option<String>,
-    #[serde(default)]
-    until: Option<String>,
-    /// When the sending server made the change. Any JSON value: it only feeds the sync
-    /// lag metric, so an odd one must not get the event refused.
-    #[serde(default)]
-    at: Option<serde_json::Value>,
-}
-
-/// Checks one published event: `Ok(None)` for this server's own, `Err` with the reason for
-/// anything malformed, of an unknown version, or naming no valid address.
-pub fn parse_event(payload: &[u8], own_server: &str) -> Result<Option<RemoteEvent>, String> {
-    parse_sent(payload, own_server).map(|e| e.map(|(event, _)| event))
-}
-
-/// An event and the time its server wrote on it (`None` when it wrote none readable as
-/// RFC 3339).
-pub type Sent = (RemoteEvent, Option<DateTime<Utc>>);
-
-/// `parse_event`, with the time the sending server wrote on the event.
-pub fn parse_sent(payload: &[u8], own_server: &str) -> Result<Option<Sent>, String> {
-    let wire: Wire =
-        serde_json::from_slice(payload).map_err(|e| format!("not a pyfilter event ({e})"))?;
-    if wire.v != 1 {
-        return Err(format!("unknown event version {}", wire.v));
-    }
-    if wire.server == own_server {
-        return Ok(None);
-    }
-    let net = parse_net(&wire.ip)?;
-    let sent = wire
-        .at
-        .as_ref()
-        .and_then(|v| v.as_str())
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&Utc));
-    let event = match wire.kind.as_str() {
-        "ban" => {
-            let until = match wire.until.as_deref() {
-                None => None,
-                Some(t) => Some(
-                    DateTime::parse_from_rfc3339(t)
-                        .map_err(|e| format!("bad `until` {t:?}: {e}"))?
-                        .with_timezone(&Utc),
-                ),
-            };
-            RemoteEvent::Ban {
-                net,
-                rule: wire.rule.unwrap_or_else(|| "remote".into()),
-                server: wire.server,
-                reason: wire.reason.unwrap_or_default(),
-                until,
-            }
-        }
-        "unban" => RemoteEvent::Unban {
-            net,
-            server: wire.server,
-        },
-        other => return Err(format!("unknown event kind {other:?}")),
-    };
-    Ok(Some((event, sent)))
-}
+pub use wire::{Sent, parse_event, parse_sent};
 
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -156,90 +85,4 @@ pub fn spawn(
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         })?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_ban_event_is_parsed_and_own_events_are_ignored() {
-        let e = br#"{"v":1,"kind":"ban","ip":"192.0.2.1","rule":"sshd","server":"b","reason":"x","at":"2026-11-26T00:00:00+00:00","until":"2026-11-27T00:00:00+00:00","id":7}"#;
-        let got = parse_event(e, "a").unwrap().unwrap();
-        assert_eq!(
-            got,
-            RemoteEvent::Ban {
-                net: "192.0.2.1/32".parse().unwrap(),
-                rule: "sshd".into(),
-                server: "b".into(),
-                reason: "x".into(),
-                until: Some(
-                    DateTime::parse_from_rfc3339("2026-11-27T00:00:00Z")
-                        .unwrap()
-                        .with_timezone(&Utc)
-                ),
-            }
-        );
-        assert_eq!(parse_event(e, "b").unwrap(), None);
-        let forever = br#"{"v":1,"kind":"ban","ip":"198.51.100.0/24","server":"b","until":null}"#;
-        assert!(matches!(
-            parse_event(forever, "a").unwrap(),
-            Some(RemoteEvent::Ban { until: None, .. })
-        ));
-        let unban = br#"{"v":1,"kind":"unban","ip":"2001:db8::1","server":"b"}"#;
-        assert!(matches!(
-            parse_event(unban, "a").unwrap(),
-            Some(RemoteEvent::Unban { .. })
-        ));
-    }
-
-    #[test]
-    fn the_sending_time_is_read_without_ever_refusing_an_event() {
-        let sent = |payload: &[u8]| parse_sent(payload, "a").unwrap().unwrap().1;
-        assert_eq!(
-            sent(br#"{"v":1,"kind":"unban","ip":"192.0.2.1","server":"b","at":"2026-11-26T00:00:01+00:00"}"#),
-            Some(DateTime::from_timestamp(1_795_651_201, 0).unwrap())
-        );
-        for odd in [
-            &br#"{"v":1,"kind":"unban","ip":"192.0.2.1","server":"b"}"#[..],
-            br#"{"v":1,"kind":"unban","ip":"192.0.2.1","server":"b","at":17}"#,
-            br#"{"v":1,"kind":"unban","ip":"192.0.2.1","server":"b","at":"yesterday"}"#,
-        ] {
-            assert_eq!(sent(odd), None);
-        }
-    }
-
-    #[test]
-    fn forged_and_malformed_events_are_refused() {
-        for (payload, says) in [
-            (
-                &br#"{"v":2,"kind":"ban","ip":"192.0.2.1","server":"b"}"#[..],
-                "version",
-            ),
-            (
-                br#"{"v":1,"kind":"ban","ip":"example.com","server":"b"}"#,
-                "not an IP",
-            ),
-            (
-                br#"{"v":1,"kind":"ban","ip":"192.0.2.1; rm -rf /","server":"b"}"#,
-                "not an IP",
-            ),
-            (
-                br#"{"v":1,"kind":"flush","ip":"192.0.2.1","server":"b"}"#,
-                "kind",
-            ),
-            (
-                br#"{"v":1,"kind":"ban","ip":"192.0.2.1","server":"b","until":"tomorrow"}"#,
-                "until",
-            ),
-            (br#"not json"#, "not a pyfilter event"),
-            (
-                br#"{"v":1,"kind":"ban","ip":"10.0.0.1/8","server":"b"}"#,
-                "host bits",
-            ),
-        ] {
-            let err = parse_event(payload, "a").unwrap_err();
-            assert!(err.contains(says), "{err}");
-        }
-    }
 }

@@ -1,5 +1,6 @@
-//! Prometheus metrics: the daemon's own counters, their snapshot in SQLite, and the text
-//! exposition (format 0.0.4) served by `pyfilter run --metrics ADDR` and by the admin.
+//! Prometheus metrics: the daemon's own counters, the rows their snapshot is saved as,
+//! and the text exposition (format 0.0.4) served by `pyfilter run --metrics ADDR` and by
+//! the admin.
 //!
 //! `Metrics` is shared by `Arc` between the threads that count: the watcher threads (lines
 //! read, lines skipped and attempts found, per rule), the sync thread (events from the
@@ -9,10 +10,12 @@
 //! uncontended add per batch of lines.
 //!
 //! The figures about bans come from the store instead (`BanStore::summary`), so they are
-//! the same whichever process asks. The admin (`pyfilter admin`, another process) cannot
-//! see the daemon's atomics: the decision thread saves a snapshot of them in the local
-//! SQLite file (`daemon_stats`) at start, at most every `SAVE_EVERY` while there is
-//! activity, and at stop; `render_saved` renders that snapshot beside the store's figures.
+//! the same whichever process asks; the caller hands them in (a `Summary`, or for the
+//! daemon's endpoint a closure that yields one), so this module never opens a store. The
+//! admin (`pyfilter admin`, another process) cannot see the daemon's atomics: the decision
+//! thread saves a snapshot of them (`to_rows`) in the local SQLite file (`daemon_stats`)
+//! at start, at most every `SAVE_EVERY` while there is activity, and at stop;
+//! `render_saved` renders the rows the admin read back beside the store's figures.
 //!
 //! A saved row's name is the sample as exposed, without the `pyfilter_` prefix:
 //! `attempts_total{rule="sshd"}`. Reading it back checks it against the families this
@@ -201,8 +204,7 @@ pub fn from_rows<'a>(rows: impl IntoIterator<Item = (&'a str, f64)>) -> Vec<Samp
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ban::{Ban, NewBan, Origin};
-    use crate::store::{SqliteStore, Summary};
+    use crate::ban::{Ban, NewBan, Origin, Summary};
 
     #[test]
     fn label_values_escape_backslash_quote_and_line_feed() {
@@ -371,34 +373,26 @@ pyfilter_start_time_seconds 1800000000
 
     #[test]
     fn a_saved_snapshot_renders_like_the_live_counters() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut local = SqliteStore::open(&dir.path().join("p.db")).unwrap();
         let (m, _) = known_state();
-        let mut rows = to_rows(&m.snapshot());
-        rows.push(("written_by_a_newer_pyfilter".into(), 1.0));
-        local.save_stats(&rows).unwrap();
-        let mut store = SqliteStore::open(&dir.path().join("p.db")).unwrap();
+        let saved_at = DateTime::from_timestamp(1_800_000_120, 0).unwrap();
+        let mut rows: Vec<(String, f64, DateTime<Utc>)> = to_rows(&m.snapshot())
+            .into_iter()
+            .map(|(name, value)| (name, value, saved_at))
+            .collect();
+        rows.push(("written_by_a_newer_pyfilter".into(), 1.0, saved_at));
+        let summary = Summary::of(&[], saved_at);
         let mut saved = String::new();
-        render_saved(&mut saved, &mut store, &local, Utc::now()).unwrap();
+        render_saved(&mut saved, &rows, Some(&summary));
         let mut live = String::new();
-        render(
-            &mut live,
-            &m.snapshot(),
-            Some(&Summary::of(&[], Utc::now())),
-        );
+        render(&mut live, &m.snapshot(), Some(&summary));
         let (head, tail) = saved
             .split_once("# HELP pyfilter_daemon_stats_timestamp_seconds")
             .unwrap();
         assert_eq!(head, live);
-        let at: f64 = tail
-            .lines()
-            .last()
-            .unwrap()
-            .strip_prefix("pyfilter_daemon_stats_timestamp_seconds ")
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!((at - Utc::now().timestamp() as f64).abs() < 5.0, "{tail}");
+        assert_eq!(
+            tail.lines().last(),
+            Some("pyfilter_daemon_stats_timestamp_seconds 1800000120")
+        );
         assert!(!saved.contains("newer"), "{saved}");
     }
 

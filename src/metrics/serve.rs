@@ -4,12 +4,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::Metrics;
-use super::text::{CONTENT_TYPE, render, summary_of};
-use crate::config::Settings;
-use crate::store::{BanStore, Summary};
+use super::text::{CONTENT_TYPE, render};
+use crate::ban::Summary;
 use crate::web::{Request, Response, ServeError, Server};
 
 /// How long the daemon's `/metrics` reuses the store's figures: the history is read whole
@@ -17,18 +16,19 @@ use crate::web::{Request, Response, ServeError, Server};
 /// read it once. Shorter than any scrape interval, so no scrape sees the previous one's.
 const STORE_TTL: Duration = Duration::from_secs(2);
 
-/// The daemon's `/metrics`: live counters, and the store's figures from a connection of
-/// its own (never the decision thread's), reused for `STORE_TTL`.
+/// Where the store's figures come from: the caller's, called at most once per `STORE_TTL`
+/// and never by two scrapes at once. `None`: the store did not answer.
+type StoreFigures = Box<dyn FnMut(DateTime<Utc>) -> Option<Summary> + Send>;
+
+/// The daemon's `/metrics`: live counters, and the store's figures reused for
+/// `STORE_TTL`.
 struct Exporter {
     metrics: Arc<Metrics>,
-    settings: Settings,
     state: Mutex<StoreState>,
 }
 
-#[derive(Default)]
 struct StoreState {
-    /// Opened at the first scrape, and again after a failure to open.
-    store: Option<Box<dyn BanStore>>,
+    figures: StoreFigures,
     cached: Option<(Instant, Summary)>,
 }
 
@@ -40,17 +40,7 @@ impl Exporter {
         {
             return Some(summary.clone());
         }
-        if state.store.is_none() {
-            match crate::store::open(&self.settings) {
-                Ok(store) => state.store = Some(store),
-                Err(e) => {
-                    log::warn!("metrics: cannot open the store: {e}");
-                    return None;
-                }
-            }
-        }
-        let store = state.store.as_mut()?;
-        let summary = summary_of(store.as_mut(), Utc::now());
+        let summary = (state.figures)(Utc::now());
         // A failure is not cached: the next scrape asks again.
         state.cached = summary.clone().map(|s| (Instant::now(), s));
         summary
@@ -71,18 +61,21 @@ impl Exporter {
 }
 
 /// Serves `/metrics` on `addr` for the daemon, on threads of its own; returns the address
-/// bound (port 0 picks one).
+/// bound (port 0 picks one). `figures` yields the store's summary at a time (`None` when
+/// the store does not answer).
 pub fn serve(
     addr: SocketAddr,
-    settings: &Settings,
     metrics: Arc<Metrics>,
+    figures: impl FnMut(DateTime<Utc>) -> Option<Summary> + Send + 'static,
 ) -> Result<SocketAddr, ServeError> {
     let server = Server::bind(addr, None)?;
     let bound = server.local_addr().unwrap_or(addr);
     let exporter = Exporter {
         metrics,
-        settings: settings.clone(),
-        state: Mutex::new(StoreState::default()),
+        state: Mutex::new(StoreState {
+            figures: Box::new(figures),
+            cached: None,
+        }),
     };
     // A few connections at once: a client that connects and sends nothing holds one for
     // the server's read timeout, and must not make Prometheus's scrape wait that long.

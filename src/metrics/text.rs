@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::family::{ACTIVE_BANS, BANS, BUILD_INFO, FAMILIES, Family, SAVED_AT, STORE_UP, Sample};
 use super::from_rows;
-use crate::store::{BanStore, SqliteStore, StoreError, Summary};
+use crate::ban::Summary;
 
 /// The exposition's content type.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -28,22 +28,6 @@ pub fn store_samples(summary: Option<&Summary>) -> Vec<Sample> {
     out
 }
 
-/// Asks the store for its summary; `None` (and a log line) when it cannot answer.
-pub fn summary_of(store: &mut dyn BanStore, now: DateTime<Utc>) -> Option<Summary> {
-    match store.summary(now) {
-        Ok(s) => Some(s),
-        // Redis being away is already reported by the daemon, and said by store_up.
-        Err(e @ StoreError::Unreachable { .. }) => {
-            log::debug!("metrics: {e}");
-            None
-        }
-        Err(e) => {
-            log::warn!("metrics: the ban figures are missing: {e}");
-            None
-        }
-    }
-}
-
 /// Writes the exposition of `daemon` (the daemon's counters, live or saved) and of the
 /// store's `summary` (`None`: the store did not answer), with the build info.
 pub fn render(out: &mut String, daemon: &[Sample], summary: Option<&Summary>) {
@@ -53,23 +37,20 @@ pub fn render(out: &mut String, daemon: &[Sample], summary: Option<&Summary>) {
     write_samples(out, &samples);
 }
 
-/// The admin's `/metrics`: the store's figures and the counters the daemon last saved in
-/// the local SQLite file `local`, with the time they were saved. Fails only when that
-/// file cannot be read; a store that does not answer gives `pyfilter_store_up 0`.
+/// The admin's `/metrics`: the counters the daemon last saved (`saved`: name, value and
+/// when it was saved, as read back from the local SQLite file), with the time they were
+/// saved, and the store's `summary` (`None`: the store did not answer, said by
+/// `pyfilter_store_up 0`).
 pub fn render_saved(
     out: &mut String,
-    store: &mut dyn BanStore,
-    local: &SqliteStore,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let rows = local.stats()?;
-    let mut daemon = from_rows(rows.iter().map(|(k, v, _)| (k.as_str(), *v)));
-    if let Some(saved) = rows.iter().map(|(_, _, at)| *at).max() {
-        daemon.push(Sample::new(&SAVED_AT, &[], saved.timestamp() as f64));
+    saved: &[(String, f64, DateTime<Utc>)],
+    summary: Option<&Summary>,
+) {
+    let mut daemon = from_rows(saved.iter().map(|(k, v, _)| (k.as_str(), *v)));
+    if let Some(at) = saved.iter().map(|(_, _, at)| *at).max() {
+        daemon.push(Sample::new(&SAVED_AT, &[], at.timestamp() as f64));
     }
-    let summary = summary_of(store, now);
-    render(out, &daemon, summary.as_ref());
-    Ok(())
+    render(out, &daemon, summary);
 }
 
 /// Writes samples grouped by family (in `FAMILIES` order, label values sorted within

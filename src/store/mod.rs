@@ -2,14 +2,14 @@
 //!
 //! Bans live in SQLite on one server (`sqlite`) or in Redis across a fleet (`redis`), both
 //! behind `BanStore`; read positions (and Redis's outbox) always stay in the local SQLite
-//! file, since they belong to one machine.
+//! file, since they belong to one machine. The admin's users and tokens live beside the
+//! bans (`accounts`); `figures` asks a store for the ban figures the metrics show. Redis
+//! publishes each change as the fleet's wire event (`fleet::wire`).
 
 pub mod accounts;
-pub mod query;
+pub mod figures;
 pub mod redis;
-mod redis_query;
 pub mod sqlite;
-mod sqlite_query;
 
 use std::path::PathBuf;
 
@@ -18,10 +18,9 @@ use ipnet::IpNet;
 
 pub use self::redis::{RedisStore, redacted};
 pub use accounts::{Accounts, User};
-pub use query::{BanQuery, Page, Summary};
 pub use sqlite::SqliteStore;
 
-use crate::ban::{Ban, NewBan, Recorded};
+use crate::ban::{Ban, BanQuery, NewBan, Page, Recorded, Summary};
 use crate::config::{Settings, StoreKind};
 
 /// Where bans are kept. Every method may fail when the store cannot be reached.

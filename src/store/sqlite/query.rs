@@ -6,10 +6,11 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use rusqlite::params;
 
-use super::query::{self, BanQuery, Page, Summary};
-use super::sqlite::{COLUMNS, ceil_secs};
-use super::{SqliteStore, StoreError};
+use super::SqliteStore;
+use super::row::{COLUMNS, ceil_secs};
 use crate::ban::Ban;
+use crate::ban::query::{self, BanQuery, Page, Summary};
+use crate::store::StoreError;
 
 impl SqliteStore {
     pub(super) fn ban_by_id(&mut self, id: i64) -> Result<Option<Ban>, StoreError> {
@@ -157,7 +158,8 @@ mod tests {
 
     #[test]
     fn summary_and_search_in_sql_answer_as_the_whole_history_does() {
-        use crate::store::{BanQuery, BanStore, Summary};
+        use crate::ban::{BanQuery, Summary};
+        use crate::store::BanStore;
         let (_d, mut s) = store();
         let now = Utc::now();
         for i in 0..40i64 {

@@ -1,6 +1,10 @@
 //! Bans as every stage sees them: who decided one (`Origin`), a ban about to be recorded
 //! (`NewBan`), a recorded one (`Ban`), what recording it did (`Recorded`), and the JSON
-//! form programs read (`list --json`, the admin's `/api/bans`).
+//! form programs read (`list --json`, the admin's `/api/bans`). The questions asked of
+//! the bans as a whole (`query`) sit beside them, so the admin and the metrics need no
+//! store to name them.
+
+pub mod query;
 
 use std::fmt;
 use std::str::FromStr;
@@ -12,6 +16,8 @@ use serde::Serialize;
 use crate::config::{Config, StoreKind};
 use crate::net::display_net;
 use crate::time::rfc3339;
+
+pub use query::{BanQuery, Page, Summary};
 
 /// Who decided a ban.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,15 +1,16 @@
 //! Questions asked of the bans as a whole, for the admin and the metrics: a summary (how
 //! many, per day, per rule and server, the latest) and a history search with pages.
 //!
-//! Both are answered from `BanStore::all_bans` by default, so every store answers them
-//! the same way; a store may answer faster itself.
+//! The answers are computed here from a list of bans; `BanStore` answers them this way
+//! from `all_bans` by default, so every store answers them the same way, and a store may
+//! answer faster itself.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Days, Local, NaiveDate, Utc};
 use ipnet::IpNet;
 
-use crate::ban::Ban;
+use super::Ban;
 
 /// What the dashboard shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -6,9 +6,10 @@
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
-use super::query::{self, BanQuery, Page, Summary};
-use super::{RedisStore, StoreError};
+use super::RedisStore;
 use crate::ban::Ban;
+use crate::ban::query::{self, BanQuery, Page, Summary};
+use crate::store::StoreError;
 
 /// Records whose fields are read per round trip.
 const CHUNK: usize = 1000;

@@ -1,0 +1,268 @@
+//! The bans in Redis: reading ban records (a pipeline at a time), the active ones, what
+//! is due, the history and its purge; and the `BanStore` made of them, which queues in
+//! the outbox what Redis cannot take now.
+
+use std::collections::HashMap;
+
+use ::redis::Value;
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+
+use super::RedisStore;
+use crate::ban::{Ban, BanQuery, NewBan, Origin, Page, Recorded, Summary};
+use crate::store::{BanStore, StoreError};
+
+/// Ban records read per round trip.
+const LOAD_CHUNK: usize = 1000;
+
+impl RedisStore {
+    /// Reads one ban record.
+    pub(super) fn load(&mut self, id: i64) -> Result<Option<Ban>, StoreError> {
+        Ok(self.load_many(&[id])?.pop().flatten())
+    }
+
+    /// Reads ban records, a pipeline of `LOAD_CHUNK` at a time: the raw replies of a
+    /// hundred thousand hashes at once would take hundreds of MB.
+    pub(super) fn load_many(&mut self, ids: &[i64]) -> Result<Vec<Option<Ban>>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(LOAD_CHUNK) {
+            let keys: Vec<String> = chunk
+                .iter()
+                .map(|id| self.key(&format!("ban:{id}")))
+                .collect();
+            let maps: Vec<HashMap<String, String>> = self.with(|c| {
+                let mut pipe = ::redis::pipe();
+                for k in &keys {
+                    pipe.hgetall(k);
+                }
+                pipe.query(c)
+            })?;
+            out.extend(chunk.iter().zip(maps).map(|(id, m)| decode(*id, &m)));
+        }
+        Ok(out)
+    }
+
+    fn bans_of(&mut self, nets: Vec<String>) -> Result<Vec<Ban>, StoreError> {
+        if nets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let active = self.key("active");
+        let ids: Vec<Option<i64>> =
+            self.with(|c| ::redis::cmd("HMGET").arg(&active).arg(&nets).query(c))?;
+        let ids: Vec<i64> = ids.into_iter().flatten().collect();
+        Ok(self.load_many(&ids)?.into_iter().flatten().collect())
+    }
+}
+
+impl BanStore for RedisStore {
+    /// When Redis is unreachable the bans are queued in the outbox and reported as new:
+    /// the server keeps protecting itself.
+    fn record_many(&mut self, bans: &[NewBan]) -> Result<Vec<Recorded>, StoreError> {
+        let mut out = Vec::with_capacity(bans.len());
+        let mut reachable = self.outbox_delivered()?;
+        for ban in bans {
+            if reachable {
+                match self.record_one(ban) {
+                    Ok(r) => {
+                        out.push(r);
+                        continue;
+                    }
+                    Err(StoreError::Unreachable { .. }) => reachable = false,
+                    Err(e) => return Err(e),
+                }
+            }
+            self.queue_ban(ban)?;
+            out.push(Recorded::New(Ban {
+                id: 0,
+                new: ban.clone(),
+                lifted_at: None,
+                lift_reason: None,
+            }));
+        }
+        Ok(out)
+    }
+
+    fn lift_many(
+        &mut self,
+        nets: &[IpNet],
+        at: DateTime<Utc>,
+        why: &str,
+    ) -> Result<Vec<Ban>, StoreError> {
+        let mut lifted = Vec::new();
+        let mut reachable = self.outbox_delivered()?;
+        for net in nets {
+            if reachable {
+                match self.lift_one(net, at, why) {
+                    Ok(ban) => {
+                        lifted.extend(ban);
+                        continue;
+                    }
+                    Err(StoreError::Unreachable { .. }) => reachable = false,
+                    Err(e) => return Err(e),
+                }
+            }
+            self.queue_unban(net, at, why)?;
+        }
+        Ok(lifted)
+    }
+
+    fn active_bans(&mut self) -> Result<Vec<Ban>, StoreError> {
+        let active = self.key("active");
+        let ids: HashMap<String, i64> =
+            self.with(|c| ::redis::cmd("HGETALL").arg(&active).query(c))?;
+        let ids: Vec<i64> = ids.into_values().collect();
+        let mut bans: Vec<Ban> = self.load_many(&ids)?.into_iter().flatten().collect();
+        bans.sort_by_key(|b| (b.banned_at, b.id));
+        Ok(bans)
+    }
+
+    fn all_bans(&mut self) -> Result<Vec<Ban>, StoreError> {
+        let history = self.key("history");
+        let ids: Vec<i64> =
+            self.with(|c| ::redis::cmd("ZRANGE").arg(&history).arg(0).arg(-1).query(c))?;
+        let loaded = self.load_many(&ids)?;
+        // Records whose hash expired (past history_retention) leave the index too.
+        let gone: Vec<i64> = ids
+            .iter()
+            .zip(&loaded)
+            .filter(|(_, b)| b.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        if !gone.is_empty() {
+            self.with(|c| {
+                ::redis::cmd("ZREM")
+                    .arg(&history)
+                    .arg(&gone)
+                    .query::<Value>(c)
+            })?;
+        }
+        Ok(loaded.into_iter().flatten().collect())
+    }
+
+    fn due(&mut self, now: DateTime<Utc>) -> Result<Vec<Ban>, StoreError> {
+        let expiry = self.key("expiry");
+        let nets: Vec<String> = self.with(|c| {
+            ::redis::cmd("ZRANGEBYSCORE")
+                .arg(&expiry)
+                .arg("-inf")
+                .arg(now.timestamp())
+                .query(c)
+        })?;
+        self.bans_of(nets)
+    }
+
+    fn next_expiry(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let expiry = self.key("expiry");
+        let first: Vec<(String, f64)> = self.with(|c| {
+            ::redis::cmd("ZRANGE")
+                .arg(&expiry)
+                .arg(0)
+                .arg(0)
+                .arg("WITHSCORES")
+                .query(c)
+        })?;
+        Ok(first
+            .first()
+            .filter(|(_, s)| s.is_finite())
+            .and_then(|(_, s)| DateTime::from_timestamp(*s as i64, 0)))
+    }
+
+    /// Lifted records expire by themselves after history_retention; this drops those
+    /// lifted before `before` now (a shorter retention, or records from before it was set).
+    fn flush_outbox(&mut self) -> Result<usize, StoreError> {
+        self.deliver_outbox()
+    }
+
+    fn bans_since(&mut self, net: &IpNet, since: DateTime<Utc>) -> Result<usize, StoreError> {
+        let key = self.key(&format!("bans_of:{net}"));
+        self.with(|c| {
+            ::redis::cmd("ZCOUNT")
+                .arg(&key)
+                .arg(since.timestamp())
+                .arg("+inf")
+                .query(c)
+        })
+    }
+
+    fn ban(&mut self, id: i64) -> Result<Option<Ban>, StoreError> {
+        self.load(id)
+    }
+
+    fn summary(&mut self, now: DateTime<Utc>) -> Result<Summary, StoreError> {
+        self.indexed_summary(now)
+    }
+
+    fn search(&mut self, query: &BanQuery) -> Result<Page, StoreError> {
+        self.indexed_search(query)
+    }
+
+    fn epoch(&mut self) -> Result<Option<String>, StoreError> {
+        self.read_epoch().map(Some)
+    }
+
+    fn purge_history(&mut self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        let history = self.key("history");
+        let ids: Vec<i64> =
+            self.with(|c| ::redis::cmd("ZRANGE").arg(&history).arg(0).arg(-1).query(c))?;
+        let loaded = self.load_many(&ids)?;
+        let old: Vec<i64> = ids
+            .iter()
+            .zip(&loaded)
+            .filter(|(_, b)| {
+                b.as_ref()
+                    .is_none_or(|b| b.lifted_at.is_some_and(|t| t < before))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        let dropped = loaded
+            .iter()
+            .flatten()
+            .filter(|b| b.lifted_at.is_some_and(|t| t < before))
+            .count();
+        if !old.is_empty() {
+            let keys: Vec<String> = old
+                .iter()
+                .map(|id| self.key(&format!("ban:{id}")))
+                .collect();
+            self.with(|c| {
+                ::redis::pipe()
+                    .cmd("DEL")
+                    .arg(&keys)
+                    .ignore()
+                    .cmd("ZREM")
+                    .arg(&history)
+                    .arg(&old)
+                    .ignore()
+                    .query::<Value>(c)
+            })?;
+        }
+        Ok(dropped)
+    }
+}
+
+fn decode(id: i64, m: &HashMap<String, String>) -> Option<Ban> {
+    let get = |k: &str| m.get(k).map(String::as_str);
+    let time = |k: &str| {
+        get(k)
+            .filter(|v| !v.is_empty())
+            .and_then(|v| v.parse::<i64>().ok())
+            .and_then(|s| DateTime::from_timestamp(s, 0))
+    };
+    let net: IpNet = get("net")?.parse().ok()?;
+    let source: Origin = get("source")?.parse().ok()?;
+    Some(Ban {
+        id,
+        new: NewBan {
+            net,
+            rule: get("rule")?.to_string(),
+            reason: get("reason").unwrap_or_default().to_string(),
+            attempts: get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
+            server: get("server").unwrap_or_default().to_string(),
+            source,
+            banned_at: time("banned_at")?,
+            expires_at: time("expires_at"),
+        },
+        lifted_at: time("lifted_at"),
+        lift_reason: get("lift_reason").map(str::to_string),
+    })
+}

@@ -1,0 +1,91 @@
+//! SQLite store: bans, their history, and log read positions in one file.
+//!
+//! WAL mode with a busy timeout lets the CLI write while the daemon runs. One active ban
+//! per network is enforced by a partial unique index, so two processes banning the same
+//! address at once cannot both succeed. The schema is versioned with `user_version`
+//! (`schema`). This file opens the database; each thing kept in it has its own file:
+//! the bans (`bans`, read back by `row`), the admin's questions (`query`) and accounts
+//! (`accounts`), read positions and journal cursors (`positions`), Redis's outbox
+//! (`outbox`) and the daemon's saved counters (`stats`).
+
+mod accounts;
+mod bans;
+mod outbox;
+mod positions;
+mod query;
+mod row;
+mod schema;
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// An open SQLite store.
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating when needed) the database and its directory.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let err = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        let mut store = SqliteStore {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// How long a write waits for another process's lock before it fails.
+    pub fn set_busy_timeout(&mut self, wait: Duration) -> Result<(), StoreError> {
+        self.conn.busy_timeout(wait).map_err(|e| self.err(e))
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Runs `f` in one transaction: a burst of bans is one write to disk, not thousands.
+    pub fn batch<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.err(e))?;
+        match f(self) {
+            Ok(value) => {
+                self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))?;
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+}
