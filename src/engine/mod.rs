@@ -34,6 +34,9 @@ use apply::ActionError;
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
+/// Most events in one batch: the bans they decide are applied together, after them.
+const BATCH: usize = 50_000;
+
 /// How often changed read positions are written.
 const POSITION_FLUSH: Duration = Duration::from_secs(1);
 
@@ -313,7 +316,31 @@ impl Engine {
         Ok(self.local.cursors()?)
     }
 
-    pub fn handle(&mut self, event: Event) {
+    /// Handles what arrived, then applies the bans it decided as one batch. `arrived` is
+    /// the event that woke the decision loop followed by what is already queued: that
+    /// joins the batch, and nothing waits for more, so a lone ban goes out at once and a
+    /// burst goes out as one batch. At most `BATCH` events are taken; the rest stay where
+    /// they are for the next call.
+    pub fn receive(&mut self, arrived: impl IntoIterator<Item = Event>) {
+        for event in arrived.into_iter().take(BATCH) {
+            self.handle(event);
+        }
+        self.commit();
+    }
+
+    /// Handles all of `arrived`, batch after batch (what the watchers sent before they
+    /// stopped).
+    pub fn drain(&mut self, arrived: impl IntoIterator<Item = Event>) {
+        let mut arrived = arrived.into_iter().peekable();
+        loop {
+            self.receive(arrived.by_ref());
+            if arrived.peek().is_none() {
+                break;
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
         // Every count moves with an event: lines read end in a position or cursor, a
         // fleet event arrives as one.
         self.stats_due
@@ -392,7 +419,7 @@ impl Engine {
         }
     }
 
-    /// Queues a ban; `commit` applies the queue, so a burst becomes one batch.
+    /// Queues a ban; `commit` applies the queue at the end of the batch.
     fn decide_ban(&mut self, a: &Attempt, net: IpNet, attempts: u32, limits: &Limits) {
         let now = Utc::now();
         // The ban runs from the deciding line's time (never later than now), so lines
@@ -441,7 +468,7 @@ impl Engine {
     }
 
     /// Applies the queued bans: one store transaction and one firewall batch.
-    pub fn commit(&mut self) {
+    fn commit(&mut self) {
         if self.retry_due.is_some_and(|t| t <= Instant::now()) {
             // Bans the firewall refused earlier go with this batch.
             self.retry_due = None;
