@@ -634,3 +634,379 @@ impl Engine {
         self.counters.tracked()
     }
 }
+
+#[cfg(test)]
+mod testing;
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use chrono::Utc;
+
+    use super::testing::*;
+    use super::*;
+    use crate::event::Position;
+
+    /// Sleeps until the engine's next deadline, then does what is due.
+    fn wait_and_tick(engine: &mut Engine) {
+        let deadline = engine.deadline().expect("something is due");
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+        engine.tick();
+    }
+
+    #[test]
+    fn the_nth_attempt_bans_and_one_fewer_does_not() {
+        let mut f = Fixture::new("");
+        f.engine
+            .receive([attempt("192.0.2.1"), attempt("192.0.2.1")]);
+        assert!(f.active().is_empty(), "2 of 3 attempts ban nobody");
+        f.engine.receive([attempt("192.0.2.1")]);
+        let active = f.active();
+        assert_eq!(active.len(), 1);
+        let ban = &active[0];
+        assert_eq!(ban.net, net("192.0.2.1"));
+        assert_eq!((ban.attempts, ban.rule.as_str()), (3, RULE));
+        assert_eq!(
+            ban.reason, "failed from 192.0.2.1",
+            "the line is the reason"
+        );
+        assert_eq!((ban.source, ban.server.as_str()), (Origin::Log, "test"));
+        let lasts = ban.expires_at.expect("1h, not forever") - ban.banned_at;
+        assert!((3599..=3601).contains(&lasts.num_seconds()), "{lasts}");
+        assert_eq!(f.engine.bans, 1);
+    }
+
+    #[test]
+    fn attempts_further_apart_than_request_time_start_the_count_again() {
+        let mut f = Fixture::new("");
+        let now = Utc::now();
+        let ago = |s| now - chrono::Duration::seconds(s);
+        // 70 s apart with a request_time of 1m: each one is the first again.
+        f.engine.receive([
+            attempt_at("192.0.2.1", ago(210)),
+            attempt_at("192.0.2.1", ago(140)),
+            attempt_at("192.0.2.1", ago(70)),
+        ]);
+        assert!(f.active().is_empty());
+        // The last of those and two within a minute of each other: three in a row.
+        f.engine.receive([
+            attempt_at("192.0.2.1", ago(20)),
+            attempt_at("192.0.2.1", ago(0)),
+        ]);
+        assert!(f.banned("192.0.2.1"));
+    }
+
+    #[test]
+    fn an_instant_pattern_bans_on_its_first_match() {
+        let mut f = Fixture::new("");
+        f.engine.receive([instant("2001:db8::7")]);
+        let active = f.active();
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].attempts, 1);
+    }
+
+    #[test]
+    fn an_address_in_the_ignore_list_is_never_banned() {
+        let mut f = Fixture::new("");
+        let many: Vec<_> = (0..10).map(|_| attempt(IGNORED)).collect();
+        f.engine.receive(many);
+        f.engine.receive([instant(IGNORED), instant("127.0.0.1")]);
+        assert!(f.active().is_empty());
+        assert_eq!(
+            f.engine.tracked(),
+            0,
+            "ignored addresses are not even counted"
+        );
+    }
+
+    #[test]
+    fn with_ipv6_prefix_an_ipv6_attacker_is_counted_and_banned_by_its_prefix() {
+        let mut f = Fixture::new("ipv6_prefix: 64\n");
+        f.engine.receive([
+            attempt("2001:db8::1"),
+            attempt("2001:db8::2"),
+            attempt("2001:db8::3"),
+        ]);
+        let nets: Vec<IpNet> = f.active().iter().map(|b| b.net).collect();
+        assert_eq!(nets, ["2001:db8::/64".parse::<IpNet>().unwrap()]);
+    }
+
+    #[test]
+    fn ban_time_increment_lengthens_the_ban_of_an_address_banned_before() {
+        let mut f = Fixture::new("ban_time_increment: { factor: 2, max: 1d }\n");
+        f.engine.receive([instant("192.0.2.1")]);
+        let mut store = f.store();
+        store
+            .lift_many(&[net("192.0.2.1")], Utc::now(), "by hand")
+            .unwrap();
+        f.engine.receive([instant("192.0.2.1")]);
+        let active = f.active();
+        let lasts = active[0].expires_at.unwrap() - active[0].banned_at;
+        assert!((7199..=7201).contains(&lasts.num_seconds()), "{lasts}");
+    }
+
+    #[test]
+    fn a_ban_that_would_already_have_ended_is_not_made() {
+        let mut f = Fixture::new("ban_time: 1m\n");
+        f.engine.receive([attempt_at(
+            "192.0.2.1",
+            Utc::now() - chrono::Duration::hours(2),
+        )]);
+        f.engine.receive([instant("192.0.2.2")]);
+        let nets: Vec<IpNet> = f.active().iter().map(|b| b.net).collect();
+        assert_eq!(nets, [net("192.0.2.2")]);
+    }
+
+    #[test]
+    fn a_burst_goes_to_the_firewall_as_one_batch() {
+        let kernel = Kernel::default();
+        let mut f = Fixture::with_kernel("", &kernel);
+        f.engine.receive([
+            instant("192.0.2.1"),
+            instant("192.0.2.2"),
+            instant("192.0.2.3"),
+        ]);
+        assert_eq!(kernel.ban_calls(), [3]);
+        assert_eq!(f.active().len(), 3);
+    }
+
+    #[test]
+    fn a_batch_takes_at_most_batch_events_and_leaves_the_rest_queued() {
+        let mut f = Fixture::new("");
+        let cursor = |i: usize| Event::Cursor {
+            rule: RULE.into(),
+            cursor: format!("s=1;i={i}"),
+        };
+        let mut queued = (0..BATCH + 5).map(cursor);
+        f.engine.receive(queued.by_ref());
+        assert_eq!(queued.len(), 5);
+        let mut queued = (0..2 * BATCH + 5).map(cursor);
+        f.engine.drain(queued.by_ref());
+        assert_eq!(queued.len(), 0, "a drain takes everything");
+    }
+
+    #[test]
+    fn expiry_lifts_a_ban_at_its_time() {
+        let kernel = Kernel::default();
+        let mut f = Fixture::with_kernel("ban_time: 1s\n", &kernel);
+        f.engine.receive([instant("192.0.2.1")]);
+        let banned = Instant::now();
+        assert!(kernel.holds("192.0.2.1") && f.banned("192.0.2.1"));
+        f.engine.tick();
+        assert!(f.banned("192.0.2.1"), "not before its time");
+        // The store keeps whole seconds: the end is read again at the first wake-up
+        // and the ban lifted within the second after it.
+        while f.banned("192.0.2.1") {
+            assert!(
+                banned.elapsed() < Duration::from_millis(2100),
+                "still banned"
+            );
+            wait_and_tick(&mut f.engine);
+        }
+        assert!(
+            banned.elapsed() >= Duration::from_millis(900),
+            "lifted early"
+        );
+        assert!(!kernel.holds("192.0.2.1"));
+        let lifted = f.store().all_bans().unwrap();
+        assert_eq!(lifted[0].lift_reason.as_deref(), Some("expired"));
+    }
+
+    #[test]
+    fn a_ban_the_firewall_refused_is_tried_again_and_recorded_once_it_holds() {
+        let kernel = Kernel::refusing(1);
+        let mut f = Fixture::with_kernel("", &kernel);
+        f.engine.receive([instant("192.0.2.1")]);
+        assert!(!kernel.holds("192.0.2.1"));
+        assert!(
+            f.active().is_empty(),
+            "nothing is recorded that the kernel does not hold"
+        );
+        let wait = f
+            .engine
+            .deadline()
+            .expect("a retry is due")
+            .saturating_duration_since(Instant::now());
+        assert!(wait <= Duration::from_secs(1), "the first retry: {wait:?}");
+        wait_and_tick(&mut f.engine);
+        assert!(kernel.holds("192.0.2.1") && f.banned("192.0.2.1"));
+        assert_eq!(kernel.ban_calls(), [1, 1]);
+        let next = f.engine.deadline().expect("the counters' save");
+        assert!(
+            next > Instant::now() + Duration::from_secs(5),
+            "nothing left to try again"
+        );
+    }
+
+    #[test]
+    fn a_refused_ban_joins_the_next_batch_once_its_retry_is_due() {
+        let kernel = Kernel::refusing(1);
+        let mut f = Fixture::with_kernel("", &kernel);
+        f.engine.receive([instant("192.0.2.1")]);
+        f.engine.receive([instant("192.0.2.2")]);
+        assert_eq!(kernel.nets(), [net("192.0.2.2")], "not due yet: waits");
+        std::thread::sleep(Duration::from_secs(1));
+        f.engine.receive([instant("192.0.2.3")]);
+        assert_eq!(kernel.ban_calls(), [1, 1, 2]);
+        assert_eq!(f.active().len(), 3);
+    }
+
+    #[test]
+    fn restore_puts_active_bans_in_the_firewall_and_lifts_expired_ones() {
+        let kernel = Kernel::default();
+        let f = Fixture::new("");
+        let mut store = f.store();
+        let hour = chrono::Duration::hours(1);
+        store
+            .record_many(&[
+                ban_by_others("192.0.2.1", Some(Utc::now() + hour)),
+                ban_by_others("192.0.2.2", Some(Utc::now() - hour)),
+                ban_by_others("192.0.2.3", None),
+                ban_by_others(IGNORED, None),
+            ])
+            .unwrap();
+        let mut engine = f.engine;
+        assert_eq!(
+            engine.replace_firewall(Box::new(kernel.clone())).unwrap(),
+            2
+        );
+        assert_eq!(kernel.nets(), [net("192.0.2.1"), net("192.0.2.3")]);
+        let active: Vec<IpNet> = store.active_bans().unwrap().iter().map(|b| b.net).collect();
+        assert!(!active.contains(&net("192.0.2.2")), "{active:?}");
+    }
+
+    #[test]
+    fn reconcile_applies_missing_bans_and_lifts_gone_ones() {
+        let kernel = Kernel::default();
+        let mut f = Fixture::with_kernel("", &kernel);
+        f.engine.receive([instant("192.0.2.1")]);
+        // Meanwhile, elsewhere: one more ban, and ours lifted.
+        let mut store = f.store();
+        store
+            .record_many(&[ban_by_others("192.0.2.9", None)])
+            .unwrap();
+        store
+            .lift_many(&[net("192.0.2.1")], Utc::now(), "by hand")
+            .unwrap();
+        assert_eq!(f.engine.reconcile().unwrap(), (1, 1));
+        assert_eq!(kernel.nets(), [net("192.0.2.9")]);
+        assert_eq!(f.engine.reconcile().unwrap(), (0, 0), "nothing left to do");
+    }
+
+    #[test]
+    fn reconcile_leaves_ignored_and_ended_bans_out_of_the_firewall() {
+        let kernel = Kernel::default();
+        let mut f = Fixture::with_kernel("", &kernel);
+        let mut store = f.store();
+        store
+            .record_many(&[
+                ban_by_others(IGNORED, None),
+                ban_by_others("192.0.2.5", Some(Utc::now() - chrono::Duration::seconds(1))),
+            ])
+            .unwrap();
+        assert_eq!(f.engine.reconcile().unwrap(), (0, 0));
+        assert!(kernel.nets().is_empty());
+    }
+
+    #[test]
+    fn a_remote_ban_reaches_the_firewall_and_its_unban_lifts_it() {
+        let kernel = Kernel::default();
+        let mut f = Fixture::with_kernel("", &kernel);
+        let ban = |ip: &str| {
+            Event::Remote(RemoteEvent::Ban {
+                net: net(ip),
+                rule: RULE.into(),
+                server: "web-2".into(),
+                reason: "failed".into(),
+                until: None,
+            })
+        };
+        f.engine.receive([ban("192.0.2.1"), ban(IGNORED)]);
+        assert_eq!(kernel.nets(), [net("192.0.2.1")], "never an ignored one");
+        assert!(f.active().is_empty(), "the fleet's record is its own");
+        f.engine.receive([Event::Remote(RemoteEvent::Unban {
+            net: net("192.0.2.1"),
+            server: "web-2".into(),
+        })]);
+        assert!(kernel.nets().is_empty());
+    }
+
+    #[test]
+    fn positions_and_cursors_are_saved() {
+        let mut f = Fixture::new("");
+        let path = std::path::PathBuf::from("/var/log/test.log");
+        let at = |offset| Event::Position {
+            path: path.clone(),
+            position: Position { inode: 7, offset },
+        };
+        let cursor = Event::Cursor {
+            rule: RULE.into(),
+            cursor: "s=1;i=2".into(),
+        };
+        // A file's first position is written at the next tick, with what came with it.
+        f.engine.receive([at(10), cursor]);
+        f.engine.tick();
+        let store = f.store();
+        assert_eq!(store.positions().unwrap()[&path].offset, 10);
+        assert_eq!(store.cursors().unwrap()[RULE], "s=1;i=2");
+        // Later ones are written together, within a second.
+        f.engine.receive([at(20)]);
+        f.engine.tick();
+        assert_eq!(store.positions().unwrap()[&path].offset, 10);
+        wait_and_tick(&mut f.engine);
+        assert_eq!(store.positions().unwrap()[&path].offset, 20);
+    }
+
+    #[test]
+    fn positions_saved_before_are_known_at_start() {
+        let mut f = Fixture::new("");
+        let path = std::path::PathBuf::from("/var/log/test.log");
+        let position = Position {
+            inode: 7,
+            offset: 10,
+        };
+        let mut store = f.store();
+        store
+            .save_positions(&[(path.clone(), position)].into_iter().collect())
+            .unwrap();
+        assert_eq!(f.engine.saved_positions().unwrap()[&path], position);
+        // Known as saved: the next position of that file waits for the next flush.
+        f.engine.receive([Event::Position {
+            path: path.clone(),
+            position: Position {
+                inode: 7,
+                offset: 20,
+            },
+        }]);
+        f.engine.tick();
+        assert_eq!(store.positions().unwrap()[&path].offset, 10);
+    }
+
+    #[test]
+    fn the_counters_are_saved_for_the_admin_after_activity() {
+        let mut f = Fixture::new("");
+        f.engine.receive([instant("192.0.2.1")]);
+        let wait = f
+            .engine
+            .deadline()
+            .expect("a save is due")
+            .saturating_duration_since(Instant::now());
+        assert!(
+            wait > metrics::SAVE_EVERY - Duration::from_secs(1),
+            "{wait:?}"
+        );
+        f.engine.save_stats();
+        let stats = f.store().stats().unwrap();
+        let bans = stats
+            .iter()
+            .find(|(key, _, _)| key == "daemon_bans_total")
+            .map(|(_, v, _)| *v);
+        assert_eq!(bans, Some(1.0), "{stats:?}");
+        let next = f.engine.deadline().expect("the ban's end");
+        assert!(
+            next > Instant::now() + Duration::from_secs(3000),
+            "only the ban's end is left"
+        );
+    }
+}
