@@ -8,8 +8,10 @@
 //! the store, so none of it needs a lock.
 
 pub mod apply;
+mod bookkeeping;
 pub mod counter;
 pub mod manual;
+mod timers;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,14 +23,15 @@ use ipnet::IpNet;
 use crate::ban::{NewBan, Origin, Recorded};
 use crate::config::Settings;
 use crate::engine::counter::{Counters, Outcome};
-use crate::event::Positions;
-use crate::event::{Attempt, Event, Link, RemoteEvent};
+use crate::event::{Attempt, Cursors, Event, Link, Positions, RemoteEvent};
 use crate::firewall::{Entry, Firewall};
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::net::{IgnoreList, aggregate, display_net};
 use crate::rule::Limits;
-use crate::store::{BanStore, SqliteStore};
+use crate::store::{BanStore, SqliteStore, StoreError};
 use apply::ActionError;
+use bookkeeping::Bookkeeping;
+use timers::Expiry;
 
 /// First wait before bans the firewall refused are tried again, and the longest.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -37,9 +40,6 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 /// Most events in one batch: the bans they decide are applied together, after them.
 const BATCH: usize = 50_000;
 
-/// How often changed read positions are written.
-const POSITION_FLUSH: Duration = Duration::from_secs(1);
-
 pub struct Engine {
     limits: HashMap<Arc<str>, Limits>,
     ignore: IgnoreList,
@@ -47,8 +47,6 @@ pub struct Engine {
     counters: Counters,
     firewall: Box<dyn Firewall>,
     store: Box<dyn BanStore>,
-    /// The local SQLite file: read positions (whatever the ban store is).
-    local: SqliteStore,
     /// What this server has put in its firewall, and why: what reconciling compares with
     /// the store, and what it puts back if a shared store lost its data.
     applied: HashMap<IpNet, NewBan>,
@@ -59,12 +57,6 @@ pub struct Engine {
     /// When `restore` began reading the store's active bans; the first subscription
     /// made before that needs no reconcile.
     restored_at: Option<Instant>,
-    positions: Positions,
-    /// Files whose position is in the store already.
-    saved_paths: std::collections::HashSet<std::path::PathBuf>,
-    /// Journal cursors not yet saved, by rule.
-    cursors: crate::event::Cursors,
-    positions_due: Option<Instant>,
     /// Bans decided but not yet applied (see `commit`).
     pending: Vec<NewBan>,
     /// Bans the firewall refused, tried again at `retry_due`, the delay doubling.
@@ -73,13 +65,12 @@ pub struct Engine {
     retry_delay: Option<Duration>,
     ipv6_prefix: u8,
     increment: Option<crate::config::Increment>,
-    next_expiry: Option<chrono::DateTime<Utc>>,
+    /// When the next ban in the store ends.
+    expiry: Expiry,
+    books: Bookkeeping,
     pub bans: u64,
     /// The daemon's counters; bans and reconciles are counted here.
     metrics: Arc<Metrics>,
-    /// When the counters' snapshot is next saved for the admin: armed by activity, so an
-    /// idle daemon does not wake up for it.
-    stats_due: Option<Instant>,
 }
 
 impl Engine {
@@ -97,17 +88,13 @@ impl Engine {
             counters: Counters::new(settings.config.max_tracked),
             firewall,
             store,
-            local,
             applied: HashMap::new(),
             reconcile_every: None,
             reconcile_due: None,
             epoch: None,
             restored_at: None,
-            positions: Positions::new(),
-            cursors: Default::default(),
-            saved_paths: Default::default(),
-            positions_due: None,
-            next_expiry: None,
+            expiry: Expiry::default(),
+            books: Bookkeeping::new(local, Arc::clone(&metrics)),
             pending: Vec::new(),
             retry: Vec::new(),
             retry_due: None,
@@ -116,7 +103,6 @@ impl Engine {
             increment: None,
             bans: 0,
             metrics,
-            stats_due: None,
         };
         engine.configure(settings);
         engine
@@ -239,8 +225,7 @@ impl Engine {
         self.refresh_expiry();
         self.metrics
             .reconciled(Utc::now(), missing.len(), gone.len());
-        self.stats_due
-            .get_or_insert_with(|| Instant::now() + metrics::SAVE_EVERY);
+        self.books.counted(Instant::now());
         Ok((missing.len(), gone.len()))
     }
 
@@ -281,10 +266,8 @@ impl Engine {
                             expires_at: until,
                         };
                         self.applied.insert(net, ban);
-                        if let Some(t) = until
-                            && self.next_expiry.is_none_or(|n| t < n)
-                        {
-                            self.next_expiry = Some(t);
+                        if let Some(t) = until {
+                            self.expiry.no_later_than(t);
                         }
                     }
                     Err(e) => {
@@ -306,14 +289,12 @@ impl Engine {
         }
     }
 
-    pub fn saved_positions(&mut self) -> anyhow::Result<Positions> {
-        let positions = self.local.positions()?;
-        self.saved_paths.extend(positions.keys().cloned());
-        Ok(positions)
+    pub fn saved_positions(&mut self) -> Result<Positions, StoreError> {
+        self.books.saved_positions()
     }
 
-    pub fn saved_cursors(&self) -> anyhow::Result<crate::event::Cursors> {
-        Ok(self.local.cursors()?)
+    pub fn saved_cursors(&self) -> Result<Cursors, StoreError> {
+        self.books.saved_cursors()
     }
 
     /// Handles what arrived, then applies the bans it decided as one batch. `arrived` is
@@ -341,32 +322,14 @@ impl Engine {
     }
 
     fn handle(&mut self, event: Event) {
+        let now = Instant::now();
         // Every count moves with an event: lines read end in a position or cursor, a
         // fleet event arrives as one.
-        self.stats_due
-            .get_or_insert_with(|| Instant::now() + metrics::SAVE_EVERY);
+        self.books.counted(now);
         match event {
             Event::Attempt(a) => self.attempt(a),
-            Event::Position { path, position } => {
-                // A file's first position is saved at once: until it is, a crash would
-                // make the next start begin at the file's end and skip what came since.
-                // It is written by the `tick` that follows this batch's `commit`: the bans
-                // the batch decided reach the firewall before any bookkeeping write.
-                let first = self.saved_paths.insert(path.clone());
-                self.positions.insert(path, position);
-                let due = Instant::now()
-                    + if first {
-                        Duration::ZERO
-                    } else {
-                        POSITION_FLUSH
-                    };
-                self.positions_due = Some(self.positions_due.map_or(due, |d| d.min(due)));
-            }
-            Event::Cursor { rule, cursor } => {
-                self.cursors.insert(rule, cursor);
-                self.positions_due
-                    .get_or_insert_with(|| Instant::now() + POSITION_FLUSH);
-            }
+            Event::Position { path, position } => self.books.position(path, position, now),
+            Event::Cursor { rule, cursor } => self.books.cursor(rule, cursor, now),
             Event::Remote(event) => self.remote(event),
             // Subscribed before restore read the active bans: that read holds all that
             // was published before, and the channel holds all that came since, so a
@@ -487,10 +450,8 @@ impl Engine {
                         Recorded::New(ban) => {
                             self.bans += 1;
                             self.metrics.banned();
-                            if let Some(t) = ban.expires_at
-                                && self.next_expiry.is_none_or(|n| t < n)
-                            {
-                                self.next_expiry = Some(t);
+                            if let Some(t) = ban.expires_at {
+                                self.expiry.no_later_than(t);
                             }
                         }
                         Recorded::AlreadyBanned(ban) => {
@@ -543,59 +504,26 @@ impl Engine {
     /// Re-reads the next expiry (the CLI may have banned or unbanned meanwhile).
     pub fn refresh_expiry(&mut self) {
         match self.store.next_expiry() {
-            Ok(t) => self.next_expiry = t,
+            Ok(t) => self.expiry.set(t),
             Err(e) => log::error!("cannot read the next expiry: {e}"),
         }
     }
 
-    /// Writes changed read positions; what cannot be written now (the database locked by
-    /// another process, say) is tried again after `POSITION_FLUSH`.
+    /// Writes changed read positions now.
     pub fn flush_positions(&mut self) {
-        self.positions_due = None;
-        let mut failed = false;
-        if !self.positions.is_empty() {
-            match self.local.save_positions(&self.positions) {
-                Ok(()) => self.positions.clear(),
-                Err(e) => {
-                    log::warn!("cannot save log positions yet: {e}");
-                    failed = true;
-                }
-            }
-        }
-        if !self.cursors.is_empty() {
-            match self.local.save_cursors(&self.cursors) {
-                Ok(()) => self.cursors.clear(),
-                Err(e) => {
-                    log::warn!("cannot save journal cursors yet: {e}");
-                    failed = true;
-                }
-            }
-        }
-        if failed {
-            self.positions_due = Some(Instant::now() + POSITION_FLUSH);
-        }
+        self.books.flush_positions();
     }
 
     /// Saves the counters' snapshot in the local SQLite file, for the admin's `/metrics`.
     pub fn save_stats(&mut self) {
-        self.stats_due = None;
-        let rows = metrics::to_rows(&self.metrics.snapshot());
-        if let Err(e) = self.local.save_stats(&rows) {
-            log::warn!("cannot save the counters for the admin: {e}");
-        }
+        self.books.save_stats();
     }
 
     /// The earliest moment something is due: a ban to lift, positions or counters to save.
     pub fn deadline(&self) -> Option<Instant> {
-        let expiry = self.next_expiry.map(|t| {
-            let wait = (t - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-            // Second-granular expiry times: wake just after the second turns.
-            Instant::now() + wait + Duration::from_millis(5)
-        });
         [
-            expiry,
-            self.positions_due,
-            self.stats_due,
+            self.expiry.when(),
+            self.books.due(),
             self.reconcile_due,
             self.retry_due,
         ]
@@ -607,13 +535,8 @@ impl Engine {
     /// Does whatever is due now.
     pub fn tick(&mut self) {
         let now = Instant::now();
-        if self.positions_due.is_some_and(|t| t <= now) {
-            self.flush_positions();
-        }
-        if self.stats_due.is_some_and(|t| t <= now) {
-            self.save_stats();
-        }
-        if self.next_expiry.is_some_and(|t| t <= Utc::now()) {
+        self.books.tick(now);
+        if self.expiry.is_due(Utc::now()) {
             self.expire();
         }
         if self.retry_due.is_some_and(|t| t <= now) {
@@ -646,14 +569,6 @@ mod tests {
 
     use super::testing::*;
     use super::*;
-    use crate::event::Position;
-
-    /// Sleeps until the engine's next deadline, then does what is due.
-    fn wait_and_tick(engine: &mut Engine) {
-        let deadline = engine.deadline().expect("something is due");
-        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
-        engine.tick();
-    }
 
     #[test]
     fn the_nth_attempt_bans_and_one_fewer_does_not() {
@@ -930,83 +845,5 @@ mod tests {
             server: "web-2".into(),
         })]);
         assert!(kernel.nets().is_empty());
-    }
-
-    #[test]
-    fn positions_and_cursors_are_saved() {
-        let mut f = Fixture::new("");
-        let path = std::path::PathBuf::from("/var/log/test.log");
-        let at = |offset| Event::Position {
-            path: path.clone(),
-            position: Position { inode: 7, offset },
-        };
-        let cursor = Event::Cursor {
-            rule: RULE.into(),
-            cursor: "s=1;i=2".into(),
-        };
-        // A file's first position is written at the next tick, with what came with it.
-        f.engine.receive([at(10), cursor]);
-        f.engine.tick();
-        let store = f.store();
-        assert_eq!(store.positions().unwrap()[&path].offset, 10);
-        assert_eq!(store.cursors().unwrap()[RULE], "s=1;i=2");
-        // Later ones are written together, within a second.
-        f.engine.receive([at(20)]);
-        f.engine.tick();
-        assert_eq!(store.positions().unwrap()[&path].offset, 10);
-        wait_and_tick(&mut f.engine);
-        assert_eq!(store.positions().unwrap()[&path].offset, 20);
-    }
-
-    #[test]
-    fn positions_saved_before_are_known_at_start() {
-        let mut f = Fixture::new("");
-        let path = std::path::PathBuf::from("/var/log/test.log");
-        let position = Position {
-            inode: 7,
-            offset: 10,
-        };
-        let mut store = f.store();
-        store
-            .save_positions(&[(path.clone(), position)].into_iter().collect())
-            .unwrap();
-        assert_eq!(f.engine.saved_positions().unwrap()[&path], position);
-        // Known as saved: the next position of that file waits for the next flush.
-        f.engine.receive([Event::Position {
-            path: path.clone(),
-            position: Position {
-                inode: 7,
-                offset: 20,
-            },
-        }]);
-        f.engine.tick();
-        assert_eq!(store.positions().unwrap()[&path].offset, 10);
-    }
-
-    #[test]
-    fn the_counters_are_saved_for_the_admin_after_activity() {
-        let mut f = Fixture::new("");
-        f.engine.receive([instant("192.0.2.1")]);
-        let wait = f
-            .engine
-            .deadline()
-            .expect("a save is due")
-            .saturating_duration_since(Instant::now());
-        assert!(
-            wait > metrics::SAVE_EVERY - Duration::from_secs(1),
-            "{wait:?}"
-        );
-        f.engine.save_stats();
-        let stats = f.store().stats().unwrap();
-        let bans = stats
-            .iter()
-            .find(|(key, _, _)| key == "daemon_bans_total")
-            .map(|(_, v, _)| *v);
-        assert_eq!(bans, Some(1.0), "{stats:?}");
-        let next = f.engine.deadline().expect("the ban's end");
-        assert!(
-            next > Instant::now() + Duration::from_secs(3000),
-            "only the ban's end is left"
-        );
     }
 }

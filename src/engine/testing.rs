@@ -233,3 +233,10 @@ pub fn ban_by_others(ip: &str, until: Option<DateTime<Utc>>) -> NewBan {
         expires_at: until,
     }
 }
+
+/// Sleeps until the engine's next deadline, then does what is due.
+pub fn wait_and_tick(engine: &mut Engine) {
+    let deadline = engine.deadline().expect("something is due");
+    std::thread::sleep(deadline.saturating_duration_since(std::time::Instant::now()));
+    engine.tick();
+}
