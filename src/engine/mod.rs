@@ -10,6 +10,7 @@
 pub mod apply;
 mod bookkeeping;
 pub mod counter;
+mod decide;
 pub mod manual;
 mod timers;
 
@@ -22,15 +23,14 @@ use ipnet::IpNet;
 
 use crate::ban::{NewBan, Origin, Recorded};
 use crate::config::Settings;
-use crate::engine::counter::{Counters, Outcome};
 use crate::event::{Attempt, Cursors, Event, Link, Positions, RemoteEvent};
 use crate::firewall::{Entry, Firewall};
 use crate::metrics::Metrics;
-use crate::net::{IgnoreList, aggregate, display_net};
-use crate::rule::Limits;
+use crate::net::display_net;
 use crate::store::{BanStore, SqliteStore, StoreError};
 use apply::ActionError;
 use bookkeeping::Bookkeeping;
+use decide::Decider;
 use timers::Expiry;
 
 /// First wait before bans the firewall refused are tried again, and the longest.
@@ -41,10 +41,7 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 const BATCH: usize = 50_000;
 
 pub struct Engine {
-    limits: HashMap<Arc<str>, Limits>,
-    ignore: IgnoreList,
-    server: String,
-    counters: Counters,
+    decider: Decider,
     firewall: Box<dyn Firewall>,
     store: Box<dyn BanStore>,
     /// What this server has put in its firewall, and why: what reconciling compares with
@@ -63,8 +60,6 @@ pub struct Engine {
     retry: Vec<NewBan>,
     retry_due: Option<Instant>,
     retry_delay: Option<Duration>,
-    ipv6_prefix: u8,
-    increment: Option<crate::config::Increment>,
     /// When the next ban in the store ends.
     expiry: Expiry,
     books: Bookkeeping,
@@ -82,10 +77,7 @@ impl Engine {
         metrics: Arc<Metrics>,
     ) -> Engine {
         let mut engine = Engine {
-            limits: HashMap::new(),
-            ignore: IgnoreList::default(),
-            server: String::new(),
-            counters: Counters::new(settings.config.max_tracked),
+            decider: Decider::new(settings),
             firewall,
             store,
             applied: HashMap::new(),
@@ -99,8 +91,6 @@ impl Engine {
             retry: Vec::new(),
             retry_due: None,
             retry_delay: None,
-            ipv6_prefix: 128,
-            increment: None,
             bans: 0,
             metrics,
         };
@@ -110,15 +100,7 @@ impl Engine {
 
     /// Takes the numbers, ignore list and server name of new settings; counters are kept.
     pub fn configure(&mut self, settings: &Settings) {
-        self.limits = settings
-            .rules
-            .iter()
-            .map(|r| (Arc::clone(&r.name), r.limits))
-            .collect();
-        self.ignore = settings.ignore.clone();
-        self.server = settings.config.server_name.clone();
-        self.ipv6_prefix = settings.config.ipv6_prefix;
-        self.increment = settings.config.ban_time_increment;
+        self.decider.configure(settings);
         self.reconcile_every = (settings.config.store == crate::config::StoreKind::Redis)
             .then_some(settings.config.redis.reconcile_every);
         self.reconcile_due = self.reconcile_every.map(|d| Instant::now() + d);
@@ -158,7 +140,7 @@ impl Engine {
         self.store.lift_many(&expired, now, "expired")?;
         let active: Vec<_> = active
             .into_iter()
-            .filter(|b| self.ignore.overlapping(&b.net).is_none())
+            .filter(|b| self.decider.ignore().overlapping(&b.net).is_none())
             .collect();
         let entries: Vec<Entry> = active
             .iter()
@@ -200,7 +182,8 @@ impl Engine {
         let desired: HashMap<IpNet, NewBan> = active
             .into_iter()
             .filter(|b| {
-                b.expires_at.is_none_or(|t| t > now) && self.ignore.overlapping(&b.net).is_none()
+                b.expires_at.is_none_or(|t| t > now)
+                    && self.decider.ignore().overlapping(&b.net).is_none()
             })
             .map(|b| (b.net, b.new))
             .collect();
@@ -242,7 +225,7 @@ impl Engine {
                 reason,
                 until,
             } => {
-                if let Some(ignored) = self.ignore.overlapping(&net) {
+                if let Some(ignored) = self.decider.ignore().overlapping(&net) {
                     log::warn!(
                         "{server} banned {}, which overlaps {ignored} in the ignore list: not applied here",
                         display_net(&net)
@@ -354,80 +337,11 @@ impl Engine {
         }
     }
 
+    /// Counts an attempt; a ban it decides joins the batch.
     fn attempt(&mut self, a: Attempt) {
-        if let Some(net) = self.ignore.covering(a.ip) {
-            log::debug!(
-                "{} matched rule {} but is in the ignore list ({net})",
-                a.ip,
-                a.rule
-            );
-            return;
+        if let Some(ban) = self.decider.attempt(a, Utc::now(), self.store.as_mut()) {
+            self.pending.push(ban);
         }
-        let Some(limits) = self.limits.get(&a.rule).copied() else {
-            return;
-        };
-        // With ipv6_prefix, an IPv6 attacker is its whole prefix: counted and banned as one.
-        let target = aggregate(a.ip, self.ipv6_prefix);
-        match self
-            .counters
-            .record(&a.rule, target.addr(), a.at, &limits, a.instant)
-        {
-            Outcome::Counted(n) => log::debug!(
-                "{} rule {}: attempt {n} of {}",
-                a.ip,
-                a.rule,
-                limits.failed_attempts
-            ),
-            Outcome::Ban(attempts) => self.decide_ban(&a, target, attempts, &limits),
-        }
-    }
-
-    /// Queues a ban; `commit` applies the queue at the end of the batch.
-    fn decide_ban(&mut self, a: &Attempt, net: IpNet, attempts: u32, limits: &Limits) {
-        let now = Utc::now();
-        // The ban runs from the deciding line's time (never later than now), so lines
-        // caught up after a restart do not ban for longer than they would have live.
-        let from = a.at.with_timezone(&Utc).min(now);
-        let ban_time = match self.increment {
-            None => limits.ban_time,
-            Some(inc) => {
-                let since =
-                    now - chrono::Duration::from_std(inc.window).unwrap_or(chrono::Duration::MAX);
-                let earlier = self.store.bans_since(&net, since).unwrap_or_else(|e| {
-                    log::warn!("cannot count earlier bans of {}: {e}", display_net(&net));
-                    0
-                });
-                let longer = inc.apply(limits.ban_time, earlier);
-                if earlier > 0 {
-                    log::info!(
-                        "{} was banned {earlier} times within {}: banned for {longer}",
-                        display_net(&net),
-                        crate::duration::format_duration(inc.window)
-                    );
-                }
-                longer
-            }
-        };
-        let expires_at = ban_time.expiry(from);
-        if expires_at.is_some_and(|t| t <= now) {
-            log::info!(
-                "{} reached {attempts} attempts for rule {} at {}, but that ban would already have ended",
-                a.ip,
-                a.rule,
-                a.at
-            );
-            return;
-        }
-        self.pending.push(NewBan {
-            net,
-            rule: a.rule.to_string(),
-            reason: a.line.clone(),
-            attempts,
-            server: self.server.clone(),
-            source: Origin::Log,
-            banned_at: now,
-            expires_at,
-        });
     }
 
     /// Applies the queued bans: one store transaction and one firewall batch.
@@ -553,8 +467,9 @@ impl Engine {
         }
     }
 
+    /// How many (rule, address) counters are held.
     pub fn tracked(&self) -> usize {
-        self.counters.tracked()
+        self.decider.tracked()
     }
 }
 
@@ -569,109 +484,6 @@ mod tests {
 
     use super::testing::*;
     use super::*;
-
-    #[test]
-    fn the_nth_attempt_bans_and_one_fewer_does_not() {
-        let mut f = Fixture::new("");
-        f.engine
-            .receive([attempt("192.0.2.1"), attempt("192.0.2.1")]);
-        assert!(f.active().is_empty(), "2 of 3 attempts ban nobody");
-        f.engine.receive([attempt("192.0.2.1")]);
-        let active = f.active();
-        assert_eq!(active.len(), 1);
-        let ban = &active[0];
-        assert_eq!(ban.net, net("192.0.2.1"));
-        assert_eq!((ban.attempts, ban.rule.as_str()), (3, RULE));
-        assert_eq!(
-            ban.reason, "failed from 192.0.2.1",
-            "the line is the reason"
-        );
-        assert_eq!((ban.source, ban.server.as_str()), (Origin::Log, "test"));
-        let lasts = ban.expires_at.expect("1h, not forever") - ban.banned_at;
-        assert!((3599..=3601).contains(&lasts.num_seconds()), "{lasts}");
-        assert_eq!(f.engine.bans, 1);
-    }
-
-    #[test]
-    fn attempts_further_apart_than_request_time_start_the_count_again() {
-        let mut f = Fixture::new("");
-        let now = Utc::now();
-        let ago = |s| now - chrono::Duration::seconds(s);
-        // 70 s apart with a request_time of 1m: each one is the first again.
-        f.engine.receive([
-            attempt_at("192.0.2.1", ago(210)),
-            attempt_at("192.0.2.1", ago(140)),
-            attempt_at("192.0.2.1", ago(70)),
-        ]);
-        assert!(f.active().is_empty());
-        // The last of those and two within a minute of each other: three in a row.
-        f.engine.receive([
-            attempt_at("192.0.2.1", ago(20)),
-            attempt_at("192.0.2.1", ago(0)),
-        ]);
-        assert!(f.banned("192.0.2.1"));
-    }
-
-    #[test]
-    fn an_instant_pattern_bans_on_its_first_match() {
-        let mut f = Fixture::new("");
-        f.engine.receive([instant("2001:db8::7")]);
-        let active = f.active();
-        assert_eq!(active.len(), 1);
-        assert_eq!(active[0].attempts, 1);
-    }
-
-    #[test]
-    fn an_address_in_the_ignore_list_is_never_banned() {
-        let mut f = Fixture::new("");
-        let many: Vec<_> = (0..10).map(|_| attempt(IGNORED)).collect();
-        f.engine.receive(many);
-        f.engine.receive([instant(IGNORED), instant("127.0.0.1")]);
-        assert!(f.active().is_empty());
-        assert_eq!(
-            f.engine.tracked(),
-            0,
-            "ignored addresses are not even counted"
-        );
-    }
-
-    #[test]
-    fn with_ipv6_prefix_an_ipv6_attacker_is_counted_and_banned_by_its_prefix() {
-        let mut f = Fixture::new("ipv6_prefix: 64\n");
-        f.engine.receive([
-            attempt("2001:db8::1"),
-            attempt("2001:db8::2"),
-            attempt("2001:db8::3"),
-        ]);
-        let nets: Vec<IpNet> = f.active().iter().map(|b| b.net).collect();
-        assert_eq!(nets, ["2001:db8::/64".parse::<IpNet>().unwrap()]);
-    }
-
-    #[test]
-    fn ban_time_increment_lengthens_the_ban_of_an_address_banned_before() {
-        let mut f = Fixture::new("ban_time_increment: { factor: 2, max: 1d }\n");
-        f.engine.receive([instant("192.0.2.1")]);
-        let mut store = f.store();
-        store
-            .lift_many(&[net("192.0.2.1")], Utc::now(), "by hand")
-            .unwrap();
-        f.engine.receive([instant("192.0.2.1")]);
-        let active = f.active();
-        let lasts = active[0].expires_at.unwrap() - active[0].banned_at;
-        assert!((7199..=7201).contains(&lasts.num_seconds()), "{lasts}");
-    }
-
-    #[test]
-    fn a_ban_that_would_already_have_ended_is_not_made() {
-        let mut f = Fixture::new("ban_time: 1m\n");
-        f.engine.receive([attempt_at(
-            "192.0.2.1",
-            Utc::now() - chrono::Duration::hours(2),
-        )]);
-        f.engine.receive([instant("192.0.2.2")]);
-        let nets: Vec<IpNet> = f.active().iter().map(|b| b.net).collect();
-        assert_eq!(nets, [net("192.0.2.2")]);
-    }
 
     #[test]
     fn a_burst_goes_to_the_firewall_as_one_batch() {
