@@ -12,6 +12,7 @@ mod bookkeeping;
 pub mod counter;
 mod decide;
 pub mod manual;
+mod retry;
 mod timers;
 
 use std::collections::HashMap;
@@ -31,11 +32,8 @@ use crate::store::{BanStore, SqliteStore, StoreError};
 use apply::ActionError;
 use bookkeeping::Bookkeeping;
 use decide::Decider;
+use retry::Retry;
 use timers::Expiry;
-
-/// First wait before bans the firewall refused are tried again, and the longest.
-const RETRY_FIRST: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Most events in one batch: the bans they decide are applied together, after them.
 const BATCH: usize = 50_000;
@@ -54,12 +52,9 @@ pub struct Engine {
     /// When `restore` began reading the store's active bans; the first subscription
     /// made before that needs no reconcile.
     restored_at: Option<Instant>,
-    /// Bans decided but not yet applied (see `commit`).
+    /// Bans decided in this batch, applied together by `commit`.
     pending: Vec<NewBan>,
-    /// Bans the firewall refused, tried again at `retry_due`, the delay doubling.
-    retry: Vec<NewBan>,
-    retry_due: Option<Instant>,
-    retry_delay: Option<Duration>,
+    retry: Retry,
     /// When the next ban in the store ends.
     expiry: Expiry,
     books: Bookkeeping,
@@ -88,9 +83,7 @@ impl Engine {
             expiry: Expiry::default(),
             books: Bookkeeping::new(local, Arc::clone(&metrics)),
             pending: Vec::new(),
-            retry: Vec::new(),
-            retry_due: None,
-            retry_delay: None,
+            retry: Retry::default(),
             bans: 0,
             metrics,
         };
@@ -344,22 +337,19 @@ impl Engine {
         }
     }
 
-    /// Applies the queued bans: one store transaction and one firewall batch.
+    /// Applies the batch's bans, with the refused ones whose retry is due: one store
+    /// transaction and one firewall batch.
     fn commit(&mut self) {
-        if self.retry_due.is_some_and(|t| t <= Instant::now()) {
-            // Bans the firewall refused earlier go with this batch.
-            self.retry_due = None;
-            self.pending.append(&mut self.retry);
-        }
-        if self.pending.is_empty() {
+        let now = Instant::now();
+        let mut batch = std::mem::take(&mut self.pending);
+        // Bans the firewall refused earlier go with this batch.
+        batch.extend(self.retry.take_due(now));
+        if batch.is_empty() {
             return;
         }
-        let pending = std::mem::take(&mut self.pending);
-        match apply::ban_many(self.store.as_mut(), self.firewall.as_mut(), &pending) {
+        match apply::ban_many(self.store.as_mut(), self.firewall.as_mut(), &batch) {
             Ok(recorded) => {
                 for r in recorded {
-                    let (Recorded::New(ban) | Recorded::AlreadyBanned(ban)) = &r;
-                    self.applied.insert(ban.net, ban.new.clone());
                     match r {
                         Recorded::New(ban) => {
                             self.bans += 1;
@@ -367,39 +357,29 @@ impl Engine {
                             if let Some(t) = ban.expires_at {
                                 self.expiry.no_later_than(t);
                             }
+                            self.applied.insert(ban.net, ban.new);
                         }
                         Recorded::AlreadyBanned(ban) => {
-                            log::debug!("{} is already banned", display_net(&ban.net))
+                            log::debug!("{} is already banned", display_net(&ban.net));
+                            self.applied.insert(ban.net, ban.new);
                         }
                     }
                 }
             }
             Err(ActionError::Firewall(e)) => {
                 // Nothing was recorded: the same bans are tried again, later and later.
-                let delay = self
-                    .retry_delay
-                    .map_or(RETRY_FIRST, |d| (d * 2).min(RETRY_MAX));
-                log::error!(
-                    "the firewall refused {} bans ({e}); trying again in {}",
-                    pending.len(),
-                    crate::duration::format_duration(delay)
-                );
-                self.retry_delay = Some(delay);
-                self.retry_due = Some(Instant::now() + delay);
-                self.retry.extend(pending);
+                self.retry.refused(batch, &e, now);
                 return;
             }
             Err(e @ ActionError::NotRecorded { .. }) => {
                 log::error!("{e}; they protect this server until it restarts");
-                for ban in &pending {
-                    self.applied.insert(ban.net, ban.clone());
+                for ban in batch {
+                    self.applied.insert(ban.net, ban);
                 }
             }
-            Err(e) => log::error!("cannot ban {} addresses: {e}", pending.len()),
+            Err(e) => log::error!("cannot ban {} addresses: {e}", batch.len()),
         }
-        if self.retry.is_empty() {
-            self.retry_delay = None;
-        }
+        self.retry.settled();
     }
 
     /// Lifts bans whose time is up.
@@ -439,7 +419,7 @@ impl Engine {
             self.expiry.when(),
             self.books.due(),
             self.reconcile_due,
-            self.retry_due,
+            self.retry.due(),
         ]
         .into_iter()
         .flatten()
@@ -453,7 +433,7 @@ impl Engine {
         if self.expiry.is_due(Utc::now()) {
             self.expire();
         }
-        if self.retry_due.is_some_and(|t| t <= now) {
+        if self.retry.is_due(now) {
             self.commit();
         }
         if self.reconcile_due.is_some_and(|t| t <= now) {
@@ -538,45 +518,6 @@ mod tests {
         assert!(!kernel.holds("192.0.2.1"));
         let lifted = f.store().all_bans().unwrap();
         assert_eq!(lifted[0].lift_reason.as_deref(), Some("expired"));
-    }
-
-    #[test]
-    fn a_ban_the_firewall_refused_is_tried_again_and_recorded_once_it_holds() {
-        let kernel = Kernel::refusing(1);
-        let mut f = Fixture::with_kernel("", &kernel);
-        f.engine.receive([instant("192.0.2.1")]);
-        assert!(!kernel.holds("192.0.2.1"));
-        assert!(
-            f.active().is_empty(),
-            "nothing is recorded that the kernel does not hold"
-        );
-        let wait = f
-            .engine
-            .deadline()
-            .expect("a retry is due")
-            .saturating_duration_since(Instant::now());
-        assert!(wait <= Duration::from_secs(1), "the first retry: {wait:?}");
-        wait_and_tick(&mut f.engine);
-        assert!(kernel.holds("192.0.2.1") && f.banned("192.0.2.1"));
-        assert_eq!(kernel.ban_calls(), [1, 1]);
-        let next = f.engine.deadline().expect("the counters' save");
-        assert!(
-            next > Instant::now() + Duration::from_secs(5),
-            "nothing left to try again"
-        );
-    }
-
-    #[test]
-    fn a_refused_ban_joins_the_next_batch_once_its_retry_is_due() {
-        let kernel = Kernel::refusing(1);
-        let mut f = Fixture::with_kernel("", &kernel);
-        f.engine.receive([instant("192.0.2.1")]);
-        f.engine.receive([instant("192.0.2.2")]);
-        assert_eq!(kernel.nets(), [net("192.0.2.2")], "not due yet: waits");
-        std::thread::sleep(Duration::from_secs(1));
-        f.engine.receive([instant("192.0.2.3")]);
-        assert_eq!(kernel.ban_calls(), [1, 1, 2]);
-        assert_eq!(f.active().len(), 3);
     }
 
     #[test]
