@@ -6,61 +6,68 @@
 //! reconciles the firewall with the fleet's active bans on start, on every reconnection
 //! and every `redis.reconcile_every`. Nothing else in the daemon touches the firewall or
 //! the store, so none of it needs a lock.
+//!
+//! The `Engine` holds the firewall and the store and hands each event to the part it
+//! concerns: `decide` (counting attempts into bans), `retry` (bans the firewall refused),
+//! `reconcile` (what this server's firewall holds, and the fleet), `bookkeeping` (read
+//! positions and the counters' snapshot). Each part keeps its own timer (`timers`);
+//! `deadline` is the earliest of them and `tick` does what is due.
 
 pub mod apply;
 mod bookkeeping;
 pub mod counter;
 mod decide;
 pub mod manual;
+mod reconcile;
 mod retry;
 mod timers;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use ipnet::IpNet;
 
-use crate::ban::{NewBan, Origin, Recorded};
-use crate::config::Settings;
-use crate::event::{Attempt, Cursors, Event, Link, Positions, RemoteEvent};
-use crate::firewall::{Entry, Firewall};
+use crate::ban::{NewBan, Recorded};
+use crate::config::{Settings, StoreKind};
+use crate::event::{Attempt, Cursors, Event, Positions};
+use crate::firewall::{Firewall, FirewallError};
 use crate::metrics::Metrics;
 use crate::net::display_net;
 use crate::store::{BanStore, SqliteStore, StoreError};
 use apply::ActionError;
 use bookkeeping::Bookkeeping;
 use decide::Decider;
+use reconcile::Applied;
 use retry::Retry;
 use timers::Expiry;
 
 /// Most events in one batch: the bans they decide are applied together, after them.
 const BATCH: usize = 50_000;
 
+/// Why restoring or reconciling the firewall with the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Firewall(#[from] FirewallError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 pub struct Engine {
     decider: Decider,
     firewall: Box<dyn Firewall>,
     store: Box<dyn BanStore>,
-    /// What this server has put in its firewall, and why: what reconciling compares with
-    /// the store, and what it puts back if a shared store lost its data.
-    applied: HashMap<IpNet, NewBan>,
-    /// With a shared store: how often to reconcile, and when next.
-    reconcile_every: Option<Duration>,
-    reconcile_due: Option<Instant>,
-    epoch: Option<String>,
-    /// When `restore` began reading the store's active bans; the first subscription
-    /// made before that needs no reconcile.
-    restored_at: Option<Instant>,
     /// Bans decided in this batch, applied together by `commit`.
     pending: Vec<NewBan>,
     retry: Retry,
+    applied: Applied,
     /// When the next ban in the store ends.
     expiry: Expiry,
     books: Bookkeeping,
-    pub bans: u64,
-    /// The daemon's counters; bans and reconciles are counted here.
+    /// The daemon's counters; bans are counted here.
     metrics: Arc<Metrics>,
+    /// Bans this engine made from its logs.
+    pub bans: u64,
 }
 
 impl Engine {
@@ -71,198 +78,56 @@ impl Engine {
         local: SqliteStore,
         metrics: Arc<Metrics>,
     ) -> Engine {
-        let mut engine = Engine {
+        let mut applied = Applied::new(Arc::clone(&metrics));
+        applied.reconcile_every(reconcile_every(settings));
+        Engine {
             decider: Decider::new(settings),
             firewall,
             store,
-            applied: HashMap::new(),
-            reconcile_every: None,
-            reconcile_due: None,
-            epoch: None,
-            restored_at: None,
-            expiry: Expiry::default(),
-            books: Bookkeeping::new(local, Arc::clone(&metrics)),
             pending: Vec::new(),
             retry: Retry::default(),
-            bans: 0,
+            applied,
+            expiry: Expiry::default(),
+            books: Bookkeeping::new(local, Arc::clone(&metrics)),
             metrics,
-        };
-        engine.configure(settings);
-        engine
+            bans: 0,
+        }
     }
 
     /// Takes the numbers, ignore list and server name of new settings; counters are kept.
     pub fn configure(&mut self, settings: &Settings) {
         self.decider.configure(settings);
-        self.reconcile_every = (settings.config.store == crate::config::StoreKind::Redis)
-            .then_some(settings.config.redis.reconcile_every);
-        self.reconcile_due = self.reconcile_every.map(|d| Instant::now() + d);
+        self.applied.reconcile_every(reconcile_every(settings));
     }
 
     /// Replaces the firewall (after a reload changed its settings).
-    pub fn replace_firewall(&mut self, firewall: Box<dyn Firewall>) -> anyhow::Result<usize> {
+    pub fn replace_firewall(&mut self, firewall: Box<dyn Firewall>) -> Result<usize, EngineError> {
         self.firewall = firewall;
         self.restore()
     }
 
     /// Lifts bans that expired while pyfilter was stopped, then puts every active ban in
     /// the kernel in one batch. Returns how many were restored.
-    pub fn restore(&mut self) -> anyhow::Result<usize> {
-        self.firewall.init()?;
-        let now = Utc::now();
-        if let Err(e) = self.store.flush_outbox() {
-            log::warn!("changes queued while the store was away are not delivered yet: {e}");
-        }
-        let reading = Instant::now();
-        let active = match self.store.active_bans() {
-            Ok(active) => {
-                self.restored_at = Some(reading);
-                active
-            }
-            // A fleet server starts (and protects itself) even while Redis is away.
-            Err(e @ crate::store::StoreError::Unreachable { .. }) => {
-                log::warn!("starting without the fleet's bans: {e}");
-                Vec::new()
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let (expired, active): (Vec<_>, Vec<_>) = active
-            .into_iter()
-            .partition(|b| b.expires_at.is_some_and(|t| t <= now));
-        let expired: Vec<IpNet> = expired.iter().map(|b| b.net).collect();
-        self.store.lift_many(&expired, now, "expired")?;
-        let active: Vec<_> = active
-            .into_iter()
-            .filter(|b| self.decider.ignore().overlapping(&b.net).is_none())
-            .collect();
-        let entries: Vec<Entry> = active
-            .iter()
-            .map(|b| Entry::until(b.net, b.expires_at, now))
-            .collect();
-        self.firewall.restore(&entries)?;
-        if self.restored_at.is_some() && self.reconcile_every.is_some() {
-            // With a shared store the restore is the first reconcile: the firewall now
-            // holds exactly the fleet's active bans.
-            self.metrics.reconciled(now, entries.len(), 0);
-        }
-        self.applied = active.into_iter().map(|b| (b.net, b.new)).collect();
-        self.epoch = self.store.epoch().ok().flatten();
+    pub fn restore(&mut self) -> Result<usize, EngineError> {
+        let restored = self.applied.restore(
+            self.firewall.as_mut(),
+            self.store.as_mut(),
+            self.decider.ignore(),
+        )?;
         self.refresh_expiry();
-        Ok(entries.len())
+        Ok(restored)
     }
 
-    /// Makes the firewall agree with the store's active bans: delivers the outbox, puts
-    /// back this server's bans if the shared store lost its data, then bans what is
-    /// missing and unbans what is gone. Returns (banned, unbanned).
-    pub fn reconcile(&mut self) -> anyhow::Result<(usize, usize)> {
-        self.reconcile_due = self.reconcile_every.map(|d| Instant::now() + d);
-        let delivered = self.store.flush_outbox()?;
-        if delivered > 0 {
-            log::info!("delivered {delivered} changes queued while the store was away");
-        }
-        let epoch = self.store.epoch()?;
-        if self.epoch.is_some() && epoch != self.epoch {
-            let known: Vec<NewBan> = self.applied.values().cloned().collect();
-            log::warn!(
-                "the shared store lost its data; putting back the {} bans this server knows",
-                known.len()
-            );
-            self.store.record_many(&known)?;
-        }
-        self.epoch = epoch;
-        let now = Utc::now();
-        let active = self.store.active_bans()?;
-        let desired: HashMap<IpNet, NewBan> = active
-            .into_iter()
-            .filter(|b| {
-                b.expires_at.is_none_or(|t| t > now)
-                    && self.decider.ignore().overlapping(&b.net).is_none()
-            })
-            .map(|b| (b.net, b.new))
-            .collect();
-        let missing: Vec<Entry> = desired
-            .iter()
-            .filter(|(n, _)| !self.applied.contains_key(*n))
-            .map(|(n, b)| Entry::until(*n, b.expires_at, now))
-            .collect();
-        let gone: Vec<IpNet> = self
-            .applied
-            .keys()
-            .filter(|n| !desired.contains_key(*n))
-            .copied()
-            .collect();
-        if !missing.is_empty() {
-            self.firewall.ban(&missing)?;
-        }
-        if !gone.is_empty() {
-            self.firewall.unban(&gone)?;
-        }
-        self.applied = desired;
+    /// Makes the firewall agree with the store's active bans. Returns (banned, unbanned).
+    pub fn reconcile(&mut self) -> Result<(usize, usize), EngineError> {
+        let done = self.applied.reconcile(
+            self.firewall.as_mut(),
+            self.store.as_mut(),
+            self.decider.ignore(),
+        )?;
         self.refresh_expiry();
-        self.metrics
-            .reconciled(Utc::now(), missing.len(), gone.len());
         self.books.counted(Instant::now());
-        Ok((missing.len(), gone.len()))
-    }
-
-    /// Applies another server's ban or unban to this server's firewall. The fleet's
-    /// record is already in the shared store; only the kernel changes here, and a remote
-    /// ban keeps the end its origin gave it.
-    fn remote(&mut self, event: RemoteEvent) {
-        let now = Utc::now();
-        match event {
-            RemoteEvent::Ban {
-                net,
-                rule,
-                server,
-                reason,
-                until,
-            } => {
-                if let Some(ignored) = self.decider.ignore().overlapping(&net) {
-                    log::warn!(
-                        "{server} banned {}, which overlaps {ignored} in the ignore list: not applied here",
-                        display_net(&net)
-                    );
-                    return;
-                }
-                if until.is_some_and(|t| t <= now) {
-                    return;
-                }
-                match self.firewall.ban(&[Entry::until(net, until, now)]) {
-                    Ok(()) => {
-                        log::info!("banned {} (from {server}, rule {rule})", display_net(&net));
-                        let ban = NewBan {
-                            net,
-                            rule,
-                            reason,
-                            attempts: 0,
-                            server,
-                            source: Origin::Remote,
-                            banned_at: now,
-                            expires_at: until,
-                        };
-                        self.applied.insert(net, ban);
-                        if let Some(t) = until {
-                            self.expiry.no_later_than(t);
-                        }
-                    }
-                    Err(e) => {
-                        log::error!("cannot apply {server}'s ban of {}: {e}", display_net(&net))
-                    }
-                }
-            }
-            RemoteEvent::Unban { net, server } => match self.firewall.unban(&[net]) {
-                Ok(()) => {
-                    if self.applied.remove(&net).is_some() {
-                        log::info!("unbanned {} (by {server})", display_net(&net));
-                    }
-                }
-                Err(e) => log::error!(
-                    "cannot apply {server}'s unban of {}: {e}",
-                    display_net(&net)
-                ),
-            },
-        }
+        Ok(done)
     }
 
     pub fn saved_positions(&mut self) -> Result<Positions, StoreError> {
@@ -306,27 +171,24 @@ impl Engine {
             Event::Attempt(a) => self.attempt(a),
             Event::Position { path, position } => self.books.position(path, position, now),
             Event::Cursor { rule, cursor } => self.books.cursor(rule, cursor, now),
-            Event::Remote(event) => self.remote(event),
-            // Subscribed before restore read the active bans: that read holds all that
-            // was published before, and the channel holds all that came since, so a
-            // second read of every ban (seconds, with a large fleet) would add nothing.
-            Event::Link(Link::Up(subscribed))
-                if self
-                    .restored_at
-                    .take()
-                    .is_some_and(|read| subscribed <= read) =>
-            {
-                log::info!(
-                    "caught up with the fleet: subscribed before the bans were read, nothing more to apply"
-                );
+            Event::Remote(event) => {
+                let applied =
+                    self.applied
+                        .remote(self.firewall.as_mut(), self.decider.ignore(), event);
+                if let Some(until) = applied {
+                    self.expiry.no_later_than(until);
+                }
             }
-            Event::Link(Link::Up(_)) => match self.reconcile() {
-                Ok((banned, unbanned)) => log::info!(
-                    "caught up with the fleet: {banned} bans and {unbanned} unbans applied"
-                ),
-                Err(e) => log::warn!("cannot reconcile with the store yet: {e}"),
-            },
-            Event::Link(Link::Down) => self.restored_at = None,
+            Event::Link(link) => {
+                if self.applied.link(link) {
+                    match self.reconcile() {
+                        Ok((banned, unbanned)) => log::info!(
+                            "caught up with the fleet: {banned} bans and {unbanned} unbans applied"
+                        ),
+                        Err(e) => log::warn!("cannot reconcile with the store yet: {e}"),
+                    }
+                }
+            }
         }
     }
 
@@ -357,11 +219,11 @@ impl Engine {
                             if let Some(t) = ban.expires_at {
                                 self.expiry.no_later_than(t);
                             }
-                            self.applied.insert(ban.net, ban.new);
+                            self.applied.insert(ban.new);
                         }
                         Recorded::AlreadyBanned(ban) => {
                             log::debug!("{} is already banned", display_net(&ban.net));
-                            self.applied.insert(ban.net, ban.new);
+                            self.applied.insert(ban.new);
                         }
                     }
                 }
@@ -374,7 +236,7 @@ impl Engine {
             Err(e @ ActionError::NotRecorded { .. }) => {
                 log::error!("{e}; they protect this server until it restarts");
                 for ban in batch {
-                    self.applied.insert(ban.net, ban);
+                    self.applied.insert(ban);
                 }
             }
             Err(e) => log::error!("cannot ban {} addresses: {e}", batch.len()),
@@ -383,7 +245,7 @@ impl Engine {
     }
 
     /// Lifts bans whose time is up.
-    pub fn expire(&mut self) {
+    fn expire(&mut self) {
         match apply::expire_due(self.store.as_mut(), self.firewall.as_mut(), Utc::now()) {
             Ok(lifted) => {
                 for ban in lifted {
@@ -413,12 +275,13 @@ impl Engine {
         self.books.save_stats();
     }
 
-    /// The earliest moment something is due: a ban to lift, positions or counters to save.
+    /// The earliest moment something is due: a ban to lift, a refused ban to try again,
+    /// a reconcile, positions or counters to save.
     pub fn deadline(&self) -> Option<Instant> {
         [
             self.expiry.when(),
             self.books.due(),
-            self.reconcile_due,
+            self.applied.due(),
             self.retry.due(),
         ]
         .into_iter()
@@ -436,7 +299,7 @@ impl Engine {
         if self.retry.is_due(now) {
             self.commit();
         }
-        if self.reconcile_due.is_some_and(|t| t <= now) {
+        if self.applied.is_due(now) {
             match self.reconcile() {
                 Ok((0, 0)) => {}
                 Ok((banned, unbanned)) => log::info!(
@@ -453,14 +316,17 @@ impl Engine {
     }
 }
 
+/// How often to reconcile with the store: only a shared one changes behind our back.
+fn reconcile_every(settings: &Settings) -> Option<Duration> {
+    (settings.config.store == StoreKind::Redis).then_some(settings.config.redis.reconcile_every)
+}
+
 #[cfg(test)]
 mod testing;
 
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
-
-    use chrono::Utc;
 
     use super::testing::*;
     use super::*;
@@ -518,85 +384,5 @@ mod tests {
         assert!(!kernel.holds("192.0.2.1"));
         let lifted = f.store().all_bans().unwrap();
         assert_eq!(lifted[0].lift_reason.as_deref(), Some("expired"));
-    }
-
-    #[test]
-    fn restore_puts_active_bans_in_the_firewall_and_lifts_expired_ones() {
-        let kernel = Kernel::default();
-        let f = Fixture::new("");
-        let mut store = f.store();
-        let hour = chrono::Duration::hours(1);
-        store
-            .record_many(&[
-                ban_by_others("192.0.2.1", Some(Utc::now() + hour)),
-                ban_by_others("192.0.2.2", Some(Utc::now() - hour)),
-                ban_by_others("192.0.2.3", None),
-                ban_by_others(IGNORED, None),
-            ])
-            .unwrap();
-        let mut engine = f.engine;
-        assert_eq!(
-            engine.replace_firewall(Box::new(kernel.clone())).unwrap(),
-            2
-        );
-        assert_eq!(kernel.nets(), [net("192.0.2.1"), net("192.0.2.3")]);
-        let active: Vec<IpNet> = store.active_bans().unwrap().iter().map(|b| b.net).collect();
-        assert!(!active.contains(&net("192.0.2.2")), "{active:?}");
-    }
-
-    #[test]
-    fn reconcile_applies_missing_bans_and_lifts_gone_ones() {
-        let kernel = Kernel::default();
-        let mut f = Fixture::with_kernel("", &kernel);
-        f.engine.receive([instant("192.0.2.1")]);
-        // Meanwhile, elsewhere: one more ban, and ours lifted.
-        let mut store = f.store();
-        store
-            .record_many(&[ban_by_others("192.0.2.9", None)])
-            .unwrap();
-        store
-            .lift_many(&[net("192.0.2.1")], Utc::now(), "by hand")
-            .unwrap();
-        assert_eq!(f.engine.reconcile().unwrap(), (1, 1));
-        assert_eq!(kernel.nets(), [net("192.0.2.9")]);
-        assert_eq!(f.engine.reconcile().unwrap(), (0, 0), "nothing left to do");
-    }
-
-    #[test]
-    fn reconcile_leaves_ignored_and_ended_bans_out_of_the_firewall() {
-        let kernel = Kernel::default();
-        let mut f = Fixture::with_kernel("", &kernel);
-        let mut store = f.store();
-        store
-            .record_many(&[
-                ban_by_others(IGNORED, None),
-                ban_by_others("192.0.2.5", Some(Utc::now() - chrono::Duration::seconds(1))),
-            ])
-            .unwrap();
-        assert_eq!(f.engine.reconcile().unwrap(), (0, 0));
-        assert!(kernel.nets().is_empty());
-    }
-
-    #[test]
-    fn a_remote_ban_reaches_the_firewall_and_its_unban_lifts_it() {
-        let kernel = Kernel::default();
-        let mut f = Fixture::with_kernel("", &kernel);
-        let ban = |ip: &str| {
-            Event::Remote(RemoteEvent::Ban {
-                net: net(ip),
-                rule: RULE.into(),
-                server: "web-2".into(),
-                reason: "failed".into(),
-                until: None,
-            })
-        };
-        f.engine.receive([ban("192.0.2.1"), ban(IGNORED)]);
-        assert_eq!(kernel.nets(), [net("192.0.2.1")], "never an ignored one");
-        assert!(f.active().is_empty(), "the fleet's record is its own");
-        f.engine.receive([Event::Remote(RemoteEvent::Unban {
-            net: net("192.0.2.1"),
-            server: "web-2".into(),
-        })]);
-        assert!(kernel.nets().is_empty());
     }
 }
