@@ -28,9 +28,6 @@ use crate::source::watch::{self, WatchContext};
 use crate::store::SqliteStore;
 use crate::store::figures::Figures;
 
-/// Most events handled before their bans are applied.
-const BURST: usize = 50_000;
-
 /// How long a bookkeeping write waits for a locked database.
 const BOOKKEEPING_BUSY: Duration = Duration::from_millis(200);
 
@@ -85,17 +82,13 @@ impl Watchers {
         drop(self.stop.take());
         while !self.handles.iter().all(JoinHandle::is_finished) {
             if let Ok(event) = events.recv_timeout(Duration::from_millis(20)) {
-                engine.handle(event);
-                engine.commit();
+                engine.receive(std::iter::once(event).chain(events.try_iter()));
             }
         }
         for h in self.handles.drain(..) {
             let _ = h.join();
         }
-        for event in events.try_iter() {
-            engine.handle(event);
-        }
-        engine.commit();
+        engine.drain(events.try_iter());
         engine.flush_positions();
     }
 }
@@ -160,13 +153,7 @@ pub fn run(
         select! {
             recv(events) -> event => {
                 if let Ok(event) = event {
-                    engine.handle(event);
-                    // What is already queued joins this batch; nothing waits for more, so
-                    // a lone ban goes out at once and a burst goes out as one batch.
-                    for event in events.try_iter().take(BURST) {
-                        engine.handle(event);
-                    }
-                    engine.commit();
+                    engine.receive(std::iter::once(event).chain(events.try_iter()));
                 }
             }
             recv(control) -> msg => match msg {

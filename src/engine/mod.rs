@@ -6,77 +6,68 @@
 //! reconciles the firewall with the fleet's active bans on start, on every reconnection
 //! and every `redis.reconcile_every`. Nothing else in the daemon touches the firewall or
 //! the store, so none of it needs a lock.
+//!
+//! The `Engine` holds the firewall and the store and hands each event to the part it
+//! concerns: `decide` (counting attempts into bans), `retry` (bans the firewall refused),
+//! `reconcile` (what this server's firewall holds, and the fleet), `bookkeeping` (read
+//! positions and the counters' snapshot). Each part keeps its own timer (`timers`);
+//! `deadline` is the earliest of them and `tick` does what is due.
 
 pub mod apply;
+mod bookkeeping;
 pub mod counter;
+mod decide;
 pub mod manual;
+mod reconcile;
+mod retry;
+mod timers;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use ipnet::IpNet;
 
-use crate::ban::{NewBan, Origin, Recorded};
-use crate::config::Settings;
-use crate::engine::counter::{Counters, Outcome};
-use crate::event::Positions;
-use crate::event::{Attempt, Event, Link, RemoteEvent};
-use crate::firewall::{Entry, Firewall};
-use crate::metrics::{self, Metrics};
-use crate::net::{IgnoreList, aggregate, display_net};
-use crate::rule::Limits;
-use crate::store::{BanStore, SqliteStore};
+use crate::ban::{NewBan, Recorded};
+use crate::config::{Settings, StoreKind};
+use crate::event::{Attempt, Cursors, Event, Positions};
+use crate::firewall::{Firewall, FirewallError};
+use crate::metrics::Metrics;
+use crate::net::display_net;
+use crate::store::{BanStore, SqliteStore, StoreError};
 use apply::ActionError;
+use bookkeeping::Bookkeeping;
+use decide::Decider;
+use reconcile::Applied;
+use retry::Retry;
+use timers::Expiry;
 
-/// First wait before bans the firewall refused are tried again, and the longest.
-const RETRY_FIRST: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(60);
+/// Most events in one batch: the bans they decide are applied together, after them.
+const BATCH: usize = 50_000;
 
-/// How often changed read positions are written.
-const POSITION_FLUSH: Duration = Duration::from_secs(1);
+/// Why restoring or reconciling the firewall with the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Firewall(#[from] FirewallError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 pub struct Engine {
-    limits: HashMap<Arc<str>, Limits>,
-    ignore: IgnoreList,
-    server: String,
-    counters: Counters,
+    decider: Decider,
     firewall: Box<dyn Firewall>,
     store: Box<dyn BanStore>,
-    /// The local SQLite file: read positions (whatever the ban store is).
-    local: SqliteStore,
-    /// What this server has put in its firewall, and why: what reconciling compares with
-    /// the store, and what it puts back if a shared store lost its data.
-    applied: HashMap<IpNet, NewBan>,
-    /// With a shared store: how often to reconcile, and when next.
-    reconcile_every: Option<Duration>,
-    reconcile_due: Option<Instant>,
-    epoch: Option<String>,
-    /// When `restore` began reading the store's active bans; the first subscription
-    /// made before that needs no reconcile.
-    restored_at: Option<Instant>,
-    positions: Positions,
-    /// Files whose position is in the store already.
-    saved_paths: std::collections::HashSet<std::path::PathBuf>,
-    /// Journal cursors not yet saved, by rule.
-    cursors: crate::event::Cursors,
-    positions_due: Option<Instant>,
-    /// Bans decided but not yet applied (see `commit`).
+    /// Bans decided in this batch, applied together by `commit`.
     pending: Vec<NewBan>,
-    /// Bans the firewall refused, tried again at `retry_due`, the delay doubling.
-    retry: Vec<NewBan>,
-    retry_due: Option<Instant>,
-    retry_delay: Option<Duration>,
-    ipv6_prefix: u8,
-    increment: Option<crate::config::Increment>,
-    next_expiry: Option<chrono::DateTime<Utc>>,
-    pub bans: u64,
-    /// The daemon's counters; bans and reconciles are counted here.
+    retry: Retry,
+    applied: Applied,
+    /// When the next ban in the store ends.
+    expiry: Expiry,
+    books: Bookkeeping,
+    /// The daemon's counters; bans are counted here.
     metrics: Arc<Metrics>,
-    /// When the counters' snapshot is next saved for the admin: armed by activity, so an
-    /// idle daemon does not wake up for it.
-    stats_due: Option<Instant>,
+    /// Bans this engine made from its logs.
+    pub bans: u64,
 }
 
 impl Engine {
@@ -87,421 +78,174 @@ impl Engine {
         local: SqliteStore,
         metrics: Arc<Metrics>,
     ) -> Engine {
-        let mut engine = Engine {
-            limits: HashMap::new(),
-            ignore: IgnoreList::default(),
-            server: String::new(),
-            counters: Counters::new(settings.config.max_tracked),
+        let mut applied = Applied::new(Arc::clone(&metrics));
+        applied.reconcile_every(reconcile_every(settings));
+        Engine {
+            decider: Decider::new(settings),
             firewall,
             store,
-            local,
-            applied: HashMap::new(),
-            reconcile_every: None,
-            reconcile_due: None,
-            epoch: None,
-            restored_at: None,
-            positions: Positions::new(),
-            cursors: Default::default(),
-            saved_paths: Default::default(),
-            positions_due: None,
-            next_expiry: None,
             pending: Vec::new(),
-            retry: Vec::new(),
-            retry_due: None,
-            retry_delay: None,
-            ipv6_prefix: 128,
-            increment: None,
-            bans: 0,
+            retry: Retry::default(),
+            applied,
+            expiry: Expiry::default(),
+            books: Bookkeeping::new(local, Arc::clone(&metrics)),
             metrics,
-            stats_due: None,
-        };
-        engine.configure(settings);
-        engine
+            bans: 0,
+        }
     }
 
     /// Takes the numbers, ignore list and server name of new settings; counters are kept.
     pub fn configure(&mut self, settings: &Settings) {
-        self.limits = settings
-            .rules
-            .iter()
-            .map(|r| (Arc::clone(&r.name), r.limits))
-            .collect();
-        self.ignore = settings.ignore.clone();
-        self.server = settings.config.server_name.clone();
-        self.ipv6_prefix = settings.config.ipv6_prefix;
-        self.increment = settings.config.ban_time_increment;
-        self.reconcile_every = (settings.config.store == crate::config::StoreKind::Redis)
-            .then_some(settings.config.redis.reconcile_every);
-        self.reconcile_due = self.reconcile_every.map(|d| Instant::now() + d);
+        self.decider.configure(settings);
+        self.applied.reconcile_every(reconcile_every(settings));
     }
 
     /// Replaces the firewall (after a reload changed its settings).
-    pub fn replace_firewall(&mut self, firewall: Box<dyn Firewall>) -> anyhow::Result<usize> {
+    pub fn replace_firewall(&mut self, firewall: Box<dyn Firewall>) -> Result<usize, EngineError> {
         self.firewall = firewall;
         self.restore()
     }
 
     /// Lifts bans that expired while pyfilter was stopped, then puts every active ban in
     /// the kernel in one batch. Returns how many were restored.
-    pub fn restore(&mut self) -> anyhow::Result<usize> {
-        self.firewall.init()?;
-        let now = Utc::now();
-        if let Err(e) = self.store.flush_outbox() {
-            log::warn!("changes queued while the store was away are not delivered yet: {e}");
-        }
-        let reading = Instant::now();
-        let active = match self.store.active_bans() {
-            Ok(active) => {
-                self.restored_at = Some(reading);
-                active
-            }
-            // A fleet server starts (and protects itself) even while Redis is away.
-            Err(e @ crate::store::StoreError::Unreachable { .. }) => {
-                log::warn!("starting without the fleet's bans: {e}");
-                Vec::new()
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let (expired, active): (Vec<_>, Vec<_>) = active
-            .into_iter()
-            .partition(|b| b.expires_at.is_some_and(|t| t <= now));
-        let expired: Vec<IpNet> = expired.iter().map(|b| b.net).collect();
-        self.store.lift_many(&expired, now, "expired")?;
-        let active: Vec<_> = active
-            .into_iter()
-            .filter(|b| self.ignore.overlapping(&b.net).is_none())
-            .collect();
-        let entries: Vec<Entry> = active
-            .iter()
-            .map(|b| Entry::until(b.net, b.expires_at, now))
-            .collect();
-        self.firewall.restore(&entries)?;
-        if self.restored_at.is_some() && self.reconcile_every.is_some() {
-            // With a shared store the restore is the first reconcile: the firewall now
-            // holds exactly the fleet's active bans.
-            self.metrics.reconciled(now, entries.len(), 0);
-        }
-        self.applied = active.into_iter().map(|b| (b.net, b.new)).collect();
-        self.epoch = self.store.epoch().ok().flatten();
+    pub fn restore(&mut self) -> Result<usize, EngineError> {
+        let restored = self.applied.restore(
+            self.firewall.as_mut(),
+            self.store.as_mut(),
+            self.decider.ignore(),
+        )?;
         self.refresh_expiry();
-        Ok(entries.len())
+        Ok(restored)
     }
 
-    /// Makes the firewall agree with the store's active bans: delivers the outbox, puts
-    /// back this server's bans if the shared store lost its data, then bans what is
-    /// missing and unbans what is gone. Returns (banned, unbanned).
-    pub fn reconcile(&mut self) -> anyhow::Result<(usize, usize)> {
-        self.reconcile_due = self.reconcile_every.map(|d| Instant::now() + d);
-        let delivered = self.store.flush_outbox()?;
-        if delivered > 0 {
-            log::info!("delivered {delivered} changes queued while the store was away");
-        }
-        let epoch = self.store.epoch()?;
-        if self.epoch.is_some() && epoch != self.epoch {
-            let known: Vec<NewBan> = self.applied.values().cloned().collect();
-            log::warn!(
-                "the shared store lost its data; putting back the {} bans this server knows",
-                known.len()
-            );
-            self.store.record_many(&known)?;
-        }
-        self.epoch = epoch;
-        let now = Utc::now();
-        let active = self.store.active_bans()?;
-        let desired: HashMap<IpNet, NewBan> = active
-            .into_iter()
-            .filter(|b| {
-                b.expires_at.is_none_or(|t| t > now) && self.ignore.overlapping(&b.net).is_none()
-            })
-            .map(|b| (b.net, b.new))
-            .collect();
-        let missing: Vec<Entry> = desired
-            .iter()
-            .filter(|(n, _)| !self.applied.contains_key(*n))
-            .map(|(n, b)| Entry::until(*n, b.expires_at, now))
-            .collect();
-        let gone: Vec<IpNet> = self
-            .applied
-            .keys()
-            .filter(|n| !desired.contains_key(*n))
-            .copied()
-            .collect();
-        if !missing.is_empty() {
-            self.firewall.ban(&missing)?;
-        }
-        if !gone.is_empty() {
-            self.firewall.unban(&gone)?;
-        }
-        self.applied = desired;
+    /// Makes the firewall agree with the store's active bans. Returns (banned, unbanned).
+    pub fn reconcile(&mut self) -> Result<(usize, usize), EngineError> {
+        let done = self.applied.reconcile(
+            self.firewall.as_mut(),
+            self.store.as_mut(),
+            self.decider.ignore(),
+        )?;
         self.refresh_expiry();
-        self.metrics
-            .reconciled(Utc::now(), missing.len(), gone.len());
-        self.stats_due
-            .get_or_insert_with(|| Instant::now() + metrics::SAVE_EVERY);
-        Ok((missing.len(), gone.len()))
+        self.books.counted(Instant::now());
+        Ok(done)
     }
 
-    /// Applies another server's ban or unban to this server's firewall. The fleet's
-    /// record is already in the shared store; only the kernel changes here, and a remote
-    /// ban keeps the end its origin gave it.
-    fn remote(&mut self, event: RemoteEvent) {
-        let now = Utc::now();
-        match event {
-            RemoteEvent::Ban {
-                net,
-                rule,
-                server,
-                reason,
-                until,
-            } => {
-                if let Some(ignored) = self.ignore.overlapping(&net) {
-                    log::warn!(
-                        "{server} banned {}, which overlaps {ignored} in the ignore list: not applied here",
-                        display_net(&net)
-                    );
-                    return;
-                }
-                if until.is_some_and(|t| t <= now) {
-                    return;
-                }
-                match self.firewall.ban(&[Entry::until(net, until, now)]) {
-                    Ok(()) => {
-                        log::info!("banned {} (from {server}, rule {rule})", display_net(&net));
-                        let ban = NewBan {
-                            net,
-                            rule,
-                            reason,
-                            attempts: 0,
-                            server,
-                            source: Origin::Remote,
-                            banned_at: now,
-                            expires_at: until,
-                        };
-                        self.applied.insert(net, ban);
-                        if let Some(t) = until
-                            && self.next_expiry.is_none_or(|n| t < n)
-                        {
-                            self.next_expiry = Some(t);
-                        }
-                    }
-                    Err(e) => {
-                        log::error!("cannot apply {server}'s ban of {}: {e}", display_net(&net))
-                    }
-                }
+    pub fn saved_positions(&mut self) -> Result<Positions, StoreError> {
+        self.books.saved_positions()
+    }
+
+    pub fn saved_cursors(&self) -> Result<Cursors, StoreError> {
+        self.books.saved_cursors()
+    }
+
+    /// Handles what arrived, then applies the bans it decided as one batch. `arrived` is
+    /// the event that woke the decision loop followed by what is already queued: that
+    /// joins the batch, and nothing waits for more, so a lone ban goes out at once and a
+    /// burst goes out as one batch. At most `BATCH` events are taken; the rest stay where
+    /// they are for the next call.
+    pub fn receive(&mut self, arrived: impl IntoIterator<Item = Event>) {
+        for event in arrived.into_iter().take(BATCH) {
+            self.handle(event);
+        }
+        self.commit();
+    }
+
+    /// Handles all of `arrived`, batch after batch (what the watchers sent before they
+    /// stopped).
+    pub fn drain(&mut self, arrived: impl IntoIterator<Item = Event>) {
+        let mut arrived = arrived.into_iter().peekable();
+        loop {
+            self.receive(arrived.by_ref());
+            if arrived.peek().is_none() {
+                break;
             }
-            RemoteEvent::Unban { net, server } => match self.firewall.unban(&[net]) {
-                Ok(()) => {
-                    if self.applied.remove(&net).is_some() {
-                        log::info!("unbanned {} (by {server})", display_net(&net));
-                    }
-                }
-                Err(e) => log::error!(
-                    "cannot apply {server}'s unban of {}: {e}",
-                    display_net(&net)
-                ),
-            },
         }
     }
 
-    pub fn saved_positions(&mut self) -> anyhow::Result<Positions> {
-        let positions = self.local.positions()?;
-        self.saved_paths.extend(positions.keys().cloned());
-        Ok(positions)
-    }
-
-    pub fn saved_cursors(&self) -> anyhow::Result<crate::event::Cursors> {
-        Ok(self.local.cursors()?)
-    }
-
-    pub fn handle(&mut self, event: Event) {
+    fn handle(&mut self, event: Event) {
+        let now = Instant::now();
         // Every count moves with an event: lines read end in a position or cursor, a
         // fleet event arrives as one.
-        self.stats_due
-            .get_or_insert_with(|| Instant::now() + metrics::SAVE_EVERY);
+        self.books.counted(now);
         match event {
             Event::Attempt(a) => self.attempt(a),
-            Event::Position { path, position } => {
-                // A file's first position is saved at once: until it is, a crash would
-                // make the next start begin at the file's end and skip what came since.
-                // It is written by the `tick` that follows this batch's `commit`: the bans
-                // the batch decided reach the firewall before any bookkeeping write.
-                let first = self.saved_paths.insert(path.clone());
-                self.positions.insert(path, position);
-                let due = Instant::now()
-                    + if first {
-                        Duration::ZERO
-                    } else {
-                        POSITION_FLUSH
-                    };
-                self.positions_due = Some(self.positions_due.map_or(due, |d| d.min(due)));
-            }
-            Event::Cursor { rule, cursor } => {
-                self.cursors.insert(rule, cursor);
-                self.positions_due
-                    .get_or_insert_with(|| Instant::now() + POSITION_FLUSH);
-            }
-            Event::Remote(event) => self.remote(event),
-            // Subscribed before restore read the active bans: that read holds all that
-            // was published before, and the channel holds all that came since, so a
-            // second read of every ban (seconds, with a large fleet) would add nothing.
-            Event::Link(Link::Up(subscribed))
-                if self
-                    .restored_at
-                    .take()
-                    .is_some_and(|read| subscribed <= read) =>
-            {
-                log::info!(
-                    "caught up with the fleet: subscribed before the bans were read, nothing more to apply"
-                );
-            }
-            Event::Link(Link::Up(_)) => match self.reconcile() {
-                Ok((banned, unbanned)) => log::info!(
-                    "caught up with the fleet: {banned} bans and {unbanned} unbans applied"
-                ),
-                Err(e) => log::warn!("cannot reconcile with the store yet: {e}"),
-            },
-            Event::Link(Link::Down) => self.restored_at = None,
-        }
-    }
-
-    fn attempt(&mut self, a: Attempt) {
-        if let Some(net) = self.ignore.covering(a.ip) {
-            log::debug!(
-                "{} matched rule {} but is in the ignore list ({net})",
-                a.ip,
-                a.rule
-            );
-            return;
-        }
-        let Some(limits) = self.limits.get(&a.rule).copied() else {
-            return;
-        };
-        // With ipv6_prefix, an IPv6 attacker is its whole prefix: counted and banned as one.
-        let target = aggregate(a.ip, self.ipv6_prefix);
-        match self
-            .counters
-            .record(&a.rule, target.addr(), a.at, &limits, a.instant)
-        {
-            Outcome::Counted(n) => log::debug!(
-                "{} rule {}: attempt {n} of {}",
-                a.ip,
-                a.rule,
-                limits.failed_attempts
-            ),
-            Outcome::Ban(attempts) => self.decide_ban(&a, target, attempts, &limits),
-        }
-    }
-
-    /// Queues a ban; `commit` applies the queue, so a burst becomes one batch.
-    fn decide_ban(&mut self, a: &Attempt, net: IpNet, attempts: u32, limits: &Limits) {
-        let now = Utc::now();
-        // The ban runs from the deciding line's time (never later than now), so lines
-        // caught up after a restart do not ban for longer than they would have live.
-        let from = a.at.with_timezone(&Utc).min(now);
-        let ban_time = match self.increment {
-            None => limits.ban_time,
-            Some(inc) => {
-                let since =
-                    now - chrono::Duration::from_std(inc.window).unwrap_or(chrono::Duration::MAX);
-                let earlier = self.store.bans_since(&net, since).unwrap_or_else(|e| {
-                    log::warn!("cannot count earlier bans of {}: {e}", display_net(&net));
-                    0
-                });
-                let longer = inc.apply(limits.ban_time, earlier);
-                if earlier > 0 {
-                    log::info!(
-                        "{} was banned {earlier} times within {}: banned for {longer}",
-                        display_net(&net),
-                        crate::duration::format_duration(inc.window)
-                    );
+            Event::Position { path, position } => self.books.position(path, position, now),
+            Event::Cursor { rule, cursor } => self.books.cursor(rule, cursor, now),
+            Event::Remote(event) => {
+                let applied =
+                    self.applied
+                        .remote(self.firewall.as_mut(), self.decider.ignore(), event);
+                if let Some(until) = applied {
+                    self.expiry.no_later_than(until);
                 }
-                longer
             }
-        };
-        let expires_at = ban_time.expiry(from);
-        if expires_at.is_some_and(|t| t <= now) {
-            log::info!(
-                "{} reached {attempts} attempts for rule {} at {}, but that ban would already have ended",
-                a.ip,
-                a.rule,
-                a.at
-            );
-            return;
+            Event::Link(link) => {
+                if self.applied.link(link) {
+                    match self.reconcile() {
+                        Ok((banned, unbanned)) => log::info!(
+                            "caught up with the fleet: {banned} bans and {unbanned} unbans applied"
+                        ),
+                        Err(e) => log::warn!("cannot reconcile with the store yet: {e}"),
+                    }
+                }
+            }
         }
-        self.pending.push(NewBan {
-            net,
-            rule: a.rule.to_string(),
-            reason: a.line.clone(),
-            attempts,
-            server: self.server.clone(),
-            source: Origin::Log,
-            banned_at: now,
-            expires_at,
-        });
     }
 
-    /// Applies the queued bans: one store transaction and one firewall batch.
-    pub fn commit(&mut self) {
-        if self.retry_due.is_some_and(|t| t <= Instant::now()) {
-            // Bans the firewall refused earlier go with this batch.
-            self.retry_due = None;
-            self.pending.append(&mut self.retry);
+    /// Counts an attempt; a ban it decides joins the batch.
+    fn attempt(&mut self, a: Attempt) {
+        if let Some(ban) = self.decider.attempt(a, Utc::now(), self.store.as_mut()) {
+            self.pending.push(ban);
         }
-        if self.pending.is_empty() {
+    }
+
+    /// Applies the batch's bans, with the refused ones whose retry is due: one store
+    /// transaction and one firewall batch.
+    fn commit(&mut self) {
+        let now = Instant::now();
+        let mut batch = std::mem::take(&mut self.pending);
+        // Bans the firewall refused earlier go with this batch.
+        batch.extend(self.retry.take_due(now));
+        if batch.is_empty() {
             return;
         }
-        let pending = std::mem::take(&mut self.pending);
-        match apply::ban_many(self.store.as_mut(), self.firewall.as_mut(), &pending) {
+        match apply::ban_many(self.store.as_mut(), self.firewall.as_mut(), &batch) {
             Ok(recorded) => {
                 for r in recorded {
-                    let (Recorded::New(ban) | Recorded::AlreadyBanned(ban)) = &r;
-                    self.applied.insert(ban.net, ban.new.clone());
                     match r {
                         Recorded::New(ban) => {
                             self.bans += 1;
                             self.metrics.banned();
-                            if let Some(t) = ban.expires_at
-                                && self.next_expiry.is_none_or(|n| t < n)
-                            {
-                                self.next_expiry = Some(t);
+                            if let Some(t) = ban.expires_at {
+                                self.expiry.no_later_than(t);
                             }
+                            self.applied.insert(ban.new);
                         }
                         Recorded::AlreadyBanned(ban) => {
-                            log::debug!("{} is already banned", display_net(&ban.net))
+                            log::debug!("{} is already banned", display_net(&ban.net));
+                            self.applied.insert(ban.new);
                         }
                     }
                 }
             }
             Err(ActionError::Firewall(e)) => {
                 // Nothing was recorded: the same bans are tried again, later and later.
-                let delay = self
-                    .retry_delay
-                    .map_or(RETRY_FIRST, |d| (d * 2).min(RETRY_MAX));
-                log::error!(
-                    "the firewall refused {} bans ({e}); trying again in {}",
-                    pending.len(),
-                    crate::duration::format_duration(delay)
-                );
-                self.retry_delay = Some(delay);
-                self.retry_due = Some(Instant::now() + delay);
-                self.retry.extend(pending);
+                self.retry.refused(batch, &e, now);
                 return;
             }
             Err(e @ ActionError::NotRecorded { .. }) => {
                 log::error!("{e}; they protect this server until it restarts");
-                for ban in &pending {
-                    self.applied.insert(ban.net, ban.clone());
+                for ban in batch {
+                    self.applied.insert(ban);
                 }
             }
-            Err(e) => log::error!("cannot ban {} addresses: {e}", pending.len()),
+            Err(e) => log::error!("cannot ban {} addresses: {e}", batch.len()),
         }
-        if self.retry.is_empty() {
-            self.retry_delay = None;
-        }
+        self.retry.settled();
     }
 
     /// Lifts bans whose time is up.
-    pub fn expire(&mut self) {
+    fn expire(&mut self) {
         match apply::expire_due(self.store.as_mut(), self.firewall.as_mut(), Utc::now()) {
             Ok(lifted) => {
                 for ban in lifted {
@@ -516,61 +260,29 @@ impl Engine {
     /// Re-reads the next expiry (the CLI may have banned or unbanned meanwhile).
     pub fn refresh_expiry(&mut self) {
         match self.store.next_expiry() {
-            Ok(t) => self.next_expiry = t,
+            Ok(t) => self.expiry.set(t),
             Err(e) => log::error!("cannot read the next expiry: {e}"),
         }
     }
 
-    /// Writes changed read positions; what cannot be written now (the database locked by
-    /// another process, say) is tried again after `POSITION_FLUSH`.
+    /// Writes changed read positions now.
     pub fn flush_positions(&mut self) {
-        self.positions_due = None;
-        let mut failed = false;
-        if !self.positions.is_empty() {
-            match self.local.save_positions(&self.positions) {
-                Ok(()) => self.positions.clear(),
-                Err(e) => {
-                    log::warn!("cannot save log positions yet: {e}");
-                    failed = true;
-                }
-            }
-        }
-        if !self.cursors.is_empty() {
-            match self.local.save_cursors(&self.cursors) {
-                Ok(()) => self.cursors.clear(),
-                Err(e) => {
-                    log::warn!("cannot save journal cursors yet: {e}");
-                    failed = true;
-                }
-            }
-        }
-        if failed {
-            self.positions_due = Some(Instant::now() + POSITION_FLUSH);
-        }
+        self.books.flush_positions();
     }
 
     /// Saves the counters' snapshot in the local SQLite file, for the admin's `/metrics`.
     pub fn save_stats(&mut self) {
-        self.stats_due = None;
-        let rows = metrics::to_rows(&self.metrics.snapshot());
-        if let Err(e) = self.local.save_stats(&rows) {
-            log::warn!("cannot save the counters for the admin: {e}");
-        }
+        self.books.save_stats();
     }
 
-    /// The earliest moment something is due: a ban to lift, positions or counters to save.
+    /// The earliest moment something is due: a ban to lift, a refused ban to try again,
+    /// a reconcile, positions or counters to save.
     pub fn deadline(&self) -> Option<Instant> {
-        let expiry = self.next_expiry.map(|t| {
-            let wait = (t - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-            // Second-granular expiry times: wake just after the second turns.
-            Instant::now() + wait + Duration::from_millis(5)
-        });
         [
-            expiry,
-            self.positions_due,
-            self.stats_due,
-            self.reconcile_due,
-            self.retry_due,
+            self.expiry.when(),
+            self.books.due(),
+            self.applied.due(),
+            self.retry.due(),
         ]
         .into_iter()
         .flatten()
@@ -580,19 +292,14 @@ impl Engine {
     /// Does whatever is due now.
     pub fn tick(&mut self) {
         let now = Instant::now();
-        if self.positions_due.is_some_and(|t| t <= now) {
-            self.flush_positions();
-        }
-        if self.stats_due.is_some_and(|t| t <= now) {
-            self.save_stats();
-        }
-        if self.next_expiry.is_some_and(|t| t <= Utc::now()) {
+        self.books.tick(now);
+        if self.expiry.is_due(Utc::now()) {
             self.expire();
         }
-        if self.retry_due.is_some_and(|t| t <= now) {
+        if self.retry.is_due(now) {
             self.commit();
         }
-        if self.reconcile_due.is_some_and(|t| t <= now) {
+        if self.applied.is_due(now) {
             match self.reconcile() {
                 Ok((0, 0)) => {}
                 Ok((banned, unbanned)) => log::info!(
@@ -603,7 +310,79 @@ impl Engine {
         }
     }
 
+    /// How many (rule, address) counters are held.
     pub fn tracked(&self) -> usize {
-        self.counters.tracked()
+        self.decider.tracked()
+    }
+}
+
+/// How often to reconcile with the store: only a shared one changes behind our back.
+fn reconcile_every(settings: &Settings) -> Option<Duration> {
+    (settings.config.store == StoreKind::Redis).then_some(settings.config.redis.reconcile_every)
+}
+
+#[cfg(test)]
+mod testing;
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::testing::*;
+    use super::*;
+
+    #[test]
+    fn a_burst_goes_to_the_firewall_as_one_batch() {
+        let kernel = Kernel::default();
+        let mut f = Fixture::with_kernel("", &kernel);
+        f.engine.receive([
+            instant("192.0.2.1"),
+            instant("192.0.2.2"),
+            instant("192.0.2.3"),
+        ]);
+        assert_eq!(kernel.ban_calls(), [3]);
+        assert_eq!(f.active().len(), 3);
+    }
+
+    #[test]
+    fn a_batch_takes_at_most_batch_events_and_leaves_the_rest_queued() {
+        let mut f = Fixture::new("");
+        let cursor = |i: usize| Event::Cursor {
+            rule: RULE.into(),
+            cursor: format!("s=1;i={i}"),
+        };
+        let mut queued = (0..BATCH + 5).map(cursor);
+        f.engine.receive(queued.by_ref());
+        assert_eq!(queued.len(), 5);
+        let mut queued = (0..2 * BATCH + 5).map(cursor);
+        f.engine.drain(queued.by_ref());
+        assert_eq!(queued.len(), 0, "a drain takes everything");
+    }
+
+    #[test]
+    fn expiry_lifts_a_ban_at_its_time() {
+        let kernel = Kernel::default();
+        let mut f = Fixture::with_kernel("ban_time: 1s\n", &kernel);
+        f.engine.receive([instant("192.0.2.1")]);
+        let banned = Instant::now();
+        assert!(kernel.holds("192.0.2.1") && f.banned("192.0.2.1"));
+        f.engine.tick();
+        assert!(f.banned("192.0.2.1"), "not before its time");
+        // The store keeps whole seconds: the end is read again at the first wake-up
+        // and the ban lifted within the second after it.
+        while f.banned("192.0.2.1") {
+            assert!(
+                banned.elapsed() < Duration::from_millis(2100),
+                "still banned"
+            );
+            wait_and_tick(&mut f.engine);
+        }
+        assert!(
+            banned.elapsed() >= Duration::from_millis(900),
+            "lifted early"
+        );
+        assert!(!kernel.holds("192.0.2.1"));
+        let lifted = f.store().all_bans().unwrap();
+        assert_eq!(lifted[0].lift_reason.as_deref(), Some("expired"));
     }
 }

@@ -13,14 +13,14 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, Local, SecondsFormat, Utc};
 use crossbeam_channel::{bounded, select};
 
-use crate::event::{Attempt, Cursors, Event};
+use crate::event::{Cursors, Event};
 use crate::rule::{JournalSpec, Rule};
+use crate::source::matcher::{Input, Matcher};
 use crate::source::watch::WatchContext;
 
 /// Whether a journal can be read here: journalctl is installed and the system journal (or
@@ -131,7 +131,7 @@ impl Drop for Reaper {
     }
 }
 
-fn follow(rule: &Rule, cursor: Option<String>, ctx: &WatchContext) -> anyhow::Result<()> {
+fn follow(rule: &Arc<Rule>, cursor: Option<String>, ctx: &WatchContext) -> anyhow::Result<()> {
     let spec = rule
         .journal
         .as_ref()
@@ -164,41 +164,28 @@ fn follow(rule: &Rule, cursor: Option<String>, ctx: &WatchContext) -> anyhow::Re
             }
         }
     });
-    let mut scratch = rule.scratch();
-    let mut skipped = 0u64;
-    let stats = ctx.metrics.rule(&rule.name);
-    // Entries read since they were last added to the metrics: added when the pipe has
-    // nothing more queued, so a burst costs one atomic add.
-    let mut read = 0u64;
+    let mut matcher = Matcher::new(
+        Input::Journal,
+        std::slice::from_ref(rule),
+        ctx.events.clone(),
+        Arc::clone(&ctx.metrics),
+    );
     loop {
+        // Entries read are added to the metrics when the pipe has nothing more queued,
+        // so a burst costs one atomic add.
         if lines.is_empty() {
-            ctx.metrics.lines_read(std::mem::take(&mut read));
+            matcher.count_lines();
         }
         select! {
             recv(lines) -> line => {
                 let Ok(line) = line else { break };
                 let line = line?;
-                read += 1;
                 let Some(entry) = Entry::parse(&line) else {
-                    stats.skipped.fetch_add(1, Relaxed);
+                    matcher.unreadable();
                     log::debug!("rule {}: not a journal entry: {}", rule.name, String::from_utf8_lossy(&line));
                     continue;
                 };
-                let text = entry.as_line();
-                match rule.examine(text.as_bytes(), Local::now(), &mut scratch) {
-                    None => {}
-                    Some(Ok(found)) => {
-                        stats.attempts.fetch_add(1, Relaxed);
-                        let attempt = Attempt { rule: Arc::clone(&rule.name), ip: found.ip, at: found.at, instant: found.instant, line: text };
-                        let _ = ctx.events.send(Event::Attempt(attempt));
-                    }
-                    Some(Err(skip)) => {
-                        stats.skipped.fetch_add(1, Relaxed);
-                        skipped += 1;
-                        let level = if skipped == 1 { log::Level::Warn } else { log::Level::Debug };
-                        log::log!(level, "rule {}: journal entry skipped, {skip}: {text}", rule.name);
-                    }
-                }
+                matcher.line(entry.as_line().as_bytes());
                 if let Some(cursor) = entry.cursor {
                     let _ = ctx.events.send(Event::Cursor { rule: rule.name.to_string(), cursor });
                 }
@@ -206,7 +193,7 @@ fn follow(rule: &Rule, cursor: Option<String>, ctx: &WatchContext) -> anyhow::Re
             recv(ctx.stop) -> _ => break,
         }
     }
-    ctx.metrics.lines_read(read);
+    matcher.count_lines();
     drop(child);
     let _ = reader.join();
     Ok(())

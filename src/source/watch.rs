@@ -1,26 +1,25 @@
 //! Watcher threads: one per log file, woken by inotify (never a sleep-and-poll loop).
 //!
-//! Each thread owns a `Follower` and the rules that read its file. On every change in the
-//! file's directory that concerns it, the thread reads the new lines, matches them, and
-//! sends `Attempt`s and its read position down the bounded channel to the decision thread.
+//! Each thread owns a `Follower` and a `Matcher` for the rules that read its file. On every
+//! change in the file's directory that concerns it, the thread reads the new lines, has
+//! them matched (the matcher sends the `Attempt`s), and sends its read position down the
+//! bounded channel to the decision thread.
 //! A glob in `log_files` gets its own thread that watches the directory and starts a file
 //! thread for each new match.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 
-use chrono::Local;
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
-use crate::event::{Attempt, Event};
-use crate::event::{Position, Positions};
-use crate::metrics::{Metrics, RuleStats};
-use crate::rule::{Rule, Scratch, Skip};
+use crate::event::{Event, Position, Positions};
+use crate::metrics::Metrics;
+use crate::rule::Rule;
 use crate::source::follow::{Follower, Fresh};
+use crate::source::matcher::{Input, Matcher};
 
 /// What every watcher thread needs.
 #[derive(Clone)]
@@ -132,64 +131,6 @@ fn is_glob(path: &str) -> bool {
     path.contains(['*', '?', '['])
 }
 
-/// Reads lines, matches them against the rules and sends what it finds.
-struct Matcher<'a> {
-    rules: &'a [Arc<Rule>],
-    scratch: Vec<Scratch>,
-    path: &'a Path,
-    events: &'a Sender<Event>,
-    skipped: u64,
-    /// Each rule's counters, beside `rules`.
-    stats: Vec<Arc<RuleStats>>,
-    /// Lines read since they were last added to the metrics: one atomic add per read,
-    /// not per line.
-    lines: u64,
-}
-
-impl Matcher<'_> {
-    fn line(&mut self, line: &[u8]) {
-        self.lines += 1;
-        for ((rule, scratch), stats) in self.rules.iter().zip(&mut self.scratch).zip(&self.stats) {
-            match rule.examine(line, Local::now(), scratch) {
-                None => {}
-                Some(Ok(found)) => {
-                    stats.attempts.fetch_add(1, Relaxed);
-                    let attempt = Attempt {
-                        rule: Arc::clone(&rule.name),
-                        ip: found.ip,
-                        at: found.at,
-                        instant: found.instant,
-                        line: String::from_utf8_lossy(line).into_owned(),
-                    };
-                    // Blocks when the decision thread is behind: back-pressure, not memory.
-                    let _ = self.events.send(Event::Attempt(attempt));
-                }
-                Some(Err(skip)) => {
-                    stats.skipped.fetch_add(1, Relaxed);
-                    self.skipped += 1;
-                    log_skip(self.path, self.skipped, rule, skip, line);
-                }
-            }
-        }
-    }
-}
-
-/// Logs a skipped line: a file's first one loudly, the rest at debug level.
-fn log_skip(path: &Path, count: u64, rule: &Rule, skip: Skip, line: &[u8]) {
-    let level = if count == 1 {
-        log::Level::Warn
-    } else {
-        log::Level::Debug
-    };
-    log::log!(
-        level,
-        "{}: rule {}: line skipped, {skip}: {}",
-        path.display(),
-        rule.name,
-        String::from_utf8_lossy(line)
-    );
-}
-
 /// The directory to watch for `path`: its parent, or the nearest ancestor that exists.
 fn watch_dir(path: &Path) -> PathBuf {
     let mut dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
@@ -216,18 +157,15 @@ fn file_thread(
     let (mut watcher, notes) = new_watcher()?;
     let mut watched = watch_dir(path);
     watcher.watch(&watched, RecursiveMode::NonRecursive)?;
-    let mut matcher = Matcher {
+    let mut matcher = Matcher::new(
+        Input::File(path.to_path_buf()),
         rules,
-        scratch: rules.iter().map(|r| r.scratch()).collect(),
-        path,
-        events: &ctx.events,
-        skipped: 0,
-        stats: rules.iter().map(|r| ctx.metrics.rule(&r.name)).collect(),
-        lines: 0,
-    };
+        ctx.events.clone(),
+        Arc::clone(&ctx.metrics),
+    );
     // Whatever was written since the file was placed, before the watch was armed.
     follower.poll(&mut |l| matcher.line(l))?;
-    ctx.metrics.lines_read(std::mem::take(&mut matcher.lines));
+    matcher.count_lines();
     let mut sent = None;
     send_position(&follower, &mut sent, ctx);
     log::debug!(
@@ -256,7 +194,7 @@ fn file_thread(
                 if let Err(e) = follower.poll(&mut |l| matcher.line(l)) {
                     log::warn!("{}: read failed: {e}", path.display());
                 }
-                ctx.metrics.lines_read(std::mem::take(&mut matcher.lines));
+                matcher.count_lines();
                 send_position(&follower, &mut sent, ctx);
             }
             recv(ctx.stop) -> _ => return Ok(()),

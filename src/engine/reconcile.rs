@@ -1,0 +1,372 @@
+//! What this server has put in its firewall, and keeping it in agreement with the store.
+//!
+//! At start the store's active bans are restored into the firewall in one batch. With a
+//! shared store (Redis) the firewall also follows the fleet: other servers' bans and
+//! unbans arrive as events and only change the kernel here (their records are the
+//! fleet's already), and a reconcile (on every reconnection and every
+//! `redis.reconcile_every`) bans what is missing and unbans what is gone, in case events
+//! were missed while the link was down. If the shared store lost its data, the bans this
+//! server knows are put back first.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+
+use crate::ban::{NewBan, Origin};
+use crate::event::{Link, RemoteEvent};
+use crate::firewall::{Entry, Firewall};
+use crate::metrics::Metrics;
+use crate::net::{IgnoreList, display_net};
+use crate::store::{BanStore, StoreError};
+
+use super::EngineError;
+use super::timers::Timer;
+
+pub struct Applied {
+    /// What this server has put in its firewall, and why: what reconciling compares
+    /// with the store, and what it puts back if a shared store lost its data.
+    bans: HashMap<IpNet, NewBan>,
+    /// With a shared store: how often to reconcile, and when next.
+    every: Option<Duration>,
+    due: Timer,
+    /// The shared store's token; a new one means it lost its data.
+    epoch: Option<String>,
+    /// When `restore` began reading the store's active bans; the first subscription
+    /// made before that needs no reconcile.
+    restored_at: Option<Instant>,
+    /// Reconciles are counted here.
+    metrics: Arc<Metrics>,
+}
+
+impl Applied {
+    pub fn new(metrics: Arc<Metrics>) -> Applied {
+        Applied {
+            bans: HashMap::new(),
+            every: None,
+            due: Timer::default(),
+            epoch: None,
+            restored_at: None,
+            metrics,
+        }
+    }
+
+    /// Reconciles every `every` from now on (with a shared store), or only when asked.
+    pub fn reconcile_every(&mut self, every: Option<Duration>) {
+        self.every = every;
+        self.schedule();
+    }
+
+    fn schedule(&mut self) {
+        self.due.set(self.every.map(|d| Instant::now() + d));
+    }
+
+    /// When the next reconcile is due.
+    pub fn due(&self) -> Option<Instant> {
+        self.due.when()
+    }
+
+    pub fn is_due(&self, now: Instant) -> bool {
+        self.due.is_due(now)
+    }
+
+    /// `ban` is in the firewall now.
+    pub fn insert(&mut self, ban: NewBan) {
+        self.bans.insert(ban.net, ban);
+    }
+
+    /// The ban of `net` is out of the firewall now.
+    pub fn remove(&mut self, net: &IpNet) {
+        self.bans.remove(net);
+    }
+
+    /// Lifts bans that expired while pyfilter was stopped, then puts every active ban in
+    /// the kernel in one batch. Returns how many were restored.
+    pub fn restore(
+        &mut self,
+        firewall: &mut dyn Firewall,
+        store: &mut dyn BanStore,
+        ignore: &IgnoreList,
+    ) -> Result<usize, EngineError> {
+        firewall.init()?;
+        let now = Utc::now();
+        if let Err(e) = store.flush_outbox() {
+            log::warn!("changes queued while the store was away are not delivered yet: {e}");
+        }
+        let reading = Instant::now();
+        let active = match store.active_bans() {
+            Ok(active) => {
+                self.restored_at = Some(reading);
+                active
+            }
+            // A fleet server starts (and protects itself) even while Redis is away.
+            Err(e @ StoreError::Unreachable { .. }) => {
+                log::warn!("starting without the fleet's bans: {e}");
+                Vec::new()
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (expired, active): (Vec<_>, Vec<_>) = active
+            .into_iter()
+            .partition(|b| b.expires_at.is_some_and(|t| t <= now));
+        let expired: Vec<IpNet> = expired.iter().map(|b| b.net).collect();
+        store.lift_many(&expired, now, "expired")?;
+        let active: Vec<_> = active
+            .into_iter()
+            .filter(|b| ignore.overlapping(&b.net).is_none())
+            .collect();
+        let entries: Vec<Entry> = active
+            .iter()
+            .map(|b| Entry::until(b.net, b.expires_at, now))
+            .collect();
+        firewall.restore(&entries)?;
+        if self.restored_at.is_some() && self.every.is_some() {
+            // With a shared store the restore is the first reconcile: the firewall now
+            // holds exactly the fleet's active bans.
+            self.metrics.reconciled(now, entries.len(), 0);
+        }
+        self.bans = active.into_iter().map(|b| (b.net, b.new)).collect();
+        self.epoch = store.epoch().ok().flatten();
+        Ok(entries.len())
+    }
+
+    /// Makes the firewall agree with the store's active bans: delivers the outbox, puts
+    /// back this server's bans if the shared store lost its data, then bans what is
+    /// missing and unbans what is gone. Returns (banned, unbanned).
+    pub fn reconcile(
+        &mut self,
+        firewall: &mut dyn Firewall,
+        store: &mut dyn BanStore,
+        ignore: &IgnoreList,
+    ) -> Result<(usize, usize), EngineError> {
+        self.schedule();
+        let delivered = store.flush_outbox()?;
+        if delivered > 0 {
+            log::info!("delivered {delivered} changes queued while the store was away");
+        }
+        let epoch = store.epoch()?;
+        if self.epoch.is_some() && epoch != self.epoch {
+            let known: Vec<NewBan> = self.bans.values().cloned().collect();
+            log::warn!(
+                "the shared store lost its data; putting back the {} bans this server knows",
+                known.len()
+            );
+            store.record_many(&known)?;
+        }
+        self.epoch = epoch;
+        let now = Utc::now();
+        let desired: HashMap<IpNet, NewBan> = store
+            .active_bans()?
+            .into_iter()
+            .filter(|b| {
+                b.expires_at.is_none_or(|t| t > now) && ignore.overlapping(&b.net).is_none()
+            })
+            .map(|b| (b.net, b.new))
+            .collect();
+        let missing: Vec<Entry> = desired
+            .iter()
+            .filter(|(n, _)| !self.bans.contains_key(*n))
+            .map(|(n, b)| Entry::until(*n, b.expires_at, now))
+            .collect();
+        let gone: Vec<IpNet> = self
+            .bans
+            .keys()
+            .filter(|n| !desired.contains_key(*n))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            firewall.ban(&missing)?;
+        }
+        if !gone.is_empty() {
+            firewall.unban(&gone)?;
+        }
+        self.bans = desired;
+        self.metrics
+            .reconciled(Utc::now(), missing.len(), gone.len());
+        Ok((missing.len(), gone.len()))
+    }
+
+    /// Whether news of the link to the fleet calls for a reconcile.
+    pub fn link(&mut self, link: Link) -> bool {
+        match link {
+            // Subscribed before restore read the active bans: that read holds all that
+            // was published before, and the channel holds all that came since, so a
+            // second read of every ban (seconds, with a large fleet) would add nothing.
+            Link::Up(subscribed)
+                if self
+                    .restored_at
+                    .take()
+                    .is_some_and(|read| subscribed <= read) =>
+            {
+                log::info!(
+                    "caught up with the fleet: subscribed before the bans were read, nothing more to apply"
+                );
+                false
+            }
+            Link::Up(_) => true,
+            Link::Down => {
+                self.restored_at = None;
+                false
+            }
+        }
+    }
+
+    /// Applies another server's ban or unban to this server's firewall. The fleet's
+    /// record is already in the shared store; only the kernel changes here, and a remote
+    /// ban keeps the end its origin gave it. Returns that end when a ban was applied, for
+    /// the next expiry.
+    pub fn remote(
+        &mut self,
+        firewall: &mut dyn Firewall,
+        ignore: &IgnoreList,
+        event: RemoteEvent,
+    ) -> Option<DateTime<Utc>> {
+        let now = Utc::now();
+        match event {
+            RemoteEvent::Ban {
+                net,
+                rule,
+                server,
+                reason,
+                until,
+            } => {
+                if let Some(ignored) = ignore.overlapping(&net) {
+                    log::warn!(
+                        "{server} banned {}, which overlaps {ignored} in the ignore list: not applied here",
+                        display_net(&net)
+                    );
+                    return None;
+                }
+                if until.is_some_and(|t| t <= now) {
+                    return None;
+                }
+                match firewall.ban(&[Entry::until(net, until, now)]) {
+                    Ok(()) => {
+                        log::info!("banned {} (from {server}, rule {rule})", display_net(&net));
+                        self.insert(NewBan {
+                            net,
+                            rule,
+                            reason,
+                            attempts: 0,
+                            server,
+                            source: Origin::Remote,
+                            banned_at: now,
+                            expires_at: until,
+                        });
+                        until
+                    }
+                    Err(e) => {
+                        log::error!("cannot apply {server}'s ban of {}: {e}", display_net(&net));
+                        None
+                    }
+                }
+            }
+            RemoteEvent::Unban { net, server } => {
+                match firewall.unban(&[net]) {
+                    Ok(()) => {
+                        if self.bans.remove(&net).is_some() {
+                            log::info!("unbanned {} (by {server})", display_net(&net));
+                        }
+                    }
+                    Err(e) => log::error!(
+                        "cannot apply {server}'s unban of {}: {e}",
+                        display_net(&net)
+                    ),
+                }
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use ipnet::IpNet;
+
+    use super::*;
+    use crate::engine::testing::*;
+    use crate::event::Event;
+
+    #[test]
+    fn restore_puts_active_bans_in_the_firewall_and_lifts_expired_ones() {
+        let kernel = Kernel::default();
+        let f = Fixture::new("");
+        let mut store = f.store();
+        let hour = chrono::Duration::hours(1);
+        store
+            .record_many(&[
+                ban_by_others("192.0.2.1", Some(Utc::now() + hour)),
+                ban_by_others("192.0.2.2", Some(Utc::now() - hour)),
+                ban_by_others("192.0.2.3", None),
+                ban_by_others(IGNORED, None),
+            ])
+            .unwrap();
+        let mut engine = f.engine;
+        assert_eq!(
+            engine.replace_firewall(Box::new(kernel.clone())).unwrap(),
+            2
+        );
+        assert_eq!(kernel.nets(), [net("192.0.2.1"), net("192.0.2.3")]);
+        let active: Vec<IpNet> = store.active_bans().unwrap().iter().map(|b| b.net).collect();
+        assert!(!active.contains(&net("192.0.2.2")), "{active:?}");
+    }
+
+    #[test]
+    fn reconcile_applies_missing_bans_and_lifts_gone_ones() {
+        let kernel = Kernel::default();
+        let mut f = Fixture::with_kernel("", &kernel);
+        f.engine.receive([instant("192.0.2.1")]);
+        // Meanwhile, elsewhere: one more ban, and ours lifted.
+        let mut store = f.store();
+        store
+            .record_many(&[ban_by_others("192.0.2.9", None)])
+            .unwrap();
+        store
+            .lift_many(&[net("192.0.2.1")], Utc::now(), "by hand")
+            .unwrap();
+        assert_eq!(f.engine.reconcile().unwrap(), (1, 1));
+        assert_eq!(kernel.nets(), [net("192.0.2.9")]);
+        assert_eq!(f.engine.reconcile().unwrap(), (0, 0), "nothing left to do");
+    }
+
+    #[test]
+    fn reconcile_leaves_ignored_and_ended_bans_out_of_the_firewall() {
+        let kernel = Kernel::default();
+        let mut f = Fixture::with_kernel("", &kernel);
+        let mut store = f.store();
+        store
+            .record_many(&[
+                ban_by_others(IGNORED, None),
+                ban_by_others("192.0.2.5", Some(Utc::now() - chrono::Duration::seconds(1))),
+            ])
+            .unwrap();
+        assert_eq!(f.engine.reconcile().unwrap(), (0, 0));
+        assert!(kernel.nets().is_empty());
+    }
+
+    #[test]
+    fn a_remote_ban_reaches_the_firewall_and_its_unban_lifts_it() {
+        let kernel = Kernel::default();
+        let mut f = Fixture::with_kernel("", &kernel);
+        let ban = |ip: &str| {
+            Event::Remote(RemoteEvent::Ban {
+                net: net(ip),
+                rule: RULE.into(),
+                server: "web-2".into(),
+                reason: "failed".into(),
+                until: None,
+            })
+        };
+        f.engine.receive([ban("192.0.2.1"), ban(IGNORED)]);
+        assert_eq!(kernel.nets(), [net("192.0.2.1")], "never an ignored one");
+        assert!(f.active().is_empty(), "the fleet's record is its own");
+        f.engine.receive([Event::Remote(RemoteEvent::Unban {
+            net: net("192.0.2.1"),
+            server: "web-2".into(),
+        })]);
+        assert!(kernel.nets().is_empty());
+    }
+}
