@@ -3,158 +3,117 @@
 
 use std::path::Path;
 
-use super::{Config, ConfigError, StoreKind};
+use super::{Config, ConfigError, RedisConfig, StoreKind};
 
-fn valid_chain_name(name: &str) -> bool {
+/// A check: what is wrong with the configuration at its key, or `None` when nothing is.
+type Check = fn(&Config) -> Option<String>;
+
+/// The checks, in the order they run: the first that fails is the one reported.
+const CHECKS: &[(&str, Check)] = &[
+    ("server_name", |c| {
+        c.server_name
+            .trim()
+            .is_empty()
+            .then(|| "must not be empty".into())
+    }),
+    ("firewall.chain", |c| {
+        (!valid_name(&c.firewall.chain, 28)).then(|| {
+            format!(
+                "`{}` is not a valid chain name (letters, digits, - and _, at most 28)",
+                c.firewall.chain
+            )
+        })
+    }),
+    ("firewall.parents", |c| {
+        c.firewall
+            .parents
+            .iter()
+            .find(|p| !valid_name(p, 28))
+            .map(|bad| format!("`{bad}` is not a valid chain name"))
+    }),
+    ("firewall.parents", |c| {
+        c.firewall
+            .parents
+            .contains(&c.firewall.chain)
+            .then(|| "must not contain pyfilter's own chain".into())
+    }),
+    ("firewall.set", |c| {
+        (!valid_name(&c.firewall.set, 22)).then(|| {
+            format!(
+                "`{}` is not a valid set/table name (letters, digits, - and _, at most 22)",
+                c.firewall.set
+            )
+        })
+    }),
+    ("firewall.maxelem", |c| at_least(c.firewall.maxelem, 1)),
+    ("firewall.hooks", |c| {
+        c.firewall
+            .hooks
+            .is_empty()
+            .then(|| "needs at least one hook".into())
+    }),
+    ("firewall.hooks", |c| {
+        c.firewall
+            .hooks
+            .iter()
+            .find(|h| !HOOKS.contains(&h.as_str()))
+            .map(|bad| {
+                format!("`{bad}` is not a hook pyfilter filters (input, forward, prerouting)")
+            })
+    }),
+    ("redis.url", |c| {
+        let url = &redis_in_use(c)?.url;
+        let e = redis::Client::open(url.as_str()).err()?;
+        Some(format!(
+            "`{}` is not a Redis URL ({e}); write it like redis://127.0.0.1:6379/0, rediss://host:6380/0 or redis+unix:///run/redis.sock",
+            crate::store::redacted(url)
+        ))
+    }),
+    ("redis.prefix", |c| {
+        redis_in_use(c)?
+            .prefix
+            .is_empty()
+            .then(|| "must not be empty".into())
+    }),
+    ("ban_time_increment.factor", |c| {
+        c.ban_time_increment
+            .is_some_and(|inc| !(inc.factor > 1.0 && inc.factor <= 100.0))
+            .then(|| "must be above 1 and at most 100".into())
+    }),
+    ("ipv6_prefix", |c| {
+        (!(16..=128).contains(&c.ipv6_prefix)).then(|| "must be between 16 and 128".into())
+    }),
+    ("max_line_bytes", |c| at_least(c.max_line_bytes, 256)),
+    ("max_tracked", |c| at_least(c.max_tracked, 1000)),
+];
+
+/// The nftables hooks pyfilter's table can filter.
+const HOOKS: [&str; 3] = ["input", "forward", "prerouting"];
+
+/// Refuses `config` with the first check it fails, located in `text` (read from `name`).
+pub fn validate(name: &Path, text: &str, config: &Config) -> Result<(), ConfigError> {
+    CHECKS
+        .iter()
+        .try_for_each(|(key, check)| match check(config) {
+            Some(message) => Err(ConfigError::at_key(name, text, key, message)),
+            None => Ok(()),
+        })
+}
+
+/// A chain, set or table name the firewall tools accept, at most `max` bytes long.
+fn valid_name(name: &str, max: usize) -> bool {
     !name.is_empty()
-        && name.len() <= 28
+        && name.len() <= max
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-pub fn validate(name: &Path, text: &str, config: &Config) -> Result<(), ConfigError> {
-    if config.server_name.trim().is_empty() {
-        return Err(ConfigError::at_key(
-            name,
-            text,
-            "server_name",
-            "must not be empty",
-        ));
-    }
-    if !valid_chain_name(&config.firewall.chain) {
-        return Err(ConfigError::at_key(
-            name,
-            text,
-            "firewall.chain",
-            format!(
-                "`{}` is not a valid chain name (letters, digits, - and _, at most 28)",
-                config.firewall.chain
-            ),
-        ));
-    }
-    if let Some(bad) = config
-        .firewall
-        .parents
-        .iter()
-        .find(|p| !valid_chain_name(p))
-    {
-        return Err(ConfigError::at_key(
-            name,
-            text,
-            "firewall.parents",
-            format!("`{bad}` is not a valid chain name"),
-        ));
-    }
-    if config.firewall.parents.contains(&config.firewall.chain) {
-        return Err(ConfigError::at_key(
-            name,
-            text,
-            "firewall.parents",
-            "must not contain pyfilter's own chain",
-        ));
-    }
-    let fw = &config.firewall;
-    if fw.set.is_empty()
-        || fw.set.len() > 22
-        || !fw
-            .set
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(ConfigError::at_key(
-            name,
-            text,
-            "firewall.set",
-            format!(
-                "`{}` is not a valid set/table name (letters, digits, - and _, at most 22)",
-                fw.set
-            ),
-        ));
-    }
-    if fw.maxelem == 0 {
-        return Err(ConfigError::at_key(
-            name,
-            text,
-            "firewall.maxelem",
-            "must be at least 1",
-        ));
-    }
-    if fw.hooks.is_empty() {
-        return Err(ConfigError::at_key(
-            name,
-            text,
-            "firewall.hooks",
-            "needs at least one hook",
-        ));
-    }
-    if let Some(bad) = fw
-        .hooks
-        .iter()
-        .find(|h| !["input", "forward", "prerouting"].contains(&h.as_str()))
-    {
-        return Err(ConfigError::at_key(
-            name,
-            text,
-            "firewall.hooks",
-            format!("`{bad}` is not a hook pyfilter filters (input, forward, prerouting)"),
-        ));
-    }
-    if config.store == StoreKind::Redis {
-        let url = &config.redis.url;
-        if let Err(e) = redis::Client::open(url.as_str()) {
-            return Err(ConfigError::at_key(
-                name,
-                text,
-                "redis.url",
-                format!(
-                    "`{}` is not a Redis URL ({e}); write it like redis://127.0.0.1:6379/0, rediss://host:6380/0 or redis+unix:///run/redis.sock",
-                    crate::store::redacted(url)
-                ),
-            ));
-        }
-        if config.redis.prefix.is_empty() {
-            return Err(ConfigError::at_key(
-                name,
-                text,
-                "redis.prefix",
-                "must not be empty",
-            ));
-        }
-    }
-    if let Some(inc) = &config.ban_time_increment
-        && !(inc.factor > 1.0 && inc.factor <= 100.0)
-    {
-        return Err(ConfigError::at_key(
-            name,
-            text,
-            "ban_time_increment.factor",
-            "must be above 1 and at most 100",
-        ));
-    }
-    if !(16..=128).contains(&config.ipv6_prefix) {
-        return Err(ConfigError::at_key(
-            name,
-            text,
-            "ipv6_prefix",
-            "must be between 16 and 128",
-        ));
-    }
-    if config.max_line_bytes < 256 {
-        return Err(ConfigError::at_key(
-            name,
-            text,
-            "max_line_bytes",
-            "must be at least 256",
-        ));
-    }
-    if config.max_tracked < 1000 {
-        return Err(ConfigError::at_key(
-            name,
-            text,
-            "max_tracked",
-            "must be at least 1000",
-        ));
-    }
-    Ok(())
+fn at_least<T: PartialOrd + std::fmt::Display>(value: T, least: T) -> Option<String> {
+    (value < least).then(|| format!("must be at least {least}"))
+}
+
+/// The `redis` section, when it matters: the store is Redis.
+fn redis_in_use(config: &Config) -> Option<&RedisConfig> {
+    (config.store == StoreKind::Redis).then_some(&config.redis)
 }
