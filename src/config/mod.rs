@@ -13,8 +13,8 @@ mod validate;
 
 pub use error::ConfigError;
 pub use schema::{
-    Action, AdminConfig, Backend, Config, FirewallConfig, Increment, RedisConfig, RuleOverride,
-    SqliteConfig, StoreKind,
+    Action, AdminConfig, Backend, Config, FirewallConfig, Increment, JournalSpec, RedisConfig,
+    RuleOverride, SqliteConfig, StoreKind,
 };
 use validate::validate;
 

@@ -141,11 +141,23 @@ pub struct RuleOverride {
     pub ban_time: Option<BanTime>,
     pub log_files: Option<Vec<String>>,
     /// Read this journal (matches, file) instead of the rule file's.
-    pub journal: Option<crate::rule::JournalSpec>,
+    pub journal: Option<JournalSpec>,
     /// For rules whose patterns use `<URL>`.
     pub urls: Option<Vec<String>>,
     /// For rules whose patterns use `<STATUS>`.
     pub statuses: Option<Vec<u16>>,
+}
+
+/// Which journal entries a rule reads: `journalctl` matches (`FIELD=value`; one field
+/// given twice means either value), and optionally a journal file or directory instead
+/// of the system journal.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSpec {
+    #[serde(rename = "match", default)]
+    pub matches: Vec<String>,
+    #[serde(default)]
+    pub file: Option<PathBuf>,
 }
 
 /// The `firewall` section.

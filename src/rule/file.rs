@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, JournalSpec};
 use crate::duration::{BanTime, de_opt_duration};
 
 include!(concat!(env!("OUT_DIR"), "/embedded_rules.rs"));
@@ -49,18 +49,6 @@ pub struct RuleFile {
 
 fn yes() -> bool {
     true
-}
-
-/// Which journal entries a rule reads: `journalctl` matches (`FIELD=value`; one field
-/// given twice means either value), and optionally a journal file or directory instead
-/// of the system journal.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JournalSpec {
-    #[serde(rename = "match", default)]
-    pub matches: Vec<String>,
-    #[serde(default)]
-    pub file: Option<PathBuf>,
 }
 
 /// A value written either alone or as a list (`time_format: auto` or

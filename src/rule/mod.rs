@@ -16,6 +16,7 @@ use regex_automata::nfa::thompson::{
 use regex_automata::util::captures::Captures;
 use regex_automata::{Anchored, Input, meta, util::syntax};
 
+use crate::config::JournalSpec;
 use crate::duration::BanTime;
 use crate::rule::timestamp::{TimeCache, TimeFormat, TimeFormats};
 use pattern::IP_GROUP;
@@ -26,7 +27,7 @@ mod file;
 pub mod pattern;
 pub mod timestamp;
 
-pub use file::{JournalSpec, Origin, RuleFile, load_sources};
+pub use file::{Origin, RuleFile, load_sources};
 
 /// When an IP is banned: the three numbers, after config overrides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,8 +18,9 @@ use std::thread::JoinHandle;
 use chrono::{DateTime, Local, SecondsFormat, Utc};
 use crossbeam_channel::{bounded, select};
 
+use crate::config::JournalSpec;
 use crate::event::{Cursors, Event};
-use crate::rule::{JournalSpec, Rule};
+use crate::rule::Rule;
 use crate::source::matcher::{Input, Matcher};
 use crate::source::watch::WatchContext;
 
