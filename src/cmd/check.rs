@@ -65,7 +65,7 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
         StoreKind::Redis => {
             println!(
                 "store: redis {} (prefix {}, sync {}, channel {}, reconcile every {}); local positions and outbox in {}",
-                crate::store::redacted(&c.redis.url),
+                crate::config::redacted(&c.redis.url),
                 c.redis.prefix,
                 if c.redis.sync { "on" } else { "off" },
                 c.redis.channel(),
@@ -173,7 +173,7 @@ fn redis_status(settings: &Settings) -> Result<(), String> {
     let c = &settings.config;
     let client =
         ::redis::Client::open(c.redis.url.as_str()).map_err(|e| format!("redis: bad URL: {e}"))?;
-    let url = crate::store::redacted(&c.redis.url);
+    let url = crate::config::redacted(&c.redis.url);
     let mut conn = client
         .get_connection_with_timeout(c.redis.timeout)
         .map_err(|e| {

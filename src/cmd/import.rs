@@ -194,7 +194,7 @@ fn read_sqlite(
 fn read_redis(url: &str, out: &mut Vec<Legacy>, skipped: &mut Vec<String>) -> anyhow::Result<()> {
     let client =
         ::redis::Client::open(url).map_err(|e| UsageError(format!("--pyfilter-redis: {e}")))?;
-    let shown = crate::store::redacted(url);
+    let shown = crate::config::redacted(url);
     let mut conn = client
         .get_connection_with_timeout(std::time::Duration::from_secs(5))
         .map_err(|e| anyhow::anyhow!("PyFilter's Redis {shown}: {e}"))?;

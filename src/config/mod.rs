@@ -14,7 +14,7 @@ mod validate;
 pub use error::ConfigError;
 pub use schema::{
     Action, AdminConfig, Backend, Config, FirewallConfig, Increment, JournalSpec, RedisConfig,
-    RuleOverride, SqliteConfig, StoreKind,
+    RuleOverride, SqliteConfig, StoreKind, redacted,
 };
 use validate::validate;
 

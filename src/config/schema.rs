@@ -287,6 +287,32 @@ impl RedisConfig {
     }
 }
 
+/// A URL with its password replaced by `***`, fit for logs and messages.
+pub fn redacted(url: &str) -> String {
+    let Ok(mut u) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    // redis+unix URLs carry the password as `?pass=`.
+    if u.query_pairs().any(|(k, _)| k == "pass") {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "pass" {
+                    "***".to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
 impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
@@ -339,5 +365,23 @@ impl Default for AdminConfig {
             trusted_proxies: Vec::new(),
             geoip: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redacted("redis://user:secret@10.0.0.1:6379/0"),
+            "redis://user:***@10.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redacted("redis+unix:///run/redis.sock?pass=secret&db=2"),
+            "redis+unix:///run/redis.sock?pass=***&db=2"
+        );
+        assert_eq!(redacted("redis://127.0.0.1/0"), "redis://127.0.0.1/0");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{Config, ConfigError, RedisConfig, StoreKind};
+use super::{Config, ConfigError, RedisConfig, StoreKind, redacted};
 
 /// A check: what is wrong with the configuration at its key, or `None` when nothing is.
 type Check = fn(&Config) -> Option<String>;
@@ -66,7 +66,7 @@ const CHECKS: &[(&str, Check)] = &[
         let e = redis::Client::open(url.as_str()).err()?;
         Some(format!(
             "`{}` is not a Redis URL ({e}); write it like redis://127.0.0.1:6379/0, rediss://host:6380/0 or redis+unix:///run/redis.sock",
-            crate::store::redacted(url)
+            redacted(url)
         ))
     }),
     ("redis.prefix", |c| {

@@ -17,10 +17,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use crossbeam_channel::Sender;
 
-use crate::config::RedisConfig;
+use crate::config::{RedisConfig, redacted};
 use crate::event::{Event, Link};
 use crate::metrics::Metrics;
-use crate::store::redacted;
 
 pub use wire::{Sent, parse_event, parse_sent};
 

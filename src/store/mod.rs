@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
-pub use self::redis::{RedisStore, redacted};
+pub use self::redis::RedisStore;
 pub use accounts::{Accounts, User};
 pub use sqlite::SqliteStore;
 
