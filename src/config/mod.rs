@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::net::IgnoreList;
-use crate::rule::{self, Limits, Rule};
+use crate::rule::{self, Rule};
 
 mod error;
 mod schema;
@@ -91,7 +91,7 @@ impl Settings {
             serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(source_text))
                 .map_err(|e| ConfigError::located(name, text, e))?;
         validate(name, text, &config)?;
-        let rules = compile_rules(name, text, &config)?;
+        let rules = rule::compile_rules(name, text, &config)?;
         let ignore = IgnoreList::new(config.ignore.iter().map(|n| n.0));
         Ok(Settings {
             config,
@@ -113,95 +113,6 @@ impl Settings {
 
 fn read(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|e| ConfigError::plain(path, format!("cannot read: {e}")))
-}
-
-fn compile_rules(name: &Path, text: &str, config: &Config) -> Result<Vec<Rule>, ConfigError> {
-    let sources = rule::load_sources(&config.rules_dir)?;
-    for key in config.rules.keys() {
-        if !sources.iter().any(|s| &s.file.name == key) {
-            let known: Vec<&str> = sources.iter().map(|s| s.file.name.as_str()).collect();
-            return Err(ConfigError::at_key(
-                name,
-                text,
-                &format!("rules.{key}"),
-                format!("no such rule (known: {})", known.join(", ")),
-            ));
-        }
-    }
-    for key in config.enabled_rules.iter().flatten() {
-        if !sources.iter().any(|s| &s.file.name == key) {
-            let known: Vec<&str> = sources.iter().map(|s| s.file.name.as_str()).collect();
-            return Err(ConfigError::at_key(
-                name,
-                text,
-                "enabled_rules",
-                format!("`{key}`: no such rule (known: {})", known.join(", ")),
-            ));
-        }
-    }
-    let mut rules = Vec::with_capacity(sources.len());
-    for source in sources {
-        let over = config
-            .rules
-            .get(&source.file.name)
-            .cloned()
-            .unwrap_or_default();
-        let limits = Limits {
-            failed_attempts: over
-                .failed_attempts
-                .or(source.file.failed_attempts)
-                .unwrap_or(config.failed_attempts),
-            request_time: over
-                .request_time
-                .or(source.file.request_time)
-                .unwrap_or(config.request_time),
-            ban_time: over
-                .ban_time
-                .or(source.file.ban_time)
-                .unwrap_or(config.ban_time),
-        };
-        let mut file = source.file;
-        if let Some(enabled) = over.enabled {
-            file.enabled = enabled;
-        }
-        if let Some(list) = &config.enabled_rules {
-            file.enabled = list.contains(&file.name);
-        }
-        if let Some(files) = over.log_files {
-            // Files named in the configuration are what the user wants read (followed when
-            // they appear), not a reason to fall back to the journal.
-            file.log_files = files;
-            file.journal = None;
-        } else if file.name == ADMIN_RULE && matches!(source.origin, rule::Origin::Embedded(_)) {
-            // The shipped rule reads wherever this configuration tells the admin to write.
-            file.log_files = vec![config.admin.log.display().to_string()];
-        }
-        if let Some(journal) = over.journal {
-            file.journal = Some(journal);
-        }
-        if let Some(urls) = over.urls {
-            file.urls = urls;
-        }
-        if let Some(statuses) = over.statuses {
-            file.statuses = statuses;
-        }
-        let origin = source.origin.clone();
-        let rule_name = file.name.clone();
-        let rule = Rule::compile(file, source.origin, limits).map_err(|e| match &origin {
-            rule::Origin::File(p) => ConfigError::at_key(
-                p,
-                &std::fs::read_to_string(p).unwrap_or_default(),
-                "patterns",
-                e,
-            ),
-            rule::Origin::Embedded(n) => ConfigError::plain(
-                Path::new("rules.d").join(n),
-                format!("rule `{rule_name}`: {e}"),
-            ),
-        })?;
-        rules.push(rule);
-    }
-    Ok(rules)
 }
 
 #[cfg(test)]

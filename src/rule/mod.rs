@@ -25,9 +25,11 @@ use pattern::IP_GROUP;
 mod cases;
 mod file;
 pub mod pattern;
+mod set;
 pub mod timestamp;
 
 pub use file::{Origin, RuleFile, load_sources};
+pub use set::compile_rules;
 
 /// When an IP is banned: the three numbers, after config overrides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
