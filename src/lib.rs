@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod net;
 pub mod programs;
 pub mod rule;
+pub mod settings;
 pub mod source;
 pub mod store;
 pub mod time;

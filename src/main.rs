@@ -8,7 +8,8 @@ use clap::Parser;
 use pyfilter::cli::UsageError;
 use pyfilter::cli::{Cli, Command};
 use pyfilter::cmd;
-use pyfilter::config::{ConfigError, Settings};
+use pyfilter::config::ConfigError;
+use pyfilter::settings::Settings;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -4,8 +4,9 @@
 use std::path::Path;
 
 use chrono::{DateTime, Local, TimeZone};
-use pyfilter::config::{ConfigSource, Settings};
+use pyfilter::config::ConfigSource;
 use pyfilter::rule::timestamp::{TimeCache, TimeFormat};
+use pyfilter::settings::Settings;
 
 /// The fuzz targets' fixed reference time (2023-11-14T22:13:20Z).
 fn reference() -> DateTime<Local> {

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::sync::Once;
 
 use libfuzzer_sys::fuzz_target;
-use pyfilter::config::{ConfigSource, Settings};
+use pyfilter::config::ConfigSource;
+use pyfilter::settings::Settings;
 
 fn isolate() {
     static ONCE: Once = Once::new();

@@ -31,8 +31,8 @@ use chrono::Utc;
 use crossbeam_channel::{Sender, bounded};
 
 use crate::cli::UsageError;
-use crate::config::Settings;
 use crate::firewall::Firewall;
+use crate::settings::Settings;
 use crate::store::{AdminStore, SqliteStore, StoreError};
 use crate::web::{Request, Response, Server};
 

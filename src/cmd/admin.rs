@@ -10,7 +10,7 @@ use chrono::Utc;
 use crate::admin::{self, auth};
 use crate::cli::UsageError;
 use crate::cli::{AdminAction, AdminArgs};
-use crate::config::Settings;
+use crate::settings::Settings;
 use crate::store::User;
 
 pub fn run(settings: Settings, args: &AdminArgs) -> anyhow::Result<ExitCode> {

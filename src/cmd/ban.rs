@@ -7,10 +7,11 @@ use chrono::Utc;
 use crate::ban::Recorded;
 use crate::cli::BanArgs;
 use crate::cli::UsageError;
-use crate::config::{Settings, StoreKind};
+use crate::config::StoreKind;
 use crate::engine::apply;
 use crate::engine::manual::{self, ManualError};
 use crate::net::display_net;
+use crate::settings::Settings;
 use crate::time::human_time;
 
 pub fn run(settings: &Settings, args: &BanArgs) -> anyhow::Result<ExitCode> {

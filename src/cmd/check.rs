@@ -4,9 +4,10 @@
 use std::process::ExitCode;
 
 use crate::cli::UsageError;
-use crate::config::{Backend, Settings, StoreKind};
+use crate::config::{Backend, StoreKind};
 use crate::duration::format_duration;
 use crate::net::display_net;
+use crate::settings::Settings;
 
 pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<ExitCode> {
     if let Some(name) = show_regex {

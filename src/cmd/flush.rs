@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use crate::config::Settings;
+use crate::settings::Settings;
 
 pub fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
     let mut firewall = crate::firewall::open(&settings.config.firewall)?;

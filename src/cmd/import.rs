@@ -17,10 +17,10 @@ use ipnet::IpNet;
 use crate::ban::{NewBan, Origin, Recorded};
 use crate::cli::ImportArgs;
 use crate::cli::UsageError;
-use crate::config::Settings;
 use crate::duration::BanTime;
 use crate::engine::apply;
 use crate::net::parse_net;
+use crate::settings::Settings;
 
 /// One ban as PyFilter recorded it.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use crate::ban::{Ban, Origin};
-use crate::config::Settings;
 use crate::config::StoreKind;
 use crate::net::display_net;
+use crate::settings::Settings;
 use crate::time::{human_time, rfc3339};
 
 /// One ban in `list --json` and the admin's `/api/bans`.

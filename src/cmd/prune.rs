@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use chrono::Utc;
 
-use crate::config::Settings;
 use crate::engine::apply;
+use crate::settings::Settings;
 
 pub fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
     let mut store = crate::store::open(settings)?;

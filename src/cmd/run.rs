@@ -17,12 +17,13 @@ use crossbeam_channel::{Receiver, Sender, bounded, select};
 use notify::{RecursiveMode, Watcher};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-use crate::config::{Settings, StoreKind};
+use crate::config::StoreKind;
 use crate::engine::Engine;
 use crate::event::Event;
 use crate::firewall;
 use crate::fleet;
 use crate::metrics::{self, Metrics};
+use crate::settings::Settings;
 use crate::source::journal;
 use crate::source::watch::{self, WatchContext};
 use crate::store::SqliteStore;

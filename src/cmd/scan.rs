@@ -12,10 +12,10 @@ use chrono::{DateTime, FixedOffset, Local, SecondsFormat, Utc};
 
 use crate::cli::ScanArgs;
 use crate::cli::UsageError;
-use crate::config::Settings;
 use crate::engine::counter::{Counters, Outcome};
 use crate::net::{IgnoreList, aggregate, display_net};
 use crate::rule::Rule;
+use crate::settings::Settings;
 use crate::source::batch::{self, LineMatch};
 
 /// The state of a scan across all its files.

@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use crate::cli::UsageError;
-use crate::config::Settings;
 use crate::engine::apply;
 use crate::net::{display_net, parse_net};
+use crate::settings::Settings;
 
 pub fn run(settings: &Settings, ip: &str) -> anyhow::Result<ExitCode> {
     let net = parse_net(ip).map_err(UsageError)?;

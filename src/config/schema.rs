@@ -370,7 +370,14 @@ impl Default for AdminConfig {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use super::super::{ConfigError, parse};
     use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("/etc/pyfilter/pyfilter.yml"), text)
+    }
 
     #[test]
     fn passwords_never_reach_messages() {
@@ -383,5 +390,23 @@ mod tests {
             "redis+unix:///run/redis.sock?pass=***&db=2"
         );
         assert_eq!(redacted("redis://127.0.0.1/0"), "redis://127.0.0.1/0");
+    }
+
+    #[test]
+    fn repeat_offenders_get_longer_bans_up_to_the_maximum() {
+        let s = load("ban_time: 1h\nban_time_increment: { factor: 3, max: 1d }\n").unwrap();
+        let inc = s.ban_time_increment.unwrap();
+        let base = s.ban_time;
+        assert_eq!(inc.apply(base, 0), BanTime::For(Duration::from_secs(3600)));
+        assert_eq!(
+            inc.apply(base, 2),
+            BanTime::For(Duration::from_secs(9 * 3600))
+        );
+        assert_eq!(
+            inc.apply(base, 10),
+            BanTime::For(Duration::from_secs(86400))
+        );
+        assert_eq!(inc.apply(BanTime::Forever, 3), BanTime::Forever);
+        assert!(load("ban_time_increment: { factor: 1, max: 1d }\n").is_err());
     }
 }

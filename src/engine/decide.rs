@@ -11,11 +11,12 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
 use crate::ban::{NewBan, Origin};
-use crate::config::{Increment, Settings};
+use crate::config::Increment;
 use crate::duration::{BanTime, format_duration};
 use crate::event::Attempt;
 use crate::net::{IgnoreList, aggregate, display_net};
 use crate::rule::Limits;
+use crate::settings::Settings;
 use crate::store::BanStore;
 
 use super::counter::{Counters, Outcome};

@@ -5,9 +5,9 @@
 use chrono::{DateTime, Utc};
 
 use crate::ban::{NewBan, Origin};
-use crate::config::Settings;
 use crate::duration::BanTime;
 use crate::net::{display_net, parse_net};
+use crate::settings::Settings;
 
 /// Why a ban by hand is refused; each way of banning by hand names the field its own way.
 #[derive(Debug, thiserror::Error)]

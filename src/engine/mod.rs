@@ -28,11 +28,12 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use crate::ban::{NewBan, Recorded};
-use crate::config::{Settings, StoreKind};
+use crate::config::StoreKind;
 use crate::event::{Attempt, Cursors, Event, Positions};
 use crate::firewall::{Firewall, FirewallError};
 use crate::metrics::Metrics;
 use crate::net::display_net;
+use crate::settings::Settings;
 use crate::store::{BanStore, SqliteStore, StoreError};
 use apply::ActionError;
 use bookkeeping::Bookkeeping;

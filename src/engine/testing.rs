@@ -14,10 +14,11 @@ use tempfile::TempDir;
 
 use super::Engine;
 use crate::ban::{Ban, NewBan, Origin};
-use crate::config::{ConfigSource, Settings};
+use crate::config::ConfigSource;
 use crate::event::{Attempt, Event};
 use crate::firewall::{Entry, Firewall, FirewallError, NoFirewall};
 use crate::metrics::Metrics;
+use crate::settings::Settings;
 use crate::store::SqliteStore;
 
 /// The rule attempts are counted for. Its numbers are the configuration's below.

@@ -99,3 +99,114 @@ pub fn compile_rules(name: &Path, text: &str, config: &Config) -> Result<Vec<Rul
     }
     Ok(rules)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::parse;
+    use crate::duration::BanTime;
+
+    /// What the tests look at: the configuration and the rules compiled from it (what
+    /// `Settings` holds, which rule cannot reach).
+    #[derive(Debug)]
+    struct Loaded {
+        config: Config,
+        rules: Vec<Rule>,
+    }
+
+    impl Loaded {
+        fn enabled_rules(&self) -> impl Iterator<Item = &Rule> {
+            self.rules.iter().filter(|r| r.enabled)
+        }
+
+        fn rule(&self, name: &str) -> Option<&Rule> {
+            self.rules.iter().find(|r| &*r.name == name)
+        }
+    }
+
+    fn load(text: &str) -> Result<Loaded, ConfigError> {
+        let name = Path::new("/etc/pyfilter/pyfilter.yml");
+        let config = parse(name, text)?;
+        let rules = compile_rules(name, text, &config)?;
+        Ok(Loaded { config, rules })
+    }
+
+    #[test]
+    fn the_admin_rule_reads_the_log_the_admin_writes() {
+        let rule = |text: &str| {
+            let s = load(text).unwrap();
+            s.rule(ADMIN_RULE).unwrap().log_files.clone()
+        };
+        assert_eq!(rule(""), ["/var/log/pyfilter/admin.log"]);
+        assert_eq!(rule("admin: { log: /srv/admin.log }\n"), ["/srv/admin.log"]);
+        assert_eq!(
+            rule(
+                "admin: { log: /srv/admin.log }\nrules:\n  pyfilter-admin: { log_files: [/x.log] }\n"
+            ),
+            ["/x.log"],
+            "an explicit override wins"
+        );
+        let s = load("admin: { log: /srv/admin.log, session_idle: 5m, sign_in_attempts: 3 }\n")
+            .unwrap();
+        assert_eq!(s.config.admin.session_idle, Duration::from_secs(300));
+        assert_eq!(s.config.admin.sign_in_attempts.get(), 3);
+        assert!(load("admin: { sign_in_attempts: 0 }\n").is_err());
+        assert!(load("admin: { listen: 'not an address' }\n").is_err());
+    }
+
+    #[test]
+    fn overrides_apply_and_unknown_rules_are_refused() {
+        let s =
+            load("failed_attempts: 7\nrules:\n  sshd: { failed_attempts: 3, ban_time: forever }\n")
+                .unwrap();
+        let sshd = s.rule("sshd").unwrap();
+        assert_eq!(sshd.limits.failed_attempts.get(), 3);
+        assert_eq!(sshd.limits.ban_time, BanTime::Forever);
+        let e = load("rules:\n  nosuch: { enabled: true }\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.message.contains("rules.nosuch: no such rule"), "{e}");
+    }
+
+    #[test]
+    fn enabled_rules_runs_exactly_the_rules_named() {
+        let s = load("enabled_rules: [sshd]\n").unwrap();
+        assert_eq!(
+            s.enabled_rules()
+                .map(|r| r.name.to_string())
+                .collect::<Vec<_>>(),
+            ["sshd"]
+        );
+        let e = load("enabled_rules: [sshd, nope]\n").unwrap_err();
+        assert!(e.message.contains("`nope`: no such rule"), "{e}");
+    }
+
+    #[test]
+    fn rule_files_in_rules_dir_override_embedded_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("sshd.yml"),
+            "name: sshd\nenabled: false\npatterns: ['x <IP>$']\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("web.yml"),
+            "name: web\nlog_files: [/tmp/x.log]\npatterns: ['y <IP>$']\n",
+        )
+        .unwrap();
+        let s = load(&format!("rules_dir: {}\n", dir.path().display())).unwrap();
+        assert!(!s.rule("sshd").unwrap().enabled);
+        assert!(s.rule("web").unwrap().enabled);
+        std::fs::write(
+            dir.path().join("bad.yml"),
+            "name: bad\npatterns:\n  - 'no ip here'\n",
+        )
+        .unwrap();
+        let e = load(&format!("rules_dir: {}\n", dir.path().display())).unwrap_err();
+        assert!(
+            e.to_string().contains("bad.yml:2:") && e.message.contains("no <IP>"),
+            "{e}"
+        );
+    }
+}

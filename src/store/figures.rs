@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::{BanStore, StoreError};
 use crate::ban::Summary;
-use crate::config::Settings;
+use crate::settings::Settings;
 
 /// Asks the store for its summary; `None` (and a log line) when it cannot answer.
 pub fn summary(store: &mut dyn BanStore, now: DateTime<Utc>) -> Option<Summary> {

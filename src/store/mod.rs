@@ -21,7 +21,8 @@ pub use accounts::{Accounts, User};
 pub use sqlite::SqliteStore;
 
 use crate::ban::{Ban, BanQuery, NewBan, Page, Recorded, Summary};
-use crate::config::{Settings, StoreKind};
+use crate::config::StoreKind;
+use crate::settings::Settings;
 
 /// Where bans are kept. Every method may fail when the store cannot be reached.
 pub trait BanStore: Send {
