@@ -8,22 +8,29 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
+/// Why a text is not an address or a block pyfilter accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    #[error("`{text}` has host bits set; did you mean {network}?")]
+    HostBits { text: String, network: IpNet },
+    #[error("`{0}` is not an IP address or CIDR block (like 192.0.2.1 or 198.51.100.0/24)")]
+    NotANetwork(String),
+}
+
 /// Parses `192.0.2.1`, `2001:db8::1`, `198.51.100.0/24` or `2001:db8::/32`. Host bits
 /// set in a CIDR block are refused: `10.0.0.1/8` is almost always a typo.
-pub fn parse_net(text: &str) -> Result<IpNet, String> {
+pub fn parse_net(text: &str) -> Result<IpNet, NetError> {
     let text = text.trim();
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Ok(IpNet::from(normalize(ip)));
     }
     match text.parse::<IpNet>() {
         Ok(net) if net.trunc() == net => Ok(net),
-        Ok(net) => Err(format!(
-            "`{text}` has host bits set; did you mean {}?",
-            net.trunc()
-        )),
-        Err(_) => Err(format!(
-            "`{text}` is not an IP address or CIDR block (like 192.0.2.1 or 198.51.100.0/24)"
-        )),
+        Ok(net) => Err(NetError::HostBits {
+            text: text.to_string(),
+            network: net.trunc(),
+        }),
+        Err(_) => Err(NetError::NotANetwork(text.to_string())),
     }
 }
 
@@ -127,11 +134,13 @@ mod tests {
         assert!(
             parse_net("10.0.0.1/8")
                 .unwrap_err()
+                .to_string()
                 .contains("did you mean 10.0.0.0/8")
         );
         assert!(
             parse_net("example.com")
                 .unwrap_err()
+                .to_string()
                 .contains("not an IP address")
         );
         assert!(parse_net("1.2.3.4/33").is_err());

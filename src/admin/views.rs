@@ -115,7 +115,7 @@ impl Admin {
         if !form.ip.is_empty() {
             match parse_net(&form.ip) {
                 Ok(net) => query.net = Some(net),
-                Err(e) => error = Some(e),
+                Err(e) => error = Some(e.to_string()),
             }
         }
         for (text, field, end) in [
@@ -235,7 +235,7 @@ impl Admin {
             Err(e) => {
                 return Ok(Response::html(
                     400,
-                    pages::message(Some(viewer), "Unban", &e),
+                    pages::message(Some(viewer), "Unban", &e.to_string()),
                 ));
             }
         };

@@ -46,14 +46,19 @@ impl fmt::Display for Origin {
     }
 }
 
+/// A ban source this pyfilter does not know (a record from a newer version, or tampered).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown ban source `{0}`")]
+pub struct UnknownOrigin(pub String);
+
 impl FromStr for Origin {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Origin, String> {
+    type Err = UnknownOrigin;
+    fn from_str(s: &str) -> Result<Origin, UnknownOrigin> {
         match s {
             "log" => Ok(Origin::Log),
             "manual" => Ok(Origin::Manual),
             "remote" => Ok(Origin::Remote),
-            other => Err(format!("unknown ban source `{other}`")),
+            other => Err(UnknownOrigin(other.to_string())),
         }
     }
 }

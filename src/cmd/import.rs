@@ -131,7 +131,7 @@ fn legacy_from(
         .or(fallback_ip)
         .ok_or("no address column")?;
     Ok(Legacy {
-        net: parse_net(ip)?,
+        net: parse_net(ip).map_err(|e| e.to_string())?,
         banned_at: pick(fields, TIME_NAMES).and_then(|t| parse_time(t)),
         server: pick(fields, SERVER_NAMES).cloned(),
         reason: pick(fields, REASON_NAMES).cloned(),

@@ -8,7 +8,7 @@ use crate::net::{display_net, parse_net};
 use crate::settings::Settings;
 
 pub fn run(settings: &Settings, ip: &str) -> anyhow::Result<ExitCode> {
-    let net = parse_net(ip).map_err(UsageError)?;
+    let net = parse_net(ip).map_err(|e| UsageError(e.to_string()))?;
     let mut firewall = crate::firewall::open(&settings.config.firewall)?;
     firewall.init()?;
     let mut store = crate::store::open(settings)?;

@@ -12,8 +12,8 @@ use crate::settings::Settings;
 /// Why a ban by hand is refused; each way of banning by hand names the field its own way.
 #[derive(Debug, thiserror::Error)]
 pub enum ManualError {
-    #[error("{0}")]
-    Address(String),
+    #[error(transparent)]
+    Address(#[from] crate::net::NetError),
     #[error("{0}")]
     Duration(String),
     #[error("{0}")]
@@ -30,7 +30,7 @@ pub fn check(
     reason: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<NewBan, ManualError> {
-    let net = parse_net(ip.trim()).map_err(ManualError::Address)?;
+    let net = parse_net(ip.trim())?;
     let ban_time = match duration.map(str::trim).filter(|d| !d.is_empty()) {
         Some(d) => BanTime::parse(d).map_err(|e| ManualError::Duration(e.to_string()))?,
         None => settings.config.ban_time,

@@ -134,7 +134,7 @@ impl WireEvent {
         if self.server == own_server {
             return Ok(None);
         }
-        let net = parse_net(&self.ip)?;
+        let net = parse_net(&self.ip).map_err(|e| e.to_string())?;
         let sent = self
             .at
             .as_deref()
