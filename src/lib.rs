@@ -7,6 +7,7 @@ pub mod ban;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod control;
 pub mod duration;
 pub mod engine;
 pub mod event;

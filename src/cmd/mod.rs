@@ -1,6 +1,8 @@
 //! One file per subcommand. `run` wires the daemon's threads to the decision thread; the
 //! others are short-lived: each opens the same store and firewall modules the daemon
-//! uses, does its one job and exits.
+//! uses, does its one job and exits. Those that change the firewall (`ban`, `unban`,
+//! `flush`) ask the running daemon over its control socket, and change it themselves
+//! only when none runs, under the state lock (`control`).
 
 pub mod admin;
 pub mod ban;
@@ -12,3 +14,22 @@ pub mod prune;
 pub mod run;
 pub mod scan;
 pub mod unban;
+
+use crate::cli::UsageError;
+use crate::control::protocol::{Answer, RefusalKind};
+
+/// The daemon's answer when it carried the request out; its refusal as an error
+/// otherwise (exit 2 for the asker's mistakes, as when the command checks them itself).
+fn accepted(answer: Box<Answer>) -> anyhow::Result<Answer> {
+    if answer.ok {
+        return Ok(*answer);
+    }
+    let refusal = answer.error.unwrap_or(crate::control::protocol::Refusal {
+        kind: RefusalKind::Failure,
+        message: "the daemon refused without saying why".into(),
+    });
+    match refusal.kind {
+        RefusalKind::Usage => Err(UsageError(refusal.message).into()),
+        RefusalKind::Failure => Err(anyhow::anyhow!("the daemon: {}", refusal.message)),
+    }
+}

@@ -5,6 +5,10 @@
 //! old one kept; counters and bans survive). SIGTERM and SIGINT stop cleanly: watchers
 //! stop, queued attempts are handled, positions and the metrics' snapshot are saved.
 //! With `--metrics ADDR`, Prometheus metrics are served on threads of their own.
+//!
+//! Before anything else it takes the state lock (a second daemon on the same state is
+//! refused, named) and listens on the control socket; the decision loop answers its
+//! requests between batches of attempts.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +22,7 @@ use notify::{RecursiveMode, Watcher};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::config::StoreKind;
+use crate::control::{self, Asked, Paths, StateLock};
 use crate::engine::Engine;
 use crate::event::Event;
 use crate::firewall;
@@ -34,6 +39,9 @@ const BOOKKEEPING_BUSY: Duration = Duration::from_millis(200);
 
 /// Attempts queued between watchers and the decision thread at most.
 const EVENT_QUEUE: usize = 16 * 1024;
+
+/// Control requests queued at most (each client waits for its own answer).
+const REQUEST_QUEUE: usize = 64;
 
 enum Control {
     Reload,
@@ -101,8 +109,14 @@ pub fn run(
     mut settings: Settings,
     metrics_addr: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
+    // First: a daemon already at work on this state, or a port already taken, stops
+    // this one before it has touched anything.
+    let paths = Paths::beside(&settings.config.sqlite.path);
+    let _lock = StateLock::for_daemon(&paths.lock)?;
+    let (asked_tx, asked) = bounded::<Asked>(REQUEST_QUEUE);
+    // Requests made during the restore wait in the channel until the loop runs.
+    let _socket = control::listen(&paths.socket, asked_tx)?;
     let metrics = Arc::new(Metrics::default());
-    // First: a port already taken stops the daemon before it has touched anything.
     if let Some(addr) = metrics_addr {
         let mut figures = Figures::new(&settings);
         let bound = metrics::serve(addr, Arc::clone(&metrics), move |now| figures.summary(now))
@@ -190,6 +204,12 @@ pub fn run(
                 }
                 Err(_) => return Ok(()),
             },
+            recv(asked) -> asked => {
+                if let Ok(asked) = asked {
+                    let answer = engine.answer(&settings, asked.request.clone());
+                    asked.answer(answer);
+                }
+            }
             recv(store_changed) -> _ => engine.refresh_expiry(),
             default(timeout) => {}
         }

@@ -10,7 +10,8 @@
 //! The `Engine` holds the firewall and the store and hands each event to the part it
 //! concerns: `decide` (counting attempts into bans), `retry` (bans the firewall refused),
 //! `reconcile` (what this server's firewall holds, and the fleet), `bookkeeping` (read
-//! positions and the counters' snapshot). Each part keeps its own timer (`timers`);
+//! positions and the counters' snapshot), `requests` (the control socket's bans, unbans,
+//! flush and status). Each part keeps its own timer (`timers`);
 //! `deadline` is the earliest of them and `tick` does what is due.
 
 pub mod apply;
@@ -19,6 +20,7 @@ pub mod counter;
 mod decide;
 pub mod manual;
 mod reconcile;
+mod requests;
 mod retry;
 mod timers;
 
@@ -69,6 +71,8 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     /// Bans this engine made from its logs.
     pub bans: u64,
+    /// When the daemon started, for its status.
+    started: requests::Started,
 }
 
 impl Engine {
@@ -92,6 +96,7 @@ impl Engine {
             books: Bookkeeping::new(local, Arc::clone(&metrics)),
             metrics,
             bans: 0,
+            started: requests::Started::now(),
         }
     }
 

@@ -82,6 +82,16 @@ impl Applied {
         self.bans.remove(net);
     }
 
+    /// The firewall holds none of pyfilter's bans now (it was flushed).
+    pub fn clear(&mut self) {
+        self.bans.clear();
+    }
+
+    /// How many bans the firewall holds.
+    pub fn len(&self) -> usize {
+        self.bans.len()
+    }
+
     /// Lifts bans that expired while pyfilter was stopped, then puts every active ban in
     /// the kernel in one batch. Returns how many were restored.
     pub fn restore(

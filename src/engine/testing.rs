@@ -108,6 +108,8 @@ impl Firewall for Kernel {
 /// An engine, restored as the daemon restores it at start, and where its state lives.
 pub struct Fixture {
     pub engine: Engine,
+    /// The configuration the engine was made with.
+    pub settings: Settings,
     db: PathBuf,
     /// Holds the rules and the database until the test ends.
     _dir: TempDir,
@@ -171,6 +173,7 @@ impl Fixture {
         engine.restore().expect("a restore of an empty store");
         Fixture {
             engine,
+            settings,
             db,
             _dir: dir,
         }

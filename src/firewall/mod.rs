@@ -116,10 +116,12 @@ impl Firewall for NoFirewall {
     }
 }
 
-/// The backend the configuration names. Refuses a real backend when not root.
-pub fn open(config: &FirewallConfig) -> Result<Box<dyn Firewall>, FirewallError> {
+/// Whether this process may change the firewall the configuration names: a real
+/// backend needs root. Checked before anything else is touched, so a user without it is
+/// told what to do rather than refused by a lock or a socket on the way.
+pub fn check_privilege(config: &FirewallConfig) -> Result<(), FirewallError> {
     let backend: &'static str = match config.backend {
-        Backend::None => return Ok(Box::new(NoFirewall)),
+        Backend::None => return Ok(()),
         Backend::Iptables => "iptables",
         Backend::Ipset => "ipset",
         Backend::Nftables => "nftables",
@@ -128,11 +130,17 @@ pub fn open(config: &FirewallConfig) -> Result<Box<dyn Firewall>, FirewallError>
     if unsafe { libc::geteuid() } != 0 {
         return Err(FirewallError::NotRoot { backend });
     }
+    Ok(())
+}
+
+/// The backend the configuration names. Refuses a real backend when not root.
+pub fn open(config: &FirewallConfig) -> Result<Box<dyn Firewall>, FirewallError> {
+    check_privilege(config)?;
     Ok(match config.backend {
         Backend::Iptables => Box::new(iptables::Iptables::new(config)),
         Backend::Ipset => Box::new(ipset::Ipset::new(config)),
         Backend::Nftables => Box::new(nftables::Nftables::new(config)),
-        Backend::None => unreachable!("handled above"),
+        Backend::None => Box::new(NoFirewall),
     })
 }
 

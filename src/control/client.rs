@@ -1,0 +1,81 @@
+//! The CLI's side of the control socket: send one request to the running daemon and
+//! wait for its answer; or, when no daemon runs, take the state lock and let the caller
+//! change the firewall itself.
+
+use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::lock::{self, StateLock};
+use super::protocol::{Answer, Request};
+use super::{ControlError, Paths};
+
+/// How long the daemon may take to answer (it answers between batches of attempts).
+const ANSWER_WAIT: Duration = Duration::from_secs(90);
+/// How long a command waits for another command's change before giving up.
+const LOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// Who carries out a change.
+#[derive(Debug)]
+pub enum Route {
+    /// The running daemon did, and answered.
+    Daemon(Box<Answer>),
+    /// No daemon runs: the caller does it, holding the lock.
+    Here(StateLock),
+}
+
+/// Asks the running daemon; with none, waits for the state lock.
+pub fn route(paths: &Paths, request: &Request) -> Result<Route, ControlError> {
+    let start = Instant::now();
+    loop {
+        if let Some(answer) = ask(&paths.socket, request)? {
+            return Ok(Route::Daemon(Box::new(answer)));
+        }
+        if let Some(lock) = StateLock::try_for_command(&paths.lock)? {
+            // A daemon that started between the question and the lock took the lock
+            // first; with the lock ours, none runs.
+            return Ok(Route::Here(lock));
+        }
+        if start.elapsed() > LOCK_WAIT {
+            return Err(ControlError::Busy {
+                pid: lock::holder(&paths.lock).map(|h| h.pid),
+                lock: paths.lock.clone(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends one request to the daemon listening on `socket`. `None`: no daemon listens.
+pub fn ask(socket: &Path, request: &Request) -> Result<Option<Answer>, ControlError> {
+    let err = |source| ControlError::Ask {
+        path: socket.to_path_buf(),
+        source,
+    };
+    let mut stream = match UnixStream::connect(socket) {
+        Ok(s) => s,
+        // No socket, or one a dead daemon left behind.
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(err(e)),
+    };
+    stream.set_read_timeout(Some(ANSWER_WAIT)).map_err(err)?;
+    let mut text = serde_json::to_string(request).map_err(|e| err(std::io::Error::other(e)))?;
+    text.push('\n');
+    stream.write_all(text.as_bytes()).map_err(err)?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).map_err(err)?;
+    if line.is_empty() {
+        return Err(ControlError::NoAnswer {
+            path: socket.to_path_buf(),
+        });
+    }
+    serde_json::from_str(&line)
+        .map(Some)
+        .map_err(|e| ControlError::BadAnswer {
+            path: socket.to_path_buf(),
+            message: e.to_string(),
+        })
+}

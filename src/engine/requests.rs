@@ -1,0 +1,213 @@
+//! What the decision thread answers on the control socket: bans and unbans by hand,
+//! flushing the firewall, and the daemon's status. Carried out here, between batches of
+//! attempts, so the firewall has one owner and `applied` always knows what it holds.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+use super::Engine;
+use super::apply::{self, ActionError};
+use super::manual::{self, ManualError};
+use crate::ban::Recorded;
+use crate::config::{StoreKind, redacted};
+use crate::control::protocol::{
+    Answer, BanAnswer, BanOutcome, FlushAnswer, RefusalKind, Request, Status, UnbanAnswer,
+};
+use crate::net::{display_net, parse_net};
+use crate::settings::Settings;
+use crate::time::rfc3339;
+
+/// When the daemon started, for its status.
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    pub at: DateTime<Utc>,
+    pub instant: Instant,
+}
+
+impl Started {
+    pub fn now() -> Started {
+        Started {
+            at: Utc::now(),
+            instant: Instant::now(),
+        }
+    }
+}
+
+impl Engine {
+    /// Carries out one request from the control socket and says how it went.
+    pub fn answer(&mut self, settings: &Settings, request: Request) -> Answer {
+        match request {
+            Request::Ban {
+                ip,
+                duration,
+                reason,
+            } => self.ban_by_hand(settings, &ip, duration.as_deref(), reason.as_deref()),
+            Request::Unban { ip } => self.unban_by_hand(&ip),
+            Request::Flush => self.flush_firewall(),
+            Request::Status => Answer::status(self.status(settings)),
+        }
+    }
+
+    fn ban_by_hand(
+        &mut self,
+        settings: &Settings,
+        ip: &str,
+        duration: Option<&str>,
+        reason: Option<&str>,
+    ) -> Answer {
+        let new = match manual::check(settings, ip, duration, reason, Utc::now()) {
+            Ok(new) => new,
+            Err(ManualError::Duration(e)) => {
+                return Answer::refused(RefusalKind::Usage, format!("--for: {e}"));
+            }
+            Err(e) => return Answer::refused(RefusalKind::Usage, e.to_string()),
+        };
+        match apply::ban(self.store.as_mut(), self.firewall.as_mut(), &new) {
+            Ok(Recorded::New(ban)) => {
+                if let Some(t) = ban.expires_at {
+                    self.expiry.no_later_than(t);
+                }
+                self.applied.insert(ban.new.clone());
+                // Id 0: Redis was unreachable; the ban waits in the outbox.
+                let queued = ban.id == 0 && settings.config.store == StoreKind::Redis;
+                Answer::ban(BanAnswer::of(BanOutcome::Banned, &ban, queued))
+            }
+            Ok(Recorded::AlreadyBanned(ban)) => {
+                // The firewall was made to agree with the ban in force.
+                self.applied.insert(ban.new.clone());
+                Answer::ban(BanAnswer::of(BanOutcome::AlreadyBanned, &ban, false))
+            }
+            Err(e @ ActionError::NotRecorded { .. }) => {
+                self.applied.insert(new);
+                Answer::refused(
+                    RefusalKind::Failure,
+                    format!("{e}; it protects this server until the daemon restarts"),
+                )
+            }
+            Err(e) => Answer::refused(RefusalKind::Failure, e.to_string()),
+        }
+    }
+
+    fn unban_by_hand(&mut self, ip: &str) -> Answer {
+        let net = match parse_net(ip.trim()) {
+            Ok(net) => net,
+            Err(e) => return Answer::refused(RefusalKind::Usage, e.to_string()),
+        };
+        match apply::unban(
+            self.store.as_mut(),
+            self.firewall.as_mut(),
+            &net,
+            "unbanned by hand",
+        ) {
+            Ok(lifted) => {
+                self.applied.remove(&net);
+                Answer::unban(UnbanAnswer {
+                    ip: display_net(&net),
+                    was_banned: lifted.is_some(),
+                })
+            }
+            Err(e) => Answer::refused(RefusalKind::Failure, e.to_string()),
+        }
+    }
+
+    /// Empties the firewall of pyfilter's bans and sets its structures up again empty,
+    /// so the daemon goes on banning. The store keeps the bans: a restart (or, with
+    /// Redis, the next reconcile) puts them back.
+    fn flush_firewall(&mut self) -> Answer {
+        let done = self.firewall.flush().and_then(|()| self.firewall.init());
+        match done {
+            Ok(()) => {
+                log::info!(
+                    "flushed the {} firewall by request: {} bans taken out of the kernel, still recorded",
+                    self.firewall.name(),
+                    self.applied.len()
+                );
+                self.applied.clear();
+                Answer::flush(FlushAnswer {
+                    firewall: self.firewall.name().to_string(),
+                })
+            }
+            Err(e) => Answer::refused(RefusalKind::Failure, format!("firewall: {e}")),
+        }
+    }
+
+    fn status(&self, settings: &Settings) -> Status {
+        let c = &settings.config;
+        let (store, location) = match c.store {
+            StoreKind::Sqlite => ("sqlite", c.sqlite.path.display().to_string()),
+            StoreKind::Redis => ("redis", redacted(&c.redis.url)),
+        };
+        Status {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: rfc3339(self.started.at),
+            uptime_secs: self.started.instant.elapsed().as_secs(),
+            bans_active: self.applied.len(),
+            addresses_counted: self.tracked(),
+            bans_made: self.bans,
+            firewall: self.firewall.name().to_string(),
+            store: store.to_string(),
+            store_location: location,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    fn ban(ip: &str) -> Request {
+        Request::Ban {
+            ip: ip.into(),
+            duration: Some("1h".into()),
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn a_ban_by_request_reaches_the_firewall_the_store_and_the_status() {
+        let kernel = Kernel::default();
+        let mut f = Fixture::with_kernel("", &kernel);
+        let settings = f.settings.clone();
+        let a = f.engine.answer(&settings, ban("192.0.2.1"));
+        assert_eq!(a.ban.unwrap().outcome, BanOutcome::Banned);
+        assert!(kernel.holds("192.0.2.1") && f.banned("192.0.2.1"));
+        let a = f.engine.answer(&settings, ban("192.0.2.1"));
+        assert_eq!(a.ban.unwrap().outcome, BanOutcome::AlreadyBanned);
+        let status = f.engine.answer(&settings, Request::Status).status.unwrap();
+        assert_eq!(status.bans_active, 1);
+        assert_eq!(status.pid, std::process::id());
+        let a = f.engine.answer(
+            &settings,
+            Request::Unban {
+                ip: "192.0.2.1".into(),
+            },
+        );
+        assert!(a.unban.unwrap().was_banned);
+        assert!(!kernel.holds("192.0.2.1") && !f.banned("192.0.2.1"));
+        let status = f.engine.answer(&settings, Request::Status).status.unwrap();
+        assert_eq!(status.bans_active, 0);
+    }
+
+    #[test]
+    fn refusals_say_whose_fault_they_are() {
+        let mut f = Fixture::new("");
+        let settings = f.settings.clone();
+        for bad in [ban("not-an-ip"), ban(IGNORED)] {
+            let a = f.engine.answer(&settings, bad);
+            assert_eq!(a.error.unwrap().kind, RefusalKind::Usage);
+        }
+        let a = f.engine.answer(
+            &settings,
+            Request::Ban {
+                ip: "192.0.2.1".into(),
+                duration: Some("soon".into()),
+                reason: None,
+            },
+        );
+        assert!(a.error.unwrap().message.starts_with("--for: "));
+        assert!(f.active().is_empty());
+    }
+}

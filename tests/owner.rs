@@ -1,0 +1,290 @@
+//! One owner for the firewall: the daemon's control socket, the state lock, and what they
+//! guarantee. Real iptables inside a network namespace of the test's own, a real SQLite
+//! file, real `pyfilter` processes racing each other.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Addresses raced over in the concurrency tests.
+const RACED: [&str; 2] = ["192.0.2.41", "2001:db8::43"];
+
+/// How many rules of pyfilter's chain drop `ip` (more than one is a duplicate).
+fn kernel_rules(ns: &Netns, ip: &str) -> usize {
+    let (tool, net) = if ip.contains(':') {
+        ("ip6tables", format!("{ip}/128"))
+    } else {
+        ("iptables", format!("{ip}/32"))
+    };
+    ns.rules(tool, "PYFILTER")
+        .lines()
+        .filter(|l| l.starts_with(&format!("-A PYFILTER -s {net} ")))
+        .count()
+}
+
+/// How many active bans of `ip` the store holds.
+fn store_bans(s: &Setup, ns: &Netns, ip: &str) -> usize {
+    let out = s.cli(Some(ns), &["list", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .filter(|l| l.contains(&format!(r#""ip":"{ip}""#)))
+        .count()
+}
+
+/// A CLI command started inside `ns`, not waited for.
+fn spawn_cli(s: &Setup, ns: &Netns, args: &[&str]) -> Child {
+    ns.command(BIN)
+        .arg("-c")
+        .arg(s.config())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Ten bans and ten unbans of each raced address, all started at once, interleaved.
+fn race_bans_and_unbans(s: &Setup, ns: &Netns) {
+    let mut children = Vec::new();
+    for round in 0..10 {
+        for ip in RACED {
+            children.push(spawn_cli(s, ns, &["ban", ip, "--for", "1h"]));
+            children.push(spawn_cli(s, ns, &["unban", ip]));
+        }
+        if round == 4 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "a raced command failed: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+}
+
+/// Store and kernel agree on every raced address: one rule for an active ban, none
+/// without, never a duplicate.
+fn assert_agreement(s: &Setup, ns: &Netns) {
+    for ip in RACED {
+        let (kernel, store) = (kernel_rules(ns, ip), store_bans(s, ns, ip));
+        assert!(store <= 1, "{ip}: {store} active bans in the store");
+        assert_eq!(
+            kernel, store,
+            "{ip}: {kernel} rules in the kernel, {store} active bans in the store"
+        );
+    }
+}
+
+#[test]
+fn concurrent_bans_and_unbans_with_the_daemon_running_leave_store_and_kernel_agreeing() {
+    let ns = Netns::new();
+    let s = Setup::new("firewall: { backend: iptables }");
+    append(&s.log(), "");
+    let d = Daemon::start(&s, &ns);
+    for _ in 0..2 {
+        race_bans_and_unbans(&s, &ns);
+        assert_agreement(&s, &ns);
+    }
+    // And the daemon still agrees with itself after a restart.
+    let (_, status, _) = d.stop();
+    assert!(status.success());
+    let _d = Daemon::start(&s, &ns);
+    assert_agreement(&s, &ns);
+}
+
+#[test]
+fn concurrent_bans_and_unbans_without_a_daemon_take_turns_under_the_lock() {
+    let ns = Netns::new();
+    let s = Setup::new("firewall: { backend: iptables }");
+    for _ in 0..2 {
+        race_bans_and_unbans(&s, &ns);
+        assert_agreement(&s, &ns);
+    }
+}
+
+/// `pyfilter run` on `s`, its stderr captured, not waited for.
+fn spawn_run(s: &Setup, ns: &Netns) -> Child {
+    ns.command(BIN)
+        .arg("-c")
+        .arg(s.config())
+        .arg("run")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for `child` to exit within `limit`; kills it and fails when it does not.
+fn exits_within(mut child: Child, limit: Duration, what: &str) -> std::process::Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("{what} still runs after {limit:?}: {}", stderr(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_refuses_to_start_naming_the_first() {
+    let ns = Netns::new();
+    let s = Setup::new("failed_attempts: 2\nfirewall: { backend: iptables }");
+    append(&s.log(), "");
+    let first = Daemon::start(&s, &ns);
+    assert!(s.cli(Some(&ns), &["ban", "192.0.2.51"]).status.success());
+
+    let second = exits_within(
+        spawn_run(&s, &ns),
+        Duration::from_secs(10),
+        "the second daemon",
+    );
+    assert_eq!(second.status.code(), Some(1), "{}", stderr(&second));
+    let err = stderr(&second);
+    assert!(
+        err.contains(&format!("pid {}", first.pid())),
+        "the refusal names the first daemon's PID: {err}"
+    );
+    // The second touched nothing: one rule per ban, the first still at work.
+    assert_eq!(kernel_rules(&ns, "192.0.2.51"), 1);
+    append(
+        &s.log(),
+        &format!("{}{}", failed("192.0.2.52"), failed("192.0.2.52")),
+    );
+    wait_for(Duration::from_secs(5), "the first daemon's ban", || {
+        ns.has_ban("192.0.2.52")
+    });
+    assert_eq!(kernel_rules(&ns, "192.0.2.52"), 1);
+    assert!(first.output().contains("pyfilter ready"));
+}
+
+#[test]
+fn a_daemon_killed_with_sigkill_leaves_no_lock_behind() {
+    let ns = Netns::new();
+    let s = Setup::new("firewall: { backend: iptables }");
+    append(&s.log(), "");
+    let mut first = Daemon::start(&s, &ns);
+    first.signal(libc::SIGKILL);
+    wait_for(Duration::from_secs(5), "the daemon to die", || {
+        !first.is_running()
+    });
+    // The kernel released the lock with the process: the next start is not refused, and
+    // the socket the dead daemon left is replaced.
+    let second = Daemon::start(&s, &ns);
+    let out = s.cli(Some(&ns), &["ban", "192.0.2.61"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    second.wait_log("banned 192.0.2.61");
+}
+
+/// One request on the control socket, its answer as JSON.
+fn ask(socket: &std::path::Path, request: &str) -> serde_json::Value {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(b"\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+}
+
+#[test]
+fn the_control_socket_is_private_and_answers_one_json_line_per_request() {
+    use std::os::unix::fs::PermissionsExt;
+    let ns = Netns::new();
+    let s = Setup::new("firewall: { backend: iptables }");
+    append(&s.log(), "");
+    let d = Daemon::start(&s, &ns);
+    let socket = s.path("db/pyfilter.sock");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the socket is the daemon's user's alone"
+    );
+
+    let status = ask(&socket, r#"{"request":"status"}"#);
+    assert_eq!(status["ok"], true, "{status}");
+    assert_eq!(status["status"]["pid"], d.pid());
+    assert_eq!(status["status"]["firewall"], "iptables");
+    assert_eq!(status["status"]["bans_active"], 0);
+
+    let ban = ask(
+        &socket,
+        r#"{"request":"ban","ip":"192.0.2.71","for":"1h","reason":"by socket"}"#,
+    );
+    assert_eq!(ban["ok"], true, "{ban}");
+    assert!(ns.has_ban("192.0.2.71"));
+    let status = ask(&socket, r#"{"request":"status"}"#);
+    assert_eq!(status["status"]["bans_active"], 1, "{status}");
+
+    // A request it cannot read is answered, not dropped; the daemon goes on.
+    let bad = ask(&socket, r#"{"request":"reboot"}"#);
+    assert_eq!(bad["ok"], false, "{bad}");
+    let bad = ask(&socket, "not json");
+    assert_eq!(bad["ok"], false, "{bad}");
+    let unban = ask(&socket, r#"{"request":"unban","ip":"192.0.2.71"}"#);
+    assert_eq!(unban["ok"], true, "{unban}");
+    assert!(!ns.has_ban("192.0.2.71"));
+
+    // Stopping removes the socket.
+    let (_, status, _) = d.stop();
+    assert!(status.success());
+    assert!(!socket.exists());
+}
+
+#[test]
+fn ban_unban_and_flush_go_through_the_running_daemon() {
+    let ns = Netns::new();
+    let s = Setup::new("firewall: { backend: iptables }");
+    append(&s.log(), "");
+    let d = Daemon::start(&s, &ns);
+    let out = s.cli(Some(&ns), &["ban", "192.0.2.81", "--for", "1h"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("banned 192.0.2.81 until"));
+    // The daemon did it, and says so in its log.
+    d.wait_log("banned 192.0.2.81 (rule manual");
+    let out = s.cli(Some(&ns), &["ban", "192.0.2.81"]);
+    assert!(stdout(&out).starts_with("192.0.2.81 is already banned"));
+    // The ignore list is the daemon's: refused, exit 2, nothing changed.
+    let out = s.cli(Some(&ns), &["ban", "127.0.0.1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    let out = s.cli(Some(&ns), &["flush"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // No ban left in the kernel; the daemon keeps its chain, empty, for the next ones.
+    assert!(
+        !ns.has_ban("192.0.2.81"),
+        "{}",
+        ns.rules("iptables", "PYFILTER")
+    );
+    assert!(
+        !ns.rules("iptables", "PYFILTER").contains(" -s "),
+        "{}",
+        ns.rules("iptables", "PYFILTER")
+    );
+    // The store keeps the ban.
+    assert!(stdout(&s.cli(Some(&ns), &["list"])).contains("192.0.2.81"));
+    let out = s.cli(Some(&ns), &["ban", "192.0.2.82"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(ns.has_ban("192.0.2.82"));
+    let out = s.cli(Some(&ns), &["unban", "192.0.2.82"]);
+    assert_eq!(stdout(&out).trim(), "unbanned 192.0.2.82");
+    d.wait_log("unbanned 192.0.2.82 (unbanned by hand)");
+    assert!(!ns.has_ban("192.0.2.82"));
+}
