@@ -1,9 +1,29 @@
-//! Durations as users write them: humantime strings (`10m`, `1h 30m`, `7d`) and `forever`.
+//! Durations as users write them: humantime strings (`10m`, `1h 30m`, `7d`) and `forever`,
+//! range-checked where they are read, so that no time computed from them can overflow.
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+
+/// The longest duration pyfilter takes: 100 years. Longer is `forever` in all but name,
+/// and a ban end computed from a longer one could pass the last date the clock types can
+/// hold (a `ban_time` of `100000000d` once crashed the daemon at its first ban).
+pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
+
+/// Why a duration is refused; the message says what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("`{text}` is not a duration ({why}); write it like `90s`, `10m`, `1h 30m` or `7d`")]
+    Syntax { text: String, why: String },
+    #[error("`{text}` is zero; a duration must be positive")]
+    Zero { text: String },
+    #[error(
+        "`{text}` is longer than {max} (100 years), the longest duration pyfilter takes; write `forever` for a ban that never ends",
+        max = format_duration(MAX_DURATION)
+    )]
+    TooLong { text: String },
+}
 
 /// How long a ban lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,26 +33,50 @@ pub enum BanTime {
 }
 
 impl BanTime {
-    /// Parses `forever` or a humantime duration; a zero duration is refused.
-    pub fn parse(text: &str) -> Result<BanTime, String> {
+    /// Parses `forever` or a humantime duration; a zero duration, or one longer than
+    /// `MAX_DURATION`, is refused.
+    pub fn parse(text: &str) -> Result<BanTime, DurationError> {
         if text.trim().eq_ignore_ascii_case("forever") {
             return Ok(BanTime::Forever);
         }
         parse_duration(text).map(BanTime::For)
     }
 
-    /// The expiry of a ban that starts at `from`, `None` for forever.
+    /// The expiry of a ban that starts at `from`, `None` for forever. A ban so long that
+    /// its end cannot be written as a date (only a record made by hand in the store, or
+    /// by another program, could ask for one) ends at the last date there is.
     pub fn expiry(
         self,
         from: chrono::DateTime<chrono::Utc>,
     ) -> Option<chrono::DateTime<chrono::Utc>> {
         match self {
             BanTime::Forever => None,
-            BanTime::For(d) => {
-                Some(from + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
-            }
+            BanTime::For(d) => Some(after(from, d)),
         }
     }
+}
+
+/// `at + d`, or the last date there is: time arithmetic never panics.
+pub fn after(at: chrono::DateTime<chrono::Utc>, d: Duration) -> chrono::DateTime<chrono::Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| at.checked_add_signed(d))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+}
+
+/// `at - d`, or the first date there is.
+pub fn before(at: chrono::DateTime<chrono::Utc>, d: Duration) -> chrono::DateTime<chrono::Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| at.checked_sub_signed(d))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+}
+
+/// `now + wait` for a timer; a wait too long for the monotonic clock becomes a day, after
+/// which whoever set the timer looks again (a timer never fires early for it).
+pub fn instant_after(now: std::time::Instant, wait: Duration) -> std::time::Instant {
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400))
 }
 
 impl fmt::Display for BanTime {
@@ -66,13 +110,21 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
-/// Parses a positive humantime duration with a message that says what is expected.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("`{text}` is not a duration ({e}); write it like `90s`, `10m`, `1h 30m` or `7d`")
+/// Parses a positive humantime duration of at most `MAX_DURATION`.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let d = humantime::parse_duration(text.trim()).map_err(|e| DurationError::Syntax {
+        text: text.to_string(),
+        why: e.to_string(),
     })?;
     if d.is_zero() {
-        return Err(format!("`{text}` is zero; a duration must be positive"));
+        return Err(DurationError::Zero {
+            text: text.to_string(),
+        });
+    }
+    if d > MAX_DURATION {
+        return Err(DurationError::TooLong {
+            text: text.to_string(),
+        });
     }
     Ok(d)
 }
@@ -116,11 +168,31 @@ mod tests {
 
     #[test]
     fn refuses_zero_and_garbage() {
-        assert!(parse_duration("0s").unwrap_err().contains("zero"));
+        let zero = parse_duration("0s").unwrap_err();
+        assert!(zero.to_string().contains("zero"), "{zero}");
+        let soon = parse_duration("soon").unwrap_err();
+        assert!(soon.to_string().contains("not a duration"), "{soon}");
+    }
+
+    #[test]
+    fn a_duration_past_a_hundred_years_is_refused_and_says_forever() {
+        assert_eq!(parse_duration("36500d"), Ok(MAX_DURATION));
+        let e = BanTime::parse("100000000d").unwrap_err();
+        assert!(matches!(e, DurationError::TooLong { .. }), "{e}");
         assert!(
-            parse_duration("soon")
-                .unwrap_err()
-                .contains("not a duration")
+            e.to_string().contains("36500d") && e.to_string().contains("`forever`"),
+            "{e}"
         );
+        // humantime's own overflow is a syntax error, not a panic.
+        assert!(parse_duration("99999999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn an_expiry_past_the_last_date_is_the_last_date_not_a_panic() {
+        let from = chrono::Utc::now();
+        let far = BanTime::For(Duration::from_secs(u64::MAX)).expiry(from);
+        assert_eq!(far, Some(chrono::DateTime::<chrono::Utc>::MAX_UTC));
+        let hour = BanTime::For(Duration::from_secs(3600)).expiry(from);
+        assert_eq!(hour, Some(from + chrono::Duration::hours(1)));
     }
 }

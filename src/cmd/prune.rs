@@ -20,9 +20,10 @@ pub fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
         firewall.init()?;
         apply::expire_due(store.as_mut(), firewall.as_mut(), now)?
     };
-    let retention = chrono::Duration::from_std(settings.config.history_retention)
-        .unwrap_or(chrono::Duration::MAX);
-    let dropped = store.purge_history(now - retention)?;
+    let dropped = store.purge_history(crate::duration::before(
+        now,
+        settings.config.history_retention,
+    ))?;
     println!(
         "{} expired bans lifted, {dropped} old history records dropped",
         lifted.len()

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 mod error;
 mod schema;
 mod validate;
+pub mod yaml;
 
 pub use error::ConfigError;
 pub use schema::{
@@ -73,13 +74,14 @@ pub fn read(path: Option<&Path>) -> Result<(ConfigSource, String), ConfigError> 
 }
 
 fn read_file(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|e| ConfigError::plain(path, format!("cannot read: {e}")))
+    yaml::read(path)
 }
 
 /// Parses and validates configuration text; `name` is used in messages.
 pub fn parse(name: &Path, text: &str) -> Result<Config, ConfigError> {
     // An empty file is an empty map: every default.
     let source_text = if text.trim().is_empty() { "{}" } else { text };
+    yaml::check(name, text)?;
     let config: Config =
         serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(source_text))
             .map_err(|e| ConfigError::located(name, text, e))?;
@@ -89,6 +91,8 @@ pub fn parse(name: &Path, text: &str) -> Result<Config, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
     use super::*;
 
     fn load(text: &str) -> Result<Config, ConfigError> {
@@ -120,5 +124,51 @@ mod tests {
         assert!(e.message.contains("unknown variant `pf`"), "{e}");
         let e = load("failed_attempts: 0\n").unwrap_err();
         assert_eq!(e.line, Some(1), "{e}");
+    }
+
+    #[test]
+    fn a_value_aliased_a_hundred_thousand_times_is_refused_in_moments() {
+        let mut text = format!(
+            "server_name: &big \"{}\"\nenabled_rules:\n",
+            "x".repeat(100_000)
+        );
+        for _ in 0..100_000 {
+            text.push_str("  - *big\n");
+        }
+        let start = Instant::now();
+        let e = load(&text).unwrap_err();
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(e.message.contains("aliases expand"), "{e}");
+        assert!(e.line.is_some(), "{e}");
+    }
+
+    #[test]
+    fn a_flow_collection_fifty_thousand_deep_is_refused_in_moments() {
+        let text = format!("ignore: {}{}\n", "[".repeat(50_000), "]".repeat(50_000));
+        let start = Instant::now();
+        let e = load(&text).unwrap_err();
+        assert!(
+            start.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(e.message.contains("nested deeper than"), "{e}");
+        assert_eq!(e.line, Some(1), "{e}");
+    }
+
+    #[test]
+    fn a_ban_time_past_a_hundred_years_is_refused_with_its_line() {
+        let e = load("server_name: a\nban_time: 100000000d\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(
+            e.message.contains("ban_time") && e.message.contains("`forever`"),
+            "{e}"
+        );
+        let e = load("rules:\n  sshd: { request_time: 200000000000d }\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
     }
 }

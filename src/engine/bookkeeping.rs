@@ -1,19 +1,23 @@
 //! The decision thread's bookkeeping in the local SQLite file: how far each log file and
-//! journal was read, so a restart neither replays old lines nor misses new ones, and the
-//! snapshot of the daemon's counters, for the admin's `/metrics`.
+//! journal was read and the failed-attempt counts at that point, written together, so a
+//! restart neither replays old lines nor misses new ones nor forgets a partial count; and
+//! the snapshot of the daemon's counters, for the admin's `/metrics`.
 //!
 //! Bookkeeping never holds up bans: it is written by `tick`, after a batch's bans are
 //! applied, on a connection that waits for a locked database only briefly, and what
-//! cannot be written now is tried again later.
+//! cannot be written now is tried again later. While a ban is in the kernel but not yet
+//! in the store, progress is held (`hold`): a read position saved past the line that
+//! decided such a ban would let a restart forget it.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::event::{Cursors, Position, Positions};
 use crate::metrics::{self, Metrics};
-use crate::store::{SqliteStore, StoreError};
+use crate::store::{CountChanges, SavedCount, SqliteStore, StoreError};
 
 use super::timers::Timer;
 
@@ -29,6 +33,10 @@ pub struct Bookkeeping {
     saved_paths: HashSet<PathBuf>,
     /// Journal cursors not yet saved, by rule.
     cursors: Cursors,
+    /// Counters changed since they were last saved.
+    counts: CountChanges,
+    /// Bans wait to be recorded: positions, cursors and counts are not written.
+    held: bool,
     /// When positions and cursors are next written.
     flush_due: Timer,
     /// The counters saved for the admin.
@@ -45,6 +53,8 @@ impl Bookkeeping {
             positions: Positions::new(),
             saved_paths: HashSet::new(),
             cursors: Cursors::new(),
+            counts: CountChanges::new(),
+            held: false,
             flush_due: Timer::default(),
             metrics,
             stats_due: Timer::default(),
@@ -56,6 +66,49 @@ impl Bookkeeping {
         let positions = self.local.positions()?;
         self.saved_paths.extend(positions.keys().cloned());
         Ok(positions)
+    }
+
+    /// The counters saved by earlier runs that can still lead to a ban at `now`.
+    pub fn saved_counts(
+        &mut self,
+        now: u32,
+    ) -> Result<Vec<(String, IpAddr, SavedCount)>, StoreError> {
+        self.local.counters(now)
+    }
+
+    /// Counters changed: saved with the next positions.
+    pub fn counts(&mut self, changes: Vec<(Arc<str>, IpAddr, Option<SavedCount>)>, now: Instant) {
+        if changes.is_empty() {
+            return;
+        }
+        for (rule, ip, count) in changes {
+            self.counts.insert((rule, ip), count);
+        }
+        self.flush_due.arm(now + POSITION_FLUSH);
+    }
+
+    /// A ban is in the kernel but not in the store: progress is not written until
+    /// `release`.
+    pub fn hold(&mut self) {
+        if !self.held {
+            log::warn!(
+                "read positions are held back until the bans are recorded: a restart reads those lines again"
+            );
+        }
+        self.held = true;
+    }
+
+    /// Every ban is recorded: progress is written at once.
+    pub fn release(&mut self, now: Instant) {
+        if self.held {
+            self.held = false;
+            self.flush_due.no_later_than(now);
+        }
+    }
+
+    /// Whether writing progress is due at `now` (the engine then hands over the counts).
+    pub fn progress_due(&self, now: Instant) -> bool {
+        self.flush_due.is_due(now)
     }
 
     /// The journal cursors saved by earlier runs.
@@ -91,31 +144,30 @@ impl Bookkeeping {
         self.flush_due.arm(now + POSITION_FLUSH);
     }
 
-    /// Writes changed read positions and cursors; what cannot be written now (the
-    /// database locked by another process, say) is tried again after `POSITION_FLUSH`.
+    /// Writes changed read positions, cursors and counts in one transaction; what cannot
+    /// be written now (the database locked by another process, a full disk) is tried again
+    /// after `POSITION_FLUSH`. Nothing is written while held.
     pub fn flush_positions(&mut self) {
         self.flush_due.clear();
-        let mut failed = false;
-        if !self.positions.is_empty() {
-            match self.local.save_positions(&self.positions) {
-                Ok(()) => self.positions.clear(),
-                Err(e) => {
-                    log::warn!("cannot save log positions yet: {e}");
-                    failed = true;
-                }
-            }
+        if self.held {
+            return;
         }
-        if !self.cursors.is_empty() {
-            match self.local.save_cursors(&self.cursors) {
-                Ok(()) => self.cursors.clear(),
-                Err(e) => {
-                    log::warn!("cannot save journal cursors yet: {e}");
-                    failed = true;
-                }
-            }
+        if self.positions.is_empty() && self.cursors.is_empty() && self.counts.is_empty() {
+            return;
         }
-        if failed {
-            self.flush_due.set(Some(Instant::now() + POSITION_FLUSH));
+        match self
+            .local
+            .save_progress(&self.positions, &self.cursors, &self.counts)
+        {
+            Ok(()) => {
+                self.positions.clear();
+                self.cursors.clear();
+                self.counts.clear();
+            }
+            Err(e) => {
+                log::warn!("cannot save log positions and counts yet: {e}");
+                self.flush_due.set(Some(Instant::now() + POSITION_FLUSH));
+            }
         }
     }
 

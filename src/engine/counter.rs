@@ -7,15 +7,22 @@
 //! `scan`. Memory is bounded: counters that can no longer lead to a ban are evicted, and
 //! past `max_tracked` the oldest go first. A counter is 8 bytes beside its address (IPv4
 //! addresses are kept as `u32`), so a million tracked addresses take a few tens of MB.
+//!
+//! Counts outlive the process: each counter changed since the last look is remembered
+//! (`take_changes`), and the decision thread saves those with the read positions, in one
+//! transaction, so that a restart, even after SIGKILL, goes on counting from exactly the
+//! lines it has not read yet (`restore`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset};
 
 use crate::rule::Limits;
+use crate::store::SavedCount;
 
 /// One address's count: attempts so far and the time of the latest, in whole seconds
 /// since the epoch (request_time is never finer than a second in practice).
@@ -41,6 +48,9 @@ struct RuleCounts {
     v6: HashMap<u128, Count>,
     /// The rule's request_time in seconds (a counter older than this is stale).
     window: u32,
+    /// Counters changed (or gone) since the last `take_changes`.
+    changed_v4: HashSet<u32>,
+    changed_v6: HashSet<u128>,
 }
 
 impl RuleCounts {
@@ -90,6 +100,21 @@ fn bump<K: Hash + Eq>(
     (attempts, instant || attempts >= threshold)
 }
 
+/// `map.retain(keep)`, remembering in `changed` the keys that went.
+fn retain_marking<K: Hash + Eq + Copy>(
+    map: &mut HashMap<K, Count>,
+    changed: &mut HashSet<K>,
+    mut keep: impl FnMut(&Count) -> bool,
+) {
+    map.retain(|k, c| {
+        let kept = keep(c);
+        if !kept {
+            changed.insert(*k);
+        }
+        kept
+    });
+}
+
 impl Counters {
     pub fn new(max_tracked: usize) -> Counters {
         Counters {
@@ -122,6 +147,7 @@ impl Counters {
             IpAddr::V4(v4) => {
                 let key = u32::from(v4);
                 let r = bump(&mut counts.v4, key, now, window, threshold, instant);
+                counts.changed_v4.insert(key);
                 if r.1 {
                     counts.v4.remove(&key);
                 }
@@ -130,6 +156,7 @@ impl Counters {
             IpAddr::V6(v6) => {
                 let key = u128::from(v6);
                 let r = bump(&mut counts.v6, key, now, window, threshold, instant);
+                counts.changed_v6.insert(key);
                 if r.1 {
                     counts.v6.remove(&key);
                 }
@@ -151,17 +178,60 @@ impl Counters {
         self.len
     }
 
+    /// The counters changed since the last call: each one's count now, `None` for one
+    /// that is gone (a ban cleared it, or it went stale or over `max_tracked`).
+    pub fn take_changes(&mut self) -> Vec<(Arc<str>, IpAddr, Option<SavedCount>)> {
+        let mut out = Vec::new();
+        for (rule, counts) in &mut self.rules {
+            let window = counts.window;
+            let saved = |c: &Count| SavedCount {
+                attempts: c.attempts,
+                last: c.last,
+                stale_after: c.last.saturating_add(window),
+            };
+            for key in counts.changed_v4.drain() {
+                let ip = IpAddr::from(std::net::Ipv4Addr::from(key));
+                out.push((Arc::clone(rule), ip, counts.v4.get(&key).map(saved)));
+            }
+            for key in counts.changed_v6.drain() {
+                let ip = IpAddr::from(std::net::Ipv6Addr::from(key));
+                out.push((Arc::clone(rule), ip, counts.v6.get(&key).map(saved)));
+            }
+            counts.changed_v4.shrink_to(1024);
+            counts.changed_v6.shrink_to(1024);
+        }
+        out
+    }
+
+    /// Puts back a counter saved by an earlier run of `rule` (whose request_time is
+    /// `window`). It is already saved, so it is not a change.
+    pub fn restore(&mut self, rule: &Arc<str>, ip: IpAddr, count: SavedCount, window: Duration) {
+        let counts = self.rules.entry(Arc::clone(rule)).or_default();
+        counts.window = u32::try_from(window.as_secs()).unwrap_or(u32::MAX);
+        let value = Count {
+            attempts: count.attempts,
+            last: count.last,
+        };
+        let added = match ip {
+            IpAddr::V4(v4) => counts.v4.insert(u32::from(v4), value).is_none(),
+            IpAddr::V6(v6) => counts.v6.insert(u128::from(v6), value).is_none(),
+        };
+        if added {
+            self.len += 1;
+        }
+        if self.len > self.max_tracked {
+            self.sweep(count.last);
+        }
+    }
+
     /// Drops counters whose window has passed at `now`; if still over the cap, drops the
     /// oldest until at 90% of it.
     fn sweep(&mut self, now: u32) {
         for counts in self.rules.values_mut() {
             let window = counts.window;
-            counts
-                .v4
-                .retain(|_, c| now.saturating_sub(c.last) <= window);
-            counts
-                .v6
-                .retain(|_, c| now.saturating_sub(c.last) <= window);
+            let fresh = |c: &Count| now.saturating_sub(c.last) <= window;
+            retain_marking(&mut counts.v4, &mut counts.changed_v4, |c| fresh(c));
+            retain_marking(&mut counts.v6, &mut counts.changed_v6, |c| fresh(c));
         }
         self.len = self.rules.values().map(RuleCounts::len).sum();
         if self.len > self.max_tracked {
@@ -187,8 +257,8 @@ impl Counters {
                     }
                     true
                 };
-                counts.v4.retain(|_, c| keep(c));
-                counts.v6.retain(|_, c| keep(c));
+                retain_marking(&mut counts.v4, &mut counts.changed_v4, &mut keep);
+                retain_marking(&mut counts.v6, &mut counts.changed_v6, &mut keep);
             }
             self.len = self.rules.values().map(RuleCounts::len).sum();
             log::warn!(
@@ -205,7 +275,6 @@ mod tests {
     use super::*;
     use crate::duration::BanTime;
     use std::num::NonZeroU32;
-    use std::time::Duration;
 
     fn limits(n: u32, secs: u64) -> Limits {
         Limits {
@@ -301,5 +370,58 @@ mod tests {
             c.record(&rule, ip, t(100_000 + i64::from(i)), &l, false);
         }
         assert!(c.tracked() < 10_000);
+    }
+
+    #[test]
+    fn changes_are_handed_over_once_and_a_restored_count_goes_on() {
+        let mut c = Counters::new(1000);
+        let rule: Arc<str> = Arc::from("sshd");
+        let (a, b): (IpAddr, IpAddr) =
+            ("192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap());
+        let l = limits(3, 60);
+        c.record(&rule, a, t(0), &l, false);
+        c.record(&rule, a, t(10), &l, false);
+        c.record(&rule, b, t(10), &l, false);
+        let mut changes = c.take_changes();
+        changes.sort_by_key(|(_, ip, _)| *ip);
+        let base = seconds(t(0));
+        assert_eq!(
+            changes,
+            [
+                (
+                    Arc::clone(&rule),
+                    a,
+                    Some(SavedCount {
+                        attempts: 2,
+                        last: base + 10,
+                        stale_after: base + 70
+                    })
+                ),
+                (
+                    Arc::clone(&rule),
+                    b,
+                    Some(SavedCount {
+                        attempts: 1,
+                        last: base + 10,
+                        stale_after: base + 70
+                    })
+                ),
+            ]
+        );
+        assert!(c.take_changes().is_empty(), "handed over once");
+        // A ban clears the counter: its change is that it is gone.
+        c.record(&rule, b, t(11), &l, false);
+        assert_eq!(c.record(&rule, b, t(12), &l, false), Outcome::Ban(3));
+        assert_eq!(c.take_changes(), [(Arc::clone(&rule), b, None)]);
+        // Another run goes on from the saved count.
+        let mut next = Counters::new(1000);
+        let saved = SavedCount {
+            attempts: 2,
+            last: base + 10,
+            stale_after: base + 70,
+        };
+        next.restore(&rule, a, saved, Duration::from_secs(60));
+        assert!(next.take_changes().is_empty(), "already saved");
+        assert_eq!(next.record(&rule, a, t(20), &l, false), Outcome::Ban(3));
     }
 }

@@ -12,12 +12,12 @@ use ipnet::IpNet;
 
 use crate::ban::{NewBan, Origin};
 use crate::config::Increment;
-use crate::duration::{BanTime, format_duration};
+use crate::duration::{BanTime, before, format_duration};
 use crate::event::Attempt;
 use crate::net::{IgnoreList, aggregate, display_net};
 use crate::rule::Limits;
 use crate::settings::Settings;
-use crate::store::BanStore;
+use crate::store::{BanStore, SavedCount};
 
 use super::counter::{Counters, Outcome};
 
@@ -67,6 +67,25 @@ impl Decider {
     /// How many (rule, address) counters are held.
     pub fn tracked(&self) -> usize {
         self.counters.tracked()
+    }
+
+    /// The counters changed since the last call, to be saved.
+    pub fn take_changes(&mut self) -> Vec<(Arc<str>, std::net::IpAddr, Option<SavedCount>)> {
+        self.counters.take_changes()
+    }
+
+    /// Puts back the counters an earlier run saved, for the rules still configured.
+    /// Returns how many.
+    pub fn restore_counts(&mut self, saved: Vec<(String, std::net::IpAddr, SavedCount)>) -> usize {
+        let mut restored = 0;
+        for (rule, ip, count) in saved {
+            if let Some((name, limits)) = self.limits.get_key_value(rule.as_str()) {
+                let name = Arc::clone(name);
+                self.counters.restore(&name, ip, count, limits.request_time);
+                restored += 1;
+            }
+        }
+        restored
     }
 
     /// Counts an attempt seen at `now`; returns the ban it decides, if any. `store`
@@ -154,7 +173,7 @@ impl Decider {
         let Some(inc) = self.increment else {
             return base;
         };
-        let since = now - chrono::Duration::from_std(inc.window).unwrap_or(chrono::Duration::MAX);
+        let since = before(now, inc.window);
         let earlier = store.bans_since(net, since).unwrap_or_else(|e| {
             log::warn!("cannot count earlier bans of {}: {e}", display_net(net));
             0

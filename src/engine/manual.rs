@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::ban::{NewBan, Origin};
-use crate::duration::BanTime;
+use crate::duration::{BanTime, DurationError};
 use crate::net::{display_net, parse_net};
 use crate::settings::Settings;
 
@@ -15,7 +15,7 @@ pub enum ManualError {
     #[error(transparent)]
     Address(#[from] crate::net::NetError),
     #[error("{0}")]
-    Duration(String),
+    Duration(#[from] DurationError),
     #[error("{0}")]
     Ignored(String),
 }
@@ -32,7 +32,7 @@ pub fn check(
 ) -> Result<NewBan, ManualError> {
     let net = parse_net(ip.trim())?;
     let ban_time = match duration.map(str::trim).filter(|d| !d.is_empty()) {
-        Some(d) => BanTime::parse(d).map_err(|e| ManualError::Duration(e.to_string()))?,
+        Some(d) => BanTime::parse(d)?,
         None => settings.config.ban_time,
     };
     if let Some(ignored) = settings.ignore.overlapping(&net) {

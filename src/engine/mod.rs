@@ -9,10 +9,11 @@
 //!
 //! The `Engine` holds the firewall and the store and hands each event to the part it
 //! concerns: `decide` (counting attempts into bans), `retry` (bans the firewall refused),
-//! `reconcile` (what this server's firewall holds, and the fleet), `bookkeeping` (read
-//! positions and the counters' snapshot), `requests` (the control socket's bans, unbans,
-//! flush and status). Each part keeps its own timer (`timers`);
-//! `deadline` is the earliest of them and `tick` does what is due.
+//! `unrecorded` (bans in the kernel the store could not record yet), `reconcile` (what
+//! this server's firewall holds, and the fleet), `bookkeeping` (read positions with the
+//! failed-attempt counts, and the counters' snapshot), `requests` (the control socket's
+//! bans, unbans, flush and status). Each part keeps its own timer (`timers`); `deadline`
+//! is the earliest of them and `tick` does what is due.
 
 pub mod apply;
 mod bookkeeping;
@@ -23,6 +24,7 @@ mod reconcile;
 mod requests;
 mod retry;
 mod timers;
+mod unrecorded;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +45,7 @@ use decide::Decider;
 use reconcile::Applied;
 use retry::Retry;
 use timers::Expiry;
+use unrecorded::Unrecorded;
 
 /// Most events in one batch: the bans they decide are applied together, after them.
 const BATCH: usize = 50_000;
@@ -63,6 +66,8 @@ pub struct Engine {
     /// Bans decided in this batch, applied together by `commit`.
     pending: Vec<NewBan>,
     retry: Retry,
+    /// Bans in the kernel that the store has not taken yet.
+    unrecorded: Unrecorded,
     applied: Applied,
     /// When the next ban in the store ends.
     expiry: Expiry,
@@ -85,15 +90,30 @@ impl Engine {
     ) -> Engine {
         let mut applied = Applied::new(Arc::clone(&metrics));
         applied.reconcile_every(reconcile_every(settings));
+        let mut decider = Decider::new(settings);
+        let mut books = Bookkeeping::new(local, Arc::clone(&metrics));
+        // The previous run's partial counts go on: 2 of 3 attempts before a restart and 1
+        // after is a ban. Without them the daemon still runs, counting from zero.
+        let now = u32::try_from(Utc::now().timestamp().max(0)).unwrap_or(u32::MAX);
+        match books.saved_counts(now) {
+            Ok(saved) => {
+                let restored = decider.restore_counts(saved);
+                if restored > 0 {
+                    log::info!("{restored} failed-attempt counts carried over from the last run");
+                }
+            }
+            Err(e) => log::warn!("counting from zero: the last run's counts cannot be read: {e}"),
+        }
         Engine {
-            decider: Decider::new(settings),
+            decider,
             firewall,
             store,
             pending: Vec::new(),
             retry: Retry::default(),
+            unrecorded: Unrecorded::default(),
             applied,
             expiry: Expiry::default(),
-            books: Bookkeeping::new(local, Arc::clone(&metrics)),
+            books,
             metrics,
             bans: 0,
             started: requests::Started::now(),
@@ -113,12 +133,15 @@ impl Engine {
     }
 
     /// Lifts bans that expired while pyfilter was stopped, then puts every active ban in
-    /// the kernel in one batch. Returns how many were restored.
+    /// the kernel in one batch, with the bans still waiting to be recorded. What the kernel
+    /// holds already stays: a ban the last run could not record (a full disk) protects
+    /// until its lines, read again, record it. Returns how many were restored.
     pub fn restore(&mut self) -> Result<usize, EngineError> {
         let restored = self.applied.restore(
             self.firewall.as_mut(),
             self.store.as_mut(),
             self.decider.ignore(),
+            self.unrecorded.bans(),
         )?;
         self.refresh_expiry();
         Ok(restored)
@@ -240,14 +263,64 @@ impl Engine {
                 return;
             }
             Err(e @ ActionError::NotRecorded { .. }) => {
-                log::error!("{e}; they protect this server until it restarts");
-                for ban in batch {
-                    self.applied.insert(ban);
+                log::error!("{e}; recording them is tried again until it works");
+                for ban in &batch {
+                    self.bans += 1;
+                    self.metrics.banned();
+                    self.applied.insert(ban.clone());
                 }
+                self.unrecorded.refused(batch, now);
+                self.books.hold();
             }
             Err(e) => log::error!("cannot ban {} addresses: {e}", batch.len()),
         }
         self.retry.settled();
+    }
+
+    /// Records again the bans in the kernel that the store refused; the ones whose time
+    /// is up meanwhile leave the kernel instead. Once none is left, the read positions
+    /// move on.
+    fn record_unrecorded(&mut self) {
+        let (running, ended) = self.unrecorded.take(Utc::now());
+        if !ended.is_empty() {
+            let nets: Vec<_> = ended.iter().map(|b| b.net).collect();
+            match self.firewall.unban(&nets) {
+                Ok(()) => {
+                    for net in &nets {
+                        self.applied.remove(net);
+                    }
+                    log::info!("{} unrecorded bans ended and left the firewall", nets.len());
+                }
+                // Still in the kernel: kept, so that their end is tried again.
+                Err(e) => {
+                    log::error!("cannot lift {} ended bans: {e}", nets.len());
+                    self.unrecorded.refused(ended, Instant::now());
+                    return;
+                }
+            }
+        }
+        if !running.is_empty() {
+            match self.store.record_many(&running) {
+                Ok(recorded) => {
+                    log::info!(
+                        "recorded {} bans that were in the firewall only",
+                        recorded.len()
+                    );
+                    for ban in &running {
+                        if let Some(t) = ban.expires_at {
+                            self.expiry.no_later_than(t);
+                        }
+                    }
+                }
+                Err(e) => {
+                    log::warn!("the bans in the firewall still cannot be recorded: {e}");
+                    self.unrecorded.refused(running, Instant::now());
+                    return;
+                }
+            }
+        }
+        self.unrecorded.settled();
+        self.books.release(Instant::now());
     }
 
     /// Lifts bans whose time is up.
@@ -271,8 +344,14 @@ impl Engine {
         }
     }
 
-    /// Writes changed read positions now.
+    /// Writes changed read positions and counts now (unless bans wait to be recorded:
+    /// they are tried once more first).
     pub fn flush_positions(&mut self) {
+        if !self.unrecorded.is_empty() {
+            self.record_unrecorded();
+        }
+        self.books
+            .counts(self.decider.take_changes(), Instant::now());
         self.books.flush_positions();
     }
 
@@ -289,6 +368,7 @@ impl Engine {
             self.books.due(),
             self.applied.due(),
             self.retry.due(),
+            self.unrecorded.due(),
         ]
         .into_iter()
         .flatten()
@@ -298,6 +378,12 @@ impl Engine {
     /// Does whatever is due now.
     pub fn tick(&mut self) {
         let now = Instant::now();
+        if self.unrecorded.is_due(now) {
+            self.record_unrecorded();
+        }
+        if self.books.progress_due(now) {
+            self.books.counts(self.decider.take_changes(), now);
+        }
         self.books.tick(now);
         if self.expiry.is_due(Utc::now()) {
             self.expire();

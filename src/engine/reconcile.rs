@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
 use crate::ban::{NewBan, Origin};
+use crate::duration::instant_after;
 use crate::event::{Link, RemoteEvent};
 use crate::firewall::{Entry, Firewall};
 use crate::metrics::Metrics;
@@ -60,7 +61,8 @@ impl Applied {
     }
 
     fn schedule(&mut self) {
-        self.due.set(self.every.map(|d| Instant::now() + d));
+        self.due
+            .set(self.every.map(|d| instant_after(Instant::now(), d)));
     }
 
     /// When the next reconcile is due.
@@ -93,12 +95,16 @@ impl Applied {
     }
 
     /// Lifts bans that expired while pyfilter was stopped, then puts every active ban in
-    /// the kernel in one batch. Returns how many were restored.
+    /// the kernel in one batch, with `unrecorded` (bans the store has not taken yet).
+    /// Bans the kernel holds already are kept, not flushed: one the store does not know
+    /// may be one the last run could not record, and protects until its lines, read
+    /// again, record it. Returns how many were restored.
     pub fn restore(
         &mut self,
         firewall: &mut dyn Firewall,
         store: &mut dyn BanStore,
         ignore: &IgnoreList,
+        unrecorded: &[NewBan],
     ) -> Result<usize, EngineError> {
         firewall.init()?;
         let now = Utc::now();
@@ -123,21 +129,31 @@ impl Applied {
             .partition(|b| b.expires_at.is_some_and(|t| t <= now));
         let expired: Vec<IpNet> = expired.iter().map(|b| b.net).collect();
         store.lift_many(&expired, now, "expired")?;
-        let active: Vec<_> = active
+        let mut active: Vec<NewBan> = active
             .into_iter()
             .filter(|b| ignore.overlapping(&b.net).is_none())
+            .map(|b| b.new)
             .collect();
+        active.extend(
+            unrecorded
+                .iter()
+                .filter(|b| b.expires_at.is_none_or(|t| t > now))
+                .cloned(),
+        );
         let entries: Vec<Entry> = active
             .iter()
             .map(|b| Entry::until(b.net, b.expires_at, now))
             .collect();
-        firewall.restore(&entries)?;
+        // Added to what the kernel holds (idempotently), never a flush of it.
+        if !entries.is_empty() {
+            firewall.ban(&entries)?;
+        }
         if self.restored_at.is_some() && self.every.is_some() {
             // With a shared store the restore is the first reconcile: the firewall now
             // holds exactly the fleet's active bans.
             self.metrics.reconciled(now, entries.len(), 0);
         }
-        self.bans = active.into_iter().map(|b| (b.net, b.new)).collect();
+        self.bans = active.into_iter().map(|b| (b.net, b)).collect();
         self.epoch = store.epoch().ok().flatten();
         Ok(entries.len())
     }

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
@@ -159,15 +160,35 @@ impl Fixture {
         Fixture::with_firewall(extra, Box::new(kernel.clone()))
     }
 
+    /// An engine with the firewall double, whose store gives up on a locked database
+    /// at once (a full disk refuses as fast).
+    pub fn with_kernel_fast_store(extra: &str, kernel: &Kernel) -> Fixture {
+        Fixture::build(
+            extra,
+            Box::new(kernel.clone()),
+            Some(Duration::from_millis(20)),
+        )
+    }
+
     fn with_firewall(extra: &str, firewall: Box<dyn Firewall>) -> Fixture {
+        Fixture::build(extra, firewall, None)
+    }
+
+    fn build(extra: &str, firewall: Box<dyn Firewall>, busy: Option<Duration>) -> Fixture {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let settings = settings(dir.path(), extra);
         let db = settings.config.sqlite.path.clone();
+        let mut store = SqliteStore::open(&db).expect("the ban store");
+        let mut local = SqliteStore::open(&db).expect("the bookkeeping store");
+        if let Some(busy) = busy {
+            store.set_busy_timeout(busy).expect("a busy timeout");
+            local.set_busy_timeout(busy).expect("a busy timeout");
+        }
         let mut engine = Engine::new(
             &settings,
             firewall,
-            Box::new(SqliteStore::open(&db).expect("the ban store")),
-            SqliteStore::open(&db).expect("the bookkeeping store"),
+            Box::new(store),
+            local,
             Arc::new(Metrics::default()),
         );
         engine.restore().expect("a restore of an empty store");
@@ -177,6 +198,11 @@ impl Fixture {
             db,
             _dir: dir,
         }
+    }
+
+    /// The engine's database file.
+    pub fn db(&self) -> &Path {
+        &self.db
     }
 
     /// Another connection to the engine's database, as the CLI or another process has.

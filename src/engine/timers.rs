@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use crate::duration::instant_after;
+
 /// A moment something is due; unset while nothing is.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Timer(Option<Instant>);
@@ -66,7 +68,10 @@ impl Expiry {
         self.0.map(|t| {
             let wait = (t - Utc::now()).to_std().unwrap_or(Duration::ZERO);
             // Second-granular expiry times: wake just after the second turns.
-            Instant::now() + wait + Duration::from_millis(5)
+            instant_after(
+                Instant::now(),
+                wait.saturating_add(Duration::from_millis(5)),
+            )
         })
     }
 }

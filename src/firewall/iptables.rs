@@ -274,16 +274,19 @@ impl Firewall for Iptables {
                 }
                 continue;
             }
-            let listed = self.chains.list(family)?;
+            // The networks the chain holds, read once: a start adds every active ban
+            // to what the kernel holds, so this must not be a scan per ban.
+            let listed: HashSet<String> = self
+                .chains
+                .list(family)?
+                .iter()
+                .filter_map(|l| l.split_whitespace().nth(3).map(str::to_string))
+                .collect();
             let mut seen = HashSet::new();
             let lines: Vec<String> = mine
                 .iter()
                 .filter(|e| seen.insert(e.net))
-                .filter(|e| {
-                    !listed
-                        .iter()
-                        .any(|l| l.starts_with(&self.listed_prefix(&e.net)))
-                })
+                .filter(|e| !listed.contains(&e.net.to_string()))
                 .map(|e| format!("-A {chain} {}", self.spec(&e.net)))
                 .collect();
             self.chains.batch(family, &lines)?;

@@ -128,8 +128,9 @@ impl std::fmt::Display for Origin {
     }
 }
 
-fn parse_rule_file(text: &str) -> Result<RuleFile, serde_path_to_error::Error<serde_yaml::Error>> {
-    serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
+/// A rule file's text, within the limits every YAML file pyfilter reads is held to.
+fn parse_rule_file(file: &Path, text: &str) -> Result<RuleFile, ConfigError> {
+    crate::config::yaml::deserialize(file, text)
 }
 
 /// A rule file read from disk or from the binary, not yet compiled.
@@ -144,8 +145,7 @@ pub struct Source {
 pub fn load_sources(dir: &Path) -> Result<Vec<Source>, ConfigError> {
     let mut sources: Vec<Source> = Vec::new();
     for (name, text) in EMBEDDED_RULES {
-        let file = parse_rule_file(text)
-            .map_err(|e| ConfigError::located(Path::new("rules.d").join(name), text, e))?;
+        let file = parse_rule_file(&Path::new("rules.d").join(name), text)?;
         sources.push(Source {
             file,
             origin: Origin::Embedded(name),
@@ -167,9 +167,8 @@ pub fn load_sources(dir: &Path) -> Result<Vec<Source>, ConfigError> {
         .collect();
     paths.sort();
     for path in paths {
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| ConfigError::plain(&path, format!("cannot read: {e}")))?;
-        let file = parse_rule_file(&text).map_err(|e| ConfigError::located(&path, &text, e))?;
+        let text = crate::config::yaml::read(&path)?;
+        let file = parse_rule_file(&path, &text)?;
         if let Some(prev) = sources.iter().position(|s| s.file.name == file.name) {
             if let Origin::File(other) = &sources[prev].origin {
                 return Err(ConfigError::plain(

@@ -200,7 +200,9 @@ fn infer_year(
     reference: DateTime<Local>,
     build: impl Fn(i32) -> Option<NaiveDateTime>,
 ) -> Option<DateTime<FixedOffset>> {
-    let limit = reference + Duration::days(2);
+    let limit = reference
+        .checked_add_signed(Duration::days(2))
+        .unwrap_or(reference);
     // Four years back covers 29 February.
     for year in [
         reference.year() + 1,
@@ -226,7 +228,7 @@ fn local(naive: NaiveDateTime) -> Option<DateTime<FixedOffset>> {
     at.earliest()
         .or_else(|| {
             Local
-                .from_local_datetime(&(naive + Duration::hours(1)))
+                .from_local_datetime(&naive.checked_add_signed(Duration::hours(1))?)
                 .earliest()
         })
         .map(|t| t.fixed_offset())

@@ -34,7 +34,10 @@ impl User {
             name: name.to_string(),
             hash,
             changed_at: previous.map_or(now, |p| {
-                now.max(p.changed_at + chrono::Duration::seconds(1))
+                now.max(crate::duration::after(
+                    p.changed_at,
+                    std::time::Duration::from_secs(1),
+                ))
             }),
         }
     }

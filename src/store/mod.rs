@@ -18,7 +18,7 @@ use ipnet::IpNet;
 
 pub use self::redis::RedisStore;
 pub use accounts::{Accounts, User};
-pub use sqlite::SqliteStore;
+pub use sqlite::{CountChanges, SavedCount, SqliteStore};
 
 use crate::ban::{Ban, BanQuery, NewBan, Page, Recorded, Summary};
 use crate::config::StoreKind;

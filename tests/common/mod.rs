@@ -222,13 +222,18 @@ impl Daemon {
 
     /// `pyfilter run` with more options (`--metrics ADDR`).
     pub fn start_with(setup: &Setup, ns: &Netns, run_args: &[&str]) -> Daemon {
+        Daemon::start_by(setup, ns.command(BIN), run_args)
+    }
+
+    /// `pyfilter run` started by `command` (the binary, through `nsenter` into the
+    /// test's namespaces).
+    pub fn start_by(setup: &Setup, mut command: Command, run_args: &[&str]) -> Daemon {
         let log = setup.path(&format!(
             "daemon-{}.log",
             Instant::now().elapsed().as_nanos() + rand_suffix()
         ));
         let err = File::create(&log).unwrap();
-        let child = ns
-            .command(BIN)
+        let child = command
             .arg("-c")
             .arg(setup.config())
             .args(["-vv", "run"])
@@ -426,5 +431,95 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A mount namespace of the test's own (a `sleep` started with `unshare --mount`), where
+/// a small tmpfs can fill up without touching anything else.
+pub struct MountNs {
+    holder: Child,
+}
+
+impl MountNs {
+    pub fn new() -> MountNs {
+        let holder = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sleep", "3600"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("unshare --mount (util-linux) must be installed");
+        let ns = MountNs { holder };
+        let mine = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+        wait_for(
+            Duration::from_secs(5),
+            "the mount namespace to exist",
+            || std::fs::read_link(ns.path()).is_ok_and(|l| l != mine),
+        );
+        ns
+    }
+
+    pub fn path(&self) -> String {
+        format!("/proc/{}/ns/mnt", self.holder.id())
+    }
+
+    /// `program` inside this mount namespace and `net`'s network namespace.
+    pub fn command(&self, net: &Netns, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--mount={}", self.path()))
+            .arg(format!("--net={}", net.path()))
+            .arg("--")
+            .arg(program);
+        c
+    }
+
+    /// Runs `program args` inside this mount namespace; its output.
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .arg(format!("--mount={}", self.path()))
+            .arg("--")
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Mounts a tmpfs of `size` (`4m`) on `dir`, inside this namespace only.
+    pub fn tmpfs(&self, dir: &Path, size: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = self.run(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                dir.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "mount: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Fills the file system of `dir` with `dir/fill`.
+    pub fn fill(&self, dir: &Path) {
+        let of = format!("of={}", dir.join("fill").display());
+        let _ = self.run("dd", &["if=/dev/zero", &of, "bs=4k"]);
+    }
+
+    /// Frees what `fill` took.
+    pub fn free(&self, dir: &Path) {
+        let out = self.run("rm", &["-f", dir.join("fill").to_str().unwrap()]);
+        assert!(out.status.success());
+    }
+}
+
+impl Drop for MountNs {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
     }
 }

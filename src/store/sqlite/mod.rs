@@ -6,10 +6,12 @@
 //! (`schema`). This file opens the database; each thing kept in it has its own file:
 //! the bans (`bans`, read back by `row`), the admin's questions (`query`) and accounts
 //! (`accounts`), read positions and journal cursors (`positions`), Redis's outbox
-//! (`outbox`) and the daemon's saved counters (`stats`).
+//! (`outbox`), the daemon's saved counters (`stats`) and its failed-attempt counts,
+//! saved with the read positions (`counters`).
 
 mod accounts;
 mod bans;
+mod counters;
 mod outbox;
 mod positions;
 mod query;
@@ -21,6 +23,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::Connection;
+
+pub use counters::{CountChanges, SavedCount};
 
 use super::StoreError;
 

@@ -5,7 +5,7 @@
 use super::SqliteStore;
 use crate::store::StoreError;
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE bans (
@@ -74,6 +74,19 @@ CREATE TABLE daemon_stats (
 );
 ";
 
+/// Version 6: the failed-attempt counters, so that a restart goes on counting.
+const SCHEMA_V6: &str = "
+CREATE TABLE counters (
+    rule        TEXT    NOT NULL,
+    ip          TEXT    NOT NULL,
+    attempts    INTEGER NOT NULL,
+    last        INTEGER NOT NULL,
+    stale_after INTEGER NOT NULL,
+    PRIMARY KEY (rule, ip)
+);
+CREATE INDEX counters_stale ON counters(stale_after);
+";
+
 impl SqliteStore {
     pub(super) fn migrate(&mut self) -> Result<(), StoreError> {
         let version: i64 = self
@@ -87,12 +100,13 @@ impl SqliteStore {
                 known: SCHEMA_VERSION,
             });
         }
-        let steps: [(i64, &str); 5] = [
+        let steps: [(i64, &str); 6] = [
             (1, SCHEMA_V1),
             (2, SCHEMA_V2),
             (3, SCHEMA_V3),
             (4, SCHEMA_V4),
             (5, SCHEMA_V5),
+            (6, SCHEMA_V6),
         ];
         for (to, sql) in steps.into_iter().filter(|(to, _)| *to > version) {
             let path = self.path.clone();
