@@ -305,7 +305,7 @@ fn full_disk_loses_no_ban(extra: &str, mut redis: Option<&mut RedisServer>) {
     let (_, status, out) = d.stop();
     assert!(status.success(), "{out}");
     mnt.free(&db_dir);
-    if let Some(r) = redis.as_deref_mut() {
+    if let Some(r) = redis {
         r.restart();
     }
     let d = Daemon::start_by(&s, mnt.command(&ns, BIN), &[]);

@@ -288,6 +288,7 @@ mod tests {
         let mut buf = [0u8; 16];
         let err = loop {
             match d.read(&mut buf) {
+                Ok(0) => panic!("the client stopped before the deadline"),
                 Ok(_) => continue,
                 Err(e) => break e,
             }
