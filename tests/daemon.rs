@@ -422,7 +422,7 @@ fn sighup_applies_a_good_config_and_refuses_a_bad_one() {
 #[test]
 fn sigterm_stops_within_a_second_and_saves_the_position() {
     let ns = Netns::new();
-    let s = Setup::new("failed_attempts: 2");
+    let s = Setup::new("failed_attempts: 3");
     append(&s.log(), "");
     let d = Daemon::start(&s, &ns);
     append(&s.log(), &failed("192.0.2.130"));
@@ -430,13 +430,20 @@ fn sigterm_stops_within_a_second_and_saves_the_position() {
     let (took, status, _) = d.stop();
     assert!(status.success());
     assert!(took < Duration::from_secs(1), "took {took:?}");
-    // The first attempt was read before the stop; a second after restart is the second.
+    // The first attempt was read before the stop, and its count saved with the position:
+    // a second after restart is the second, not the third (the line read before the stop
+    // is not read again) ...
     let d = Daemon::start(&s, &ns);
     append(&s.log(), &failed("192.0.2.130"));
     std::thread::sleep(Duration::from_millis(500));
-    // Counters live in memory: the restart forgot the first attempt, and the line read
-    // before the stop was not read again.
     assert!(!ns.has_ban("192.0.2.130"), "{}", d.output());
+    // ... and a third is a ban (the count was not forgotten).
+    append(&s.log(), &failed("192.0.2.130"));
+    wait_for(
+        Duration::from_secs(5),
+        "the ban at the third attempt",
+        || ns.has_ban("192.0.2.130"),
+    );
 }
 
 #[test]

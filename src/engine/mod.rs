@@ -260,6 +260,7 @@ impl Engine {
             Err(ActionError::Firewall(e)) => {
                 // Nothing was recorded: the same bans are tried again, later and later.
                 self.retry.refused(batch, &e, now);
+                self.books.hold();
                 return;
             }
             Err(e @ ActionError::NotRecorded { .. }) => {
@@ -275,6 +276,14 @@ impl Engine {
             Err(e) => log::error!("cannot ban {} addresses: {e}", batch.len()),
         }
         self.retry.settled();
+        self.release_if_settled();
+    }
+
+    /// Once no ban waits for the firewall or the store, the read positions move on.
+    fn release_if_settled(&mut self) {
+        if self.retry.is_empty() && self.unrecorded.is_empty() {
+            self.books.release(Instant::now());
+        }
     }
 
     /// Records again the bans in the kernel that the store refused; the ones whose time
@@ -320,7 +329,7 @@ impl Engine {
             }
         }
         self.unrecorded.settled();
-        self.books.release(Instant::now());
+        self.release_if_settled();
     }
 
     /// Lifts bans whose time is up.
@@ -381,10 +390,6 @@ impl Engine {
         if self.unrecorded.is_due(now) {
             self.record_unrecorded();
         }
-        if self.books.progress_due(now) {
-            self.books.counts(self.decider.take_changes(), now);
-        }
-        self.books.tick(now);
         if self.expiry.is_due(Utc::now()) {
             self.expire();
         }
@@ -400,6 +405,13 @@ impl Engine {
                 Err(e) => log::warn!("cannot reconcile with the store: {e}"),
             }
         }
+        // Bookkeeping last, after the bans above, and as of now: a ban recorded above
+        // releases the positions held for it at once.
+        let now = Instant::now();
+        if self.books.progress_due(now) {
+            self.books.counts(self.decider.take_changes(), now);
+        }
+        self.books.tick(now);
     }
 
     /// How many (rule, address) counters are held.

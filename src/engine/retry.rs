@@ -1,7 +1,8 @@
 //! Bans the firewall refused, tried again later and later. Nothing of a refused batch
 //! was recorded (the firewall goes first, see `apply`), so trying the same bans again
 //! starts clean; the wait doubles from `FIRST` up to `MAX` while the firewall keeps
-//! refusing, and starts again from `FIRST` once nothing is left waiting.
+//! refusing, and starts again from `FIRST` once nothing is left waiting. While any
+//! waits, read positions are held before their lines, as for `unrecorded` bans.
 
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,11 @@ impl Retry {
         }
     }
 
+    /// Whether no ban waits.
+    pub fn is_empty(&self) -> bool {
+        self.bans.is_empty()
+    }
+
     /// When the next try is due.
     pub fn due(&self) -> Option<Instant> {
         self.due.when()
@@ -95,6 +101,24 @@ mod tests {
             next > Instant::now() + Duration::from_secs(5),
             "nothing left to try again"
         );
+    }
+
+    #[test]
+    fn the_read_position_waits_for_a_refused_ban_to_land() {
+        let kernel = Kernel::refusing(1);
+        let mut f = Fixture::with_kernel("", &kernel);
+        let path = std::path::PathBuf::from("/var/log/test.log");
+        let at = |offset| crate::event::Event::Position {
+            path: path.clone(),
+            position: crate::event::Position { inode: 7, offset },
+        };
+        f.engine.receive([instant("192.0.2.1"), at(20)]);
+        f.engine.tick();
+        assert!(f.store().positions().unwrap().is_empty(), "held");
+        wait_and_tick(&mut f.engine);
+        assert!(kernel.holds("192.0.2.1"));
+        f.engine.tick();
+        assert_eq!(f.store().positions().unwrap()[&path].offset, 20);
     }
 
     #[test]
