@@ -153,6 +153,7 @@ impl Engine {
             self.firewall.as_mut(),
             self.store.as_mut(),
             self.decider.ignore(),
+            self.unrecorded.bans(),
         )?;
         self.refresh_expiry();
         self.books.counted(Instant::now());

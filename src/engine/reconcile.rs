@@ -166,6 +166,7 @@ impl Applied {
         firewall: &mut dyn Firewall,
         store: &mut dyn BanStore,
         ignore: &IgnoreList,
+        unrecorded: &[NewBan],
     ) -> Result<(usize, usize), EngineError> {
         self.schedule();
         let delivered = store.flush_outbox()?;
@@ -190,6 +191,13 @@ impl Applied {
                 b.expires_at.is_none_or(|t| t > now) && ignore.overlapping(&b.net).is_none()
             })
             .map(|b| (b.net, b.new))
+            // A ban the store has not taken yet stays: it is being recorded.
+            .chain(
+                unrecorded
+                    .iter()
+                    .filter(|b| b.expires_at.is_none_or(|t| t > now))
+                    .map(|b| (b.net, b.clone())),
+            )
             .collect();
         let missing: Vec<Entry> = desired
             .iter()
@@ -356,6 +364,35 @@ mod tests {
         assert_eq!(f.engine.reconcile().unwrap(), (1, 1));
         assert_eq!(kernel.nets(), [net("192.0.2.9")]);
         assert_eq!(f.engine.reconcile().unwrap(), (0, 0), "nothing left to do");
+    }
+
+    #[test]
+    fn reconcile_keeps_a_ban_the_store_has_not_taken_yet() {
+        let kernel = Kernel::default();
+        let mut applied = Applied::new(Arc::new(Metrics::default()));
+        let f = Fixture::new("");
+        let mut store = f.store();
+        let waiting = ban_by_others("192.0.2.7", None);
+        let mut fw = kernel.clone();
+        fw.ban(&[Entry::until(waiting.net, None, Utc::now())])
+            .unwrap();
+        applied.insert(waiting.clone());
+        let ignore = IgnoreList::default();
+        let done = applied
+            .reconcile(&mut fw, &mut store, &ignore, std::slice::from_ref(&waiting))
+            .unwrap();
+        assert_eq!(done, (0, 0));
+        assert!(
+            kernel.holds("192.0.2.7"),
+            "not unbanned for being unrecorded"
+        );
+        // Without it waiting, the store's word goes.
+        assert_eq!(
+            applied
+                .reconcile(&mut fw, &mut store, &ignore, &[])
+                .unwrap(),
+            (0, 1)
+        );
     }
 
     #[test]
