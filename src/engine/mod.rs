@@ -34,6 +34,7 @@ use chrono::Utc;
 use crate::ban::{NewBan, Recorded};
 use crate::config::StoreKind;
 use crate::event::{Attempt, Cursors, Event, Positions};
+use crate::firewall::reopen::Reopening;
 use crate::firewall::{Firewall, FirewallError};
 use crate::metrics::Metrics;
 use crate::net::display_net;
@@ -106,7 +107,7 @@ impl Engine {
         }
         Engine {
             decider,
-            firewall,
+            firewall: Box::new(Reopening::new(firewall)),
             store,
             pending: Vec::new(),
             retry: Retry::default(),
@@ -128,7 +129,7 @@ impl Engine {
 
     /// Replaces the firewall (after a reload changed its settings).
     pub fn replace_firewall(&mut self, firewall: Box<dyn Firewall>) -> Result<usize, EngineError> {
-        self.firewall = firewall;
+        self.firewall = Box::new(Reopening::new(firewall));
         self.restore()
     }
 

@@ -111,12 +111,12 @@ impl Engine {
         }
     }
 
-    /// Empties the firewall of pyfilter's bans and sets its structures up again empty,
-    /// so the daemon goes on banning. The store keeps the bans: a restart (or, with
-    /// Redis, the next reconcile) puts them back.
+    /// Takes everything pyfilter put in the firewall out, as `pyfilter flush` promises;
+    /// the daemon's firewall sets its structures up again at the next ban
+    /// (`firewall::reopen`). The store keeps the bans: a restart (or, with Redis, the
+    /// next reconcile) puts them back.
     fn flush_firewall(&mut self) -> Answer {
-        let done = self.firewall.flush().and_then(|()| self.firewall.init());
-        match done {
+        match self.firewall.flush() {
             Ok(()) => {
                 log::info!(
                     "flushed the {} firewall by request: {} bans taken out of the kernel, still recorded",

@@ -8,6 +8,7 @@
 pub mod ipset;
 pub mod iptables;
 pub mod nftables;
+pub mod reopen;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
