@@ -60,7 +60,8 @@ pub enum Command {
     },
     /// Remove everything pyfilter put in the firewall (its chain and jumps), nothing else.
     Flush,
-    /// Bring the bans of an existing PyFilter installation into this store (idempotent).
+    /// Bring the bans of an existing PyFilter installation into this store (idempotent), or
+    /// turn a fail2ban configuration into a pyfilter.yml (--fail2ban).
     Import(ImportArgs),
     /// Serve the web interface (`admin passwd USER` and `admin token` manage access).
     Admin(AdminArgs),
@@ -77,6 +78,17 @@ pub struct ImportArgs {
     /// PyFilter's Redis (its per-address hashes).
     #[arg(long, value_name = "URL", group = "from")]
     pub pyfilter_redis: Option<String>,
+    /// Print a pyfilter.yml made from fail2ban's jail configuration in DIR (what cannot
+    /// be carried over is listed on standard error); nothing is changed.
+    #[arg(
+        long,
+        value_name = "DIR",
+        num_args = 0..=1,
+        default_missing_value = "/etc/fail2ban",
+        group = "from",
+        conflicts_with_all = ["pyfilter_sqlite", "pyfilter_redis", "duration", "no_firewall"]
+    )]
+    pub fail2ban: Option<PathBuf>,
     /// How long imported bans last from now [default: forever, as in PyFilter]
     #[arg(long = "for", value_name = "DURATION")]
     pub duration: Option<String>,

@@ -11,6 +11,7 @@ pub mod control;
 pub mod duration;
 pub mod engine;
 pub mod event;
+pub mod fail2ban;
 pub mod firewall;
 pub mod fleet;
 pub mod metrics;

@@ -1,5 +1,6 @@
 //! `pyfilter import --pyfilter-sqlite PATH | --pyfilter-redis URL`: the bans of an existing
-//! PyFilter installation, brought into pyfilter's store.
+//! PyFilter installation, brought into pyfilter's store. (`--fail2ban` is
+//! `import_fail2ban.rs`.)
 //!
 //! PyFilter kept one row per banned address in SQLite (address, time banned, server,
 //! the log line, country) and, with Redis, one hash per banned address (reason, server,
@@ -37,6 +38,9 @@ const SERVER_NAMES: &[&str] = &["server_name", "banned_server", "server", "name"
 const REASON_NAMES: &[&str] = &["log_msg", "reason", "log_message", "message", "log"];
 
 pub fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = &args.fail2ban {
+        return super::import_fail2ban::run(settings, dir);
+    }
     let ban_time = match &args.duration {
         Some(d) => BanTime::parse(d).map_err(|e| UsageError(format!("--for: {e}")))?,
         None => BanTime::Forever,

@@ -9,6 +9,7 @@ pub mod ban;
 pub mod check;
 pub mod flush;
 pub mod import;
+pub mod import_fail2ban;
 pub mod list;
 pub mod prune;
 pub mod run;
