@@ -149,7 +149,7 @@ pub struct RuleOverride {
 }
 
 /// Which journal entries a rule reads: `journalctl` matches (`FIELD=value`; one field
-/// given twice means either value), and optionally a journal file or directory instead
+/// given twice means either value; `+` between matches means either side), and optionally a journal file or directory instead
 /// of the system journal.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -33,6 +33,7 @@ pub struct Globals {
     pub findtime: f64,
     pub bantime: f64,
     pub ignore: Vec<IpNet>,
+    pub ignoreself: bool,
     pub firewall: Option<Backend>,
     /// `bantime.*` as `[DEFAULT]` writes them, to tell a jail that has its own.
     pub increment_keys: Vec<(&'static str, Option<String>)>,
@@ -124,9 +125,14 @@ pub fn plan(dir: &Path, known: &[KnownRule]) -> Result<Plan, Fail2banError> {
         plan.jails.push(jail_plan);
     }
     if let Some((name, (bantime, findtime))) = recidive {
-        recidive_increment(&name, bantime, findtime, &mut plan);
+        let note = recidive_increment(&name, bantime, findtime, &mut plan);
+        if let Some(j) = plan.jails.iter_mut().find(|j| j.jail == name) {
+            j.notes.extend(note);
+        }
     }
-    if ignore != globals.ignore || l.raw("DEFAULT", "ignoreip").is_some() {
+    // Without ignoreip anywhere, pyfilter's default list (loopback) is fail2ban's
+    // ignoreself already; with `ignoreself = false` the list is written, even empty.
+    if ignore != globals.ignore || l.raw("DEFAULT", "ignoreip").is_some() || !globals.ignoreself {
         plan.ignore = Some(ignore);
     }
     plan.also_enabled = known
@@ -214,6 +220,7 @@ fn globals(l: &Layered, plan: &mut Plan) -> Globals {
         findtime: BUILTIN_FINDTIME,
         bantime: BUILTIN_BANTIME,
         ignore: Vec::new(),
+        ignoreself: true,
         firewall: None,
         increment_keys: Vec::new(),
     };
@@ -270,15 +277,14 @@ fn globals(l: &Layered, plan: &mut Plan) -> Globals {
     let ignoreself = default_value(l, "ignoreself", plan)
         .and_then(|v| boolean(&v.text))
         .unwrap_or(true);
+    g.ignoreself = ignoreself;
     if ignoreself {
-        if l.raw("DEFAULT", "ignoreip").is_some() {
-            // fail2ban ignores this machine's own addresses besides the list; pyfilter's
-            // list replaces its default, so loopback is kept explicitly.
-            for lo in ["127.0.0.0/8", "::1/128"] {
-                let lo: IpNet = lo.parse().expect("a valid network");
-                if !g.ignore.iter().any(|n| n.contains(&lo)) {
-                    g.ignore.push(lo);
-                }
+        // fail2ban ignores this machine's own addresses besides the list; a list in
+        // pyfilter.yml replaces pyfilter's default (loopback), so loopback is kept in it.
+        for lo in ["127.0.0.0/8", "::1/128"] {
+            let lo: IpNet = lo.parse().expect("a valid network");
+            if !g.ignore.iter().any(|n| n.contains(&lo.addr())) {
+                g.ignore.push(lo);
             }
         }
         plan.notes.push(Note::global(
@@ -413,37 +419,46 @@ fn increment(g: &Globals, purge_age: Option<Duration>, plan: &mut Plan) {
     ));
 }
 
-/// The `recidive` jail, as `ban_time_increment` when `bantime.increment` did not set it.
-fn recidive_increment(jail: &str, bantime: BanTime, findtime: Duration, plan: &mut Plan) {
+/// The `recidive` jail, as `ban_time_increment` when `bantime.increment` did not set it;
+/// the note that says so.
+fn recidive_increment(
+    jail: &str,
+    bantime: BanTime,
+    findtime: Duration,
+    plan: &mut Plan,
+) -> Option<Note> {
     if plan.ban_time_increment.is_some() {
-        plan.notes.push(Note::jail(
+        return Some(Note::jail(
             jail,
             "not carried over: repeat offenders are pyfilter's ban_time_increment, already set from bantime.increment",
         ));
-        return;
     }
     let Some(BanTime::For(base)) = plan.ban_time else {
-        return;
+        return Some(Note::jail(
+            jail,
+            "not carried over: the ban time is forever already",
+        ));
     };
     let max = match bantime {
         BanTime::For(d) => d,
         BanTime::Forever => Duration::from_secs(365 * 86400),
-    };
+    }
+    .max(base);
     plan.ban_time_increment = Some(Increment {
         factor: 2.0,
-        max: max.max(base),
+        max,
         window: findtime,
     });
     plan.origins
         .push(("ban_time_increment", format!("jail {jail}")));
-    plan.notes.push(Note::jail(
+    Some(Note::jail(
         jail,
         format!(
             "carried over as ban_time_increment, not as a rule: an address banned again within {} gets twice the ban time for each earlier ban, up to {}",
             format_duration(findtime),
-            format_duration(max.max(base))
+            format_duration(max)
         ),
-    ));
+    ))
 }
 
 /// `dbpurgeage` of `fail2ban.conf` (how long fail2ban remembers bans, so how far back it

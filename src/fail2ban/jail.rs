@@ -415,7 +415,10 @@ impl Reader<'_> {
         let mut extra = Vec::new();
         for item in parse_list(&text) {
             match item {
-                Ignored::Net(n) if !self.cx.globals.ignore.contains(&n) && !extra.contains(&n) => {
+                Ignored::Net(n)
+                    if !self.cx.globals.ignore.iter().any(|g| g.contains(&n))
+                        && !extra.contains(&n) =>
+                {
                     extra.push(n)
                 }
                 Ignored::Net(_) => {}
@@ -472,10 +475,10 @@ impl Reader<'_> {
                 format!("none of its actions bans ({})", shown(&names.join(", ")))
             };
             match rule {
-                Some(rule) => self.note(format!(
-                    "not carried over: {what}, so fail2ban banned nobody for it; set rules.{rule}.enabled: true to have pyfilter ban"
+                Some(_) => self.note(format!(
+                    "not carried over: {what}, so fail2ban banned nobody for this jail"
                 )),
-                None => self.note(format!("{what}: fail2ban banned nobody for it")),
+                None => self.note(format!("{what}: fail2ban banned nobody for this jail")),
             }
         }
         Ok(bans)
@@ -598,7 +601,11 @@ fn journal_matches(text: &str) -> Option<Vec<String>> {
                         .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
             })
     };
-    (!words.is_empty() && words.iter().all(valid)).then_some(words)
+    let plus = |w: Option<&String>| w.is_some_and(|w| w == "+");
+    let placed = !plus(words.first())
+        && !plus(words.last())
+        && !words.windows(2).any(|w| w[0] == "+" && w[1] == "+");
+    (!words.is_empty() && placed && words.iter().all(valid)).then_some(words)
 }
 
 /// The `journalmatch` of fail2ban's own filter `name` (`filter.d/NAME.conf` and its
@@ -627,5 +634,6 @@ mod tests {
         assert!(journal_matches("_comm=sshd").is_none());
         assert!(journal_matches("--since=yesterday").is_none());
         assert!(journal_matches("").is_none());
+        assert!(journal_matches("+ _COMM=sshd").is_none());
     }
 }

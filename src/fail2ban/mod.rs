@@ -25,6 +25,8 @@ mod ini;
 mod interpolate;
 mod jail;
 mod layers;
+#[cfg(test)]
+mod tests;
 mod time;
 
 pub use convert::plan;
@@ -33,7 +35,7 @@ pub use emit::yaml;
 /// A fail2ban configuration that cannot be read at all.
 #[derive(Debug, thiserror::Error)]
 pub enum Fail2banError {
-    #[error("{}: no such directory (fail2ban's configuration is usually /etc/fail2ban)", .0.display())]
+    #[error("{}: no such directory; name fail2ban's configuration directory: --fail2ban DIR", .0.display())]
     NoDirectory(PathBuf),
     #[error(
         "{}: no jail.conf, jail.local or jail.d/*.conf|*.local: is this fail2ban's configuration directory?",

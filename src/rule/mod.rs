@@ -137,19 +137,7 @@ impl Rule {
             return Err("a rule needs at least one pattern".into());
         }
         if let Some(journal) = &file.journal {
-            // Matches become journalctl arguments: a field name, `=`, a value; never an option.
-            if let Some(bad) = journal.matches.iter().find(|m| {
-                m.split_once('=').is_none_or(|(field, _)| {
-                    field.is_empty()
-                        || !field
-                            .bytes()
-                            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-                })
-            }) {
-                return Err(format!(
-                    "journal.match `{bad}` is not FIELD=value (an upper-case journal field, like _SYSTEMD_UNIT=ssh.service)"
-                ));
-            }
+            check_journal_matches(&journal.matches)?;
         }
         let time_format = match &file.time_format {
             None => TimeFormats::new(vec![TimeFormat::Auto])?,
@@ -316,6 +304,32 @@ impl Rule {
 
 /// Expands `<URL>` and `<STATUS>` to alternations of the rule's `urls` (matched
 /// literally, so a URL's dots and question marks mean themselves) and `statuses`.
+/// Matches become journalctl arguments: a field name, `=`, a value, never an option; or
+/// `+` between two of them, journalctl's "or" (fail2ban's `journalmatch` uses it).
+fn check_journal_matches(matches: &[String]) -> Result<(), String> {
+    if let Some(bad) = matches.iter().find(|m| {
+        *m != "+"
+            && m.split_once('=').is_none_or(|(field, _)| {
+                field.is_empty()
+                    || !field
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            })
+    }) {
+        return Err(format!(
+            "journal.match `{bad}` is not FIELD=value (an upper-case journal field, like _SYSTEMD_UNIT=ssh.service) or `+`"
+        ));
+    }
+    let plus = |m: Option<&String>| m.is_some_and(|m| m == "+");
+    if plus(matches.first())
+        || plus(matches.last())
+        || matches.windows(2).any(|w| w[0] == "+" && w[1] == "+")
+    {
+        return Err("journal.match: `+` goes between two matches".into());
+    }
+    Ok(())
+}
+
 fn expand_lists(pattern: &str, urls: &[String], statuses: &[u16]) -> Result<String, String> {
     let mut out = pattern.to_string();
     if out.contains("<URL>") {
@@ -450,6 +464,26 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown field `instnt`")
         );
+    }
+
+    #[test]
+    fn journal_matches_are_fields_or_a_plus_between_them() {
+        let with = |m: &str| {
+            rule(&format!(
+                "name: t\njournal: {{ match: {m} }}\npatterns: ['x <IP>$']\n"
+            ))
+        };
+        assert!(with("[_SYSTEMD_UNIT=sshd.service, '+', _COMM=sshd]").is_ok());
+        assert!(with("[_COMM=sshd, _COMM=sshd-session]").is_ok());
+        for bad in [
+            "['--since=now']",
+            "[_comm=sshd]",
+            "['+', _COMM=a]",
+            "[_COMM=a, '+']",
+            "[_COMM=a, '+', '+', _COMM=b]",
+        ] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
