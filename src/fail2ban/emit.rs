@@ -106,11 +106,13 @@ pub fn yaml(plan: &Plan, rules_dir: Option<&Path>) -> String {
         for line in wrap(&plan.also_enabled.join(", "), 86) {
             let _ = writeln!(w, "#   {line}");
         }
-        let _ = writeln!(
-            w,
-            "# To run only the rules above instead:\n# enabled_rules: [{}]",
-            carried.join(", ")
-        );
+        if !carried.is_empty() {
+            let _ = writeln!(
+                w,
+                "# To run only the rules above instead:\n# enabled_rules: [{}]",
+                carried.join(", ")
+            );
+        }
     }
     out
 }

@@ -1,0 +1,366 @@
+//! `pyfilter import --fail2ban`: Debian's packaged /etc/fail2ban (unpacked from the real
+//! package, never installed) with a jail.local, turned into a pyfilter.yml that
+//! `pyfilter check` accepts; what cannot be carried over on stderr; the errors; and an
+//! imported `journalmatch` with `+` followed by a real daemon.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// Debian's /etc/fail2ban, from the package itself (scripts/fetch-fail2ban). Fails, never
+/// skips, when it cannot be had.
+fn packaged() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fail2ban-deb");
+    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-fail2ban"))
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("scripts/fetch-fail2ban runs");
+    assert!(
+        out.status.success(),
+        "cannot unpack Debian's fail2ban package (apt-get download fail2ban): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("etc/fail2ban")
+}
+
+/// A copy of the packaged configuration the test may write in.
+fn fail2ban_dir(s: &Setup) -> PathBuf {
+    let dir = s.path("fail2ban");
+    let out = Command::new("cp")
+        .arg("-a")
+        .arg(packaged())
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+const JAIL_LOCAL: &str = "\
+[DEFAULT]
+ignoreip = 127.0.0.1/8 ::1 192.0.2.0/24 office.example.org
+bantime  = 1h
+findtime = 15m
+maxretry = 4
+
+[sshd]
+enabled = true
+mode    = aggressive
+
+[postfix]
+enabled = true
+
+[nginx-http-auth]
+enabled  = true
+maxretry = 3
+
+# A service of our own: no pyfilter rule has its name. It mails whois and log lines.
+[myapp]
+enabled = true
+filter  = myapp
+logpath = /var/log/myapp.log
+action  = %(action_mwl)s
+";
+
+/// Whether this pyfilter accepts `mode` for a rule (another change adds it).
+fn accepts_mode(s: &Setup, rule: &str, mode: &str) -> bool {
+    let probe = s.path("mode-probe.yml");
+    std::fs::write(
+        &probe,
+        format!(
+            "rules_dir: {}\nrules:\n  {rule}: {{ mode: {mode} }}\n",
+            s.path("rules.d").display()
+        ),
+    )
+    .unwrap();
+    Command::new(BIN)
+        .arg("-c")
+        .arg(&probe)
+        .arg("check")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn debians_packaged_configuration_with_a_jail_local_becomes_a_checked_pyfilter_yml() {
+    let s = Setup::new("");
+    let dir = fail2ban_dir(&s);
+    std::fs::write(dir.join("jail.local"), JAIL_LOCAL).unwrap();
+    std::fs::write(
+        dir.join("jail.d/x.local"),
+        "[nginx-http-auth]\nbantime = 1d\n",
+    )
+    .unwrap();
+
+    let out = s.cli(None, &["import", "--fail2ban", dir.to_str().unwrap()]);
+    let (yaml, notes) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{notes}");
+
+    // The files, in fail2ban's order, includes first.
+    let read: Vec<&str> = yaml
+        .lines()
+        .filter_map(|l| l.strip_prefix("#   "))
+        .filter(|l| l.starts_with('/'))
+        .collect();
+    let d = dir.display();
+    assert_eq!(
+        read,
+        [
+            format!("{d}/paths-common.conf"),
+            format!("{d}/paths-debian.conf"),
+            format!("{d}/jail.conf"),
+            format!("{d}/jail.d/defaults-debian.conf"),
+            format!("{d}/jail.local"),
+            format!("{d}/jail.d/x.local"),
+        ]
+    );
+
+    // Key by key.
+    let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+    let mut top: Vec<&str> = v
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    top.sort();
+    assert_eq!(
+        top,
+        [
+            "ban_time",
+            "failed_attempts",
+            "firewall",
+            "ignore",
+            "request_time",
+            "rules",
+            "rules_dir"
+        ],
+        "server_name is left out\n{yaml}"
+    );
+    assert_eq!(v["failed_attempts"], 4);
+    assert_eq!(v["request_time"], "15m");
+    assert_eq!(v["ban_time"], "1h");
+    assert_eq!(
+        v["ignore"],
+        serde_yaml::from_str::<serde_yaml::Value>("[127.0.0.0/8, '::1', 192.0.2.0/24]").unwrap()
+    );
+    assert_eq!(
+        v["firewall"]["backend"], "iptables",
+        "banaction iptables-multiport"
+    );
+    let rules = v["rules"].as_mapping().unwrap();
+    let mut names: Vec<&str> = rules.keys().map(|k| k.as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["nginx-http-auth", "postfix", "sshd"],
+        "no rule for myapp"
+    );
+
+    let sshd = &v["rules"]["sshd"];
+    assert_eq!(sshd["enabled"], true);
+    assert_eq!(sshd["log_files"][0], "/var/log/auth.log");
+    assert_eq!(sshd["log_files"].as_sequence().unwrap().len(), 1);
+    assert!(sshd.get("failed_attempts").is_none(), "as the defaults");
+    let postfix = &v["rules"]["postfix"];
+    assert_eq!(postfix["enabled"], true);
+    assert_eq!(
+        postfix["log_files"][0], "/var/log/mail.log",
+        "%(syslog_mail_warn)s on Debian"
+    );
+    let nginx = &v["rules"]["nginx-http-auth"];
+    assert_eq!(nginx["enabled"], true);
+    assert_eq!(nginx["failed_attempts"], 3);
+    assert_eq!(nginx["ban_time"], "1d", "jail.d/x.local wins");
+    assert_eq!(nginx["log_files"][0], "/var/log/nginx/*error.log");
+    assert!(nginx.get("mode").is_none(), "normal is the default mode");
+
+    // Modes: carried when this pyfilter takes them, a note otherwise.
+    for (rule, mode) in [("sshd", "aggressive"), ("postfix", "more")] {
+        if accepts_mode(&s, rule, mode) {
+            assert_eq!(v["rules"][rule]["mode"], mode, "{yaml}");
+        } else {
+            assert!(v["rules"][rule].get("mode").is_none());
+            assert!(
+                notes.contains(&format!("# jail {rule}: mode {mode} not carried over:")),
+                "{notes}"
+            );
+        }
+    }
+
+    // What cannot be carried over: on stderr as YAML comments, and in the YAML itself.
+    for expected in [
+        "# [DEFAULT]: ignoreip office.example.org not carried over: a host name",
+        "# jail sshd: port ssh not carried over: pyfilter bans an address on every port",
+        "# jail postfix: port smtp,465,submission not carried over",
+        "# jail myapp: filter myapp not carried over: pyfilter has no rule of that name",
+        "# jail myapp: action sendmail-whois-lines not carried over: pyfilter sends no mail",
+    ] {
+        assert!(notes.contains(expected), "{expected:?} not in\n{notes}");
+        assert!(yaml.contains(expected), "{expected:?} not in\n{yaml}");
+    }
+    for line in notes.lines() {
+        assert!(line.starts_with("# "), "not a YAML comment: {line}");
+        if !line.starts_with("# 4 jails enabled") {
+            assert!(yaml.contains(line), "{line:?} is not in the YAML");
+        }
+    }
+    assert!(
+        notes
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("# 4 jails enabled: 3 carried over as rules, 1 not;")),
+        "{notes}"
+    );
+    // Beside its jail: the myapp notes follow the `# jail myapp` line.
+    let at = yaml.find("  # jail myapp\n").expect("the jail's heading");
+    assert!(yaml[at..].contains("  # jail myapp: action sendmail-whois-lines"));
+
+    // pyfilter check accepts it.
+    let file = s.path("imported.yml");
+    std::fs::write(&file, &yaml).unwrap();
+    let check = Command::new(BIN)
+        .arg("-c")
+        .arg(&file)
+        .arg("check")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        stdout(&check),
+        stderr(&check)
+    );
+}
+
+#[test]
+fn a_missing_directory_or_a_malformed_file_exits_2_naming_file_and_line() {
+    let s = Setup::new("");
+    let out = s.cli(
+        None,
+        &["import", "--fail2ban", s.path("nope").to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("nope: no such directory"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty());
+
+    let empty = s.path("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = s.cli(None, &["import", "--fail2ban", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no jail.conf, jail.local"),
+        "{}",
+        stderr(&out)
+    );
+
+    let dir = fail2ban_dir(&s);
+    std::fs::write(
+        dir.join("jail.local"),
+        "[sshd]\nenabled = true\nmaxretry = 3\nmaxretry = 4\n",
+    )
+    .unwrap();
+    let out = s.cli(None, &["import", "--fail2ban", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(&format!(
+            "{}:4: `maxretry` is set twice",
+            dir.join("jail.local").display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty(), "nothing half-made on stdout");
+
+    std::fs::write(dir.join("jail.local"), "enabled = true\n").unwrap();
+    let out = s.cli(None, &["import", "--fail2ban", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("jail.local:1:"), "{}", stderr(&out));
+}
+
+/// Appends one entry to a journal file, as journald would (systemd-journal-remote writes
+/// real journal files from the export format).
+fn journal_entry(file: &Path, comm: &str, message: &str) {
+    let export = file.with_extension("export");
+    let micros = chrono::Utc::now().timestamp_micros();
+    std::fs::write(
+        &export,
+        format!("__REALTIME_TIMESTAMP={micros}\n_HOSTNAME=web1\nSYSLOG_IDENTIFIER={comm}\n_PID=4242\n_COMM={comm}\nMESSAGE={message}\n\n"),
+    )
+    .unwrap();
+    let out = Command::new("/lib/systemd/systemd-journal-remote")
+        .arg(format!("--output={}", file.display()))
+        .arg(&export)
+        .output()
+        .expect("systemd-journal-remote (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_imported_journalmatch_with_plus_reads_entries_matching_either_side() {
+    let ns = Netns::new();
+    let s = Setup::new("");
+    let journal = s.path("system.journal");
+    let dir = fail2ban_dir(&s);
+    // `_SYSTEMD_UNIT=none.service` matches nothing here: an entry counts through the
+    // other side of the `+` alone.
+    std::fs::write(
+        dir.join("jail.local"),
+        format!(
+            "[DEFAULT]\nmaxretry = 2\nbantime = 1h\n\n[sshd]\nenabled = true\nbackend = systemd[journalpath={}]\njournalmatch = _SYSTEMD_UNIT=none.service + _COMM=sshd\n",
+            journal.display()
+        ),
+    )
+    .unwrap();
+    let out = s.cli(None, &["import", "--fail2ban", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let imported = stdout(&out);
+    // The test's own keys: its database, its name, only this rule.
+    let config = format!(
+        "{imported}server_name: test-1\nsqlite: {{ path: {} }}\nenabled_rules: [sshd]\n",
+        s.path("db/pyfilter.db").display()
+    );
+    std::fs::write(s.config(), config).unwrap();
+    journal_entry(&journal, "cron", "started");
+    let d = Daemon::start(&s, &ns);
+    d.wait_log("following the journal for sshd");
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..2 {
+        journal_entry(
+            &journal,
+            "sshd",
+            "Failed password for root from 192.0.2.161 port 22 ssh2",
+        );
+        // Another program's line, matched by neither side, is not read.
+        journal_entry(
+            &journal,
+            "cron",
+            "Failed password for root from 192.0.2.162 port 22 ssh2",
+        );
+    }
+    wait_for(Duration::from_secs(10), "192.0.2.161 to be banned", || {
+        ns.has_ban("192.0.2.161")
+    });
+    assert!(!ns.has_ban("192.0.2.162"), "{}", d.output());
+}
