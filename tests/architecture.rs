@@ -33,6 +33,11 @@ const FORBIDDEN: &[(&str, &[&str], &str)] = &[
         &["cmd"],
         "the admin and the CLI share the engine, not each other",
     ),
+    (
+        "fail2ban",
+        &["firewall", "store", "engine", "source", "fleet", "rule"],
+        "turning fail2ban's files into a configuration reads files and writes text, nothing else",
+    ),
 ];
 
 /// What `config` may reach: leaf value types only.

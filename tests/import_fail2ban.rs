@@ -221,7 +221,7 @@ fn debians_packaged_configuration_with_a_jail_local_becomes_a_checked_pyfilter_y
         notes
             .lines()
             .last()
-            .is_some_and(|l| l.starts_with("# 4 jails enabled: 3 carried over as rules, 1 not;")),
+            .is_some_and(|l| l.starts_with("# 4 jails enabled: 3 carried over, 1 not;")),
         "{notes}"
     );
     // Beside its jail: the myapp notes follow the `# jail myapp` line.

@@ -36,11 +36,13 @@ pub fn run(settings: &Settings, dir: &Path) -> anyhow::Result<ExitCode> {
         eprintln!("{}", note.comment());
     }
     let carried = plan.jails.iter().filter(|j| j.entry.is_some()).count();
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     eprintln!(
-        "# {} jails enabled: {carried} carried over as rules, {} not; {} notes",
-        plan.jails.len(),
+        "# {} enabled: {carried} carried over, {} not; {}",
+        plural(plan.jails.len(), "jail", "jails"),
         plan.jails.len() - carried,
-        plan.all_notes().count()
+        plural(plan.all_notes().count(), "note", "notes")
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -85,12 +87,17 @@ fn check_modes(plan: &mut Plan, rules_dir: Option<&Path>) {
             yaml_scalar(&mode)
         ));
         if let Err(e) = Settings::from_text(Path::new("(mode)"), &text, ConfigSource::Embedded) {
+            let why = if e.message.contains("unknown field `mode`") {
+                "this pyfilter has no rule modes".to_string()
+            } else {
+                format!(
+                    "this pyfilter refuses it for rule {} ({})",
+                    entry.rule, e.message
+                )
+            };
             jail.notes.push(Note::jail(
                 &jail.jail,
-                format!(
-                    "mode {mode} not carried over: this pyfilter refuses it for rule {} ({})",
-                    entry.rule, e.message
-                ),
+                format!("mode {mode} not carried over: {why}"),
             ));
             entry.mode = None;
         }
