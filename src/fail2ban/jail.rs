@@ -1,6 +1,6 @@
-//! One enabled jail turned into a rule entry: its filter and mode, where it reads (files,
-//! or the journal with `backend = systemd`), its limits where they differ from the
-//! defaults, and a note for everything else it sets that pyfilter will not do.
+//! One enabled jail turned into a rule entry: its filter and mode, where it reads
+//! (`reads.rs`), its limits where they differ from the defaults, and a note for everything
+//! else it sets that pyfilter will not do.
 //!
 //! A value fail2ban cannot interpolate makes fail2ban skip the jail; so does this.
 
@@ -18,7 +18,7 @@ use super::interpolate::InterpolationError;
 use super::layers::Layered;
 use super::time::seconds;
 use super::{JailPlan, KnownRule, Note, RuleEntry, one_line};
-use crate::config::{Backend, JournalSpec};
+use crate::config::Backend;
 use crate::duration::BanTime;
 
 /// What a jail is read against.
@@ -109,15 +109,15 @@ pub fn convert(cx: &Context) -> Outcome {
 
 type Read = (Option<RuleEntry>, Vec<IpNet>, Option<(BanTime, Duration)>);
 
-struct Reader<'a> {
-    cx: &'a Context<'a>,
+pub(super) struct Reader<'a> {
+    pub(super) cx: &'a Context<'a>,
     /// Options the values read referred to: not left over, whatever their names.
     refs: BTreeSet<String>,
     notes: Vec<Note>,
 }
 
 /// A value shown in a note: on one line, and not too long to read.
-fn shown(text: &str) -> String {
+pub(super) fn shown(text: &str) -> String {
     let line = one_line(text);
     if line.chars().count() > 100 {
         format!("{}...", line.chars().take(100).collect::<String>())
@@ -127,11 +127,11 @@ fn shown(text: &str) -> String {
 }
 
 impl Reader<'_> {
-    fn get(&mut self, key: &str) -> Result<Option<Value>, InterpolationError> {
+    pub(super) fn get(&mut self, key: &str) -> Result<Option<Value>, InterpolationError> {
         self.cx.l.get(self.cx.jail, key, &mut self.refs)
     }
 
-    fn text(&mut self, key: &str) -> Result<Option<String>, InterpolationError> {
+    pub(super) fn text(&mut self, key: &str) -> Result<Option<String>, InterpolationError> {
         Ok(self.get(key)?.map(|v| v.text))
     }
 
@@ -143,7 +143,7 @@ impl Reader<'_> {
             .is_some_and(|o| o.get(key).is_some())
     }
 
-    fn note(&mut self, text: impl Into<String>) {
+    pub(super) fn note(&mut self, text: impl Into<String>) {
         self.notes.push(Note::jail(self.cx.jail, text));
     }
 
@@ -200,118 +200,6 @@ impl Reader<'_> {
         self.firewall_keys()?;
         self.leftovers(&filter);
         Ok((bans.then_some(entry), extra, None))
-    }
-
-    /// `backend`, `logpath`, `journalmatch`: the files or the journal.
-    fn source(
-        &mut self,
-        rule: &KnownRule,
-        entry: &mut RuleEntry,
-    ) -> Result<(), InterpolationError> {
-        let backend = self.text("backend")?.unwrap_or_else(|| "auto".into());
-        let (kind, options) = split_options(&backend).unwrap_or((backend.clone(), Vec::new()));
-        match kind.to_lowercase().as_str() {
-            "systemd" => {
-                if self.journal(rule, &options, entry)? {
-                    return Ok(());
-                }
-            }
-            "auto" | "polling" | "pyinotify" | "gamin" | "" => {}
-            other => self.note(format!(
-                "backend {other} not carried over: pyfilter follows files with inotify, polling where it cannot"
-            )),
-        }
-        self.log_files(rule, entry)
-    }
-
-    /// The journal for `backend = systemd`: the jail's `journalmatch`, else the rule's own
-    /// journal, else the fail2ban filter's `journalmatch`. False when there is none.
-    fn journal(
-        &mut self,
-        rule: &KnownRule,
-        options: &[(String, String)],
-        entry: &mut RuleEntry,
-    ) -> Result<bool, InterpolationError> {
-        let mut file = None;
-        for (k, v) in options {
-            match k.as_str() {
-                "journalpath" => file = Some(v.into()),
-                "journalfiles" if !v.contains([',', ' ']) => file = Some(v.into()),
-                _ => self.note(format!(
-                    "backend option {k}={} not carried over: pyfilter reads the system journal, or one journal file or directory (journal.file)",
-                    shown(v)
-                )),
-            }
-        }
-        let mut matches = None;
-        if let Some(text) = self.text("journalmatch")?.filter(|t| !t.trim().is_empty()) {
-            matches = journal_matches(&text);
-            if matches.is_none() {
-                self.note(format!(
-                    "journalmatch {} not carried over: pyfilter reads FIELD=value matches joined by `+`",
-                    shown(&text)
-                ));
-            }
-        }
-        let from_rule = rule.journal.clone();
-        let spec = match (matches, from_rule) {
-            (Some(m), _) => Some(JournalSpec { matches: m, file }),
-            (None, Some(own)) => Some(JournalSpec {
-                matches: own.matches,
-                file: file.or(own.file),
-            }),
-            (None, None) => filter_journalmatch(self.cx.dir, &rule.name)
-                .map(|m| JournalSpec { matches: m, file }),
-        };
-        match spec {
-            Some(spec) => {
-                entry.log_files = Some(Vec::new());
-                entry.journal = Some(spec);
-                Ok(true)
-            }
-            None => {
-                self.note(format!(
-                    "backend systemd not carried over: neither the jail nor its filter has a journalmatch and rule {} reads no journal of its own; it reads log files",
-                    rule.name
-                ));
-                Ok(false)
-            }
-        }
-    }
-
-    fn log_files(
-        &mut self,
-        rule: &KnownRule,
-        entry: &mut RuleEntry,
-    ) -> Result<(), InterpolationError> {
-        let mut paths = Vec::new();
-        for line in self.text("logpath")?.unwrap_or_default().lines() {
-            let line = line.trim();
-            if line.is_empty() {
-                continue;
-            }
-            let path = match line.rsplit_once(char::is_whitespace) {
-                Some((p, "tail")) => p.trim(),
-                Some((p, "head")) => {
-                    self.note(format!(
-                        "logpath {p} head (read from its start) not carried over: pyfilter starts a file it has never read at its end, then remembers its place"
-                    ));
-                    p.trim()
-                }
-                _ => line,
-            };
-            paths.push(path.to_string());
-        }
-        if paths.is_empty() {
-            self.note(format!(
-                "no logpath: rule {} reads its own log files ({})",
-                rule.name,
-                rule.log_files.join(", ")
-            ));
-        } else {
-            entry.log_files = Some(paths);
-        }
-        Ok(())
     }
 
     /// `maxretry`, `findtime`, `bantime`: written when they differ from the defaults, or
@@ -586,54 +474,5 @@ impl Reader<'_> {
             .filter(|s| *s > 0.0)
             .map_or(Duration::from_secs(86400), duration);
         Ok((None, Vec::new(), Some((bantime, findtime))))
-    }
-}
-
-/// `journalmatch` as pyfilter's matches: `FIELD=value` words and `+`, or `None`.
-fn journal_matches(text: &str) -> Option<Vec<String>> {
-    let words: Vec<String> = text.split_whitespace().map(str::to_string).collect();
-    let valid = |w: &String| {
-        w == "+"
-            || w.split_once('=').is_some_and(|(field, _)| {
-                !field.is_empty()
-                    && field
-                        .bytes()
-                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-            })
-    };
-    let plus = |w: Option<&String>| w.is_some_and(|w| w == "+");
-    let placed = !plus(words.first())
-        && !plus(words.last())
-        && !words.windows(2).any(|w| w[0] == "+" && w[1] == "+");
-    (!words.is_empty() && placed && words.iter().all(valid)).then_some(words)
-}
-
-/// The `journalmatch` of fail2ban's own filter `name` (`filter.d/NAME.conf` and its
-/// `.local`), from its `[Init]` or `[Definition]`.
-fn filter_journalmatch(dir: &Path, name: &str) -> Option<Vec<String>> {
-    let l = Layered::read(&dir.join("filter.d"), name).ok()?;
-    ["Init", "Definition"].iter().find_map(|section| {
-        l.section(section)?.get("journalmatch")?;
-        let v = l
-            .get(section, "journalmatch", &mut BTreeSet::new())
-            .ok()??;
-        journal_matches(&v.text)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn journal_matches_are_fields_and_plus() {
-        assert_eq!(
-            journal_matches("_SYSTEMD_UNIT=sshd.service + _COMM=sshd").unwrap(),
-            ["_SYSTEMD_UNIT=sshd.service", "+", "_COMM=sshd"]
-        );
-        assert!(journal_matches("_comm=sshd").is_none());
-        assert!(journal_matches("--since=yesterday").is_none());
-        assert!(journal_matches("").is_none());
-        assert!(journal_matches("+ _COMM=sshd").is_none());
     }
 }

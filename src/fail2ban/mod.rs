@@ -3,7 +3,7 @@
 //! `layers.rs` reads the jail files in fail2ban's order with their includes (each file
 //! through the INI reader of `ini.rs`), `interpolate.rs` resolves `%(name)s` the way
 //! fail2ban does, `time.rs` reads its times, `convert.rs` turns `[DEFAULT]` and the enabled
-//! jails (each one in `jail.rs`) into a [`Plan`] (with `actions.rs` for actions and ban
+//! jails (each one in `jail.rs`, where it reads in `reads.rs`) into a [`Plan`] (with `actions.rs` for actions and ban
 //! actions, `addresses.rs` for `ignoreip`)
 //! and `emit.rs` writes the plan as YAML. What cannot be carried over becomes a [`Note`],
 //! never silence.
@@ -25,6 +25,7 @@ mod ini;
 mod interpolate;
 mod jail;
 mod layers;
+mod reads;
 #[cfg(test)]
 mod tests;
 mod time;
