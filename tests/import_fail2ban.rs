@@ -145,7 +145,6 @@ fn debians_packaged_configuration_with_a_jail_local_becomes_a_checked_pyfilter_y
             "ignore",
             "request_time",
             "rules",
-            "rules_dir"
         ],
         "server_name is left out\n{yaml}"
     );
@@ -293,6 +292,131 @@ fn a_missing_directory_or_a_malformed_file_exits_2_naming_file_and_line() {
     let out = s.cli(None, &["import", "--fail2ban", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("jail.local:1:"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_rule_of_the_sites_own_rules_dir_takes_a_jail_and_the_rules_dir_is_carried() {
+    let s = Setup::new("");
+    let dir = fail2ban_dir(&s);
+    std::fs::write(dir.join("jail.local"), JAIL_LOCAL).unwrap();
+    std::fs::create_dir(s.path("rules.d")).unwrap();
+    std::fs::write(
+        s.path("rules.d/myapp.yml"),
+        "name: myapp\nlog_files: [/var/log/myapp.log]\npatterns: ['^login failed from <IP>$']\n",
+    )
+    .unwrap();
+    let out = s.cli(None, &["import", "--fail2ban", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_yaml::Value = serde_yaml::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["rules_dir"], s.path("rules.d").to_str().unwrap());
+    assert_eq!(v["rules"]["myapp"]["log_files"][0], "/var/log/myapp.log");
+    assert!(!stderr(&out).contains("filter myapp not carried over"));
+    assert!(
+        stderr(&out).contains("# jail myapp: action sendmail-whois-lines not carried over"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// pyfilter(1)'s way of writing text in an example.
+fn man_text(text: &str) -> String {
+    text.trim_end()
+        .lines()
+        .map(|l| {
+            let l = l.replace('\\', "\\e").replace('-', "\\-");
+            if l.starts_with('.') || l.starts_with('\'') {
+                format!("\\&{l}")
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The example runs shown in the README and in pyfilter(1), as this binary prints them
+/// on Debian's packaged configuration (run on a copy: its path is shown as
+/// /etc/fail2ban). `PYFILTER_UPDATE_DOCS=1` writes them into the docs instead.
+#[test]
+fn the_readme_and_the_man_page_show_what_the_binary_prints() {
+    let s = Setup::new("");
+    let run = |dir: &Path| {
+        let out = s.cli(None, &["import", "--fail2ban", dir.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let shown = |t: String| t.replace(dir.to_str().unwrap(), "/etc/fail2ban");
+        (shown(stdout(&out)), shown(stderr(&out)))
+    };
+    let dir = fail2ban_dir(&s);
+    let (plain, plain_err) = run(&dir);
+    std::fs::write(dir.join("jail.local"), JAIL_LOCAL).unwrap();
+    std::fs::write(
+        dir.join("jail.d/x.local"),
+        "[nginx-http-auth]\nbantime = 1d\n",
+    )
+    .unwrap();
+    let (full, full_err) = run(&dir);
+
+    let docs = [
+        (
+            "README.md",
+            vec![
+                (
+                    "with this\n`jail.local`:\n\n```ini\n",
+                    "\n```",
+                    JAIL_LOCAL.trim_end().to_string(),
+                ),
+                (
+                    "`sudo pyfilter import --fail2ban > pyfilter.yml` writes\n\n```yaml\n",
+                    "\n```",
+                    full.trim_end().to_string(),
+                ),
+                (
+                    "and on standard error\n\n```\n",
+                    "\n```",
+                    full_err.trim_end().to_string(),
+                ),
+            ],
+        ),
+        (
+            "man/pyfilter.1",
+            vec![
+                (
+                    "standard output is\n.PP\n.in +4n\n.EX\n",
+                    "\n.EE",
+                    man_text(&plain),
+                ),
+                (
+                    "and standard error\n.PP\n.in +4n\n.EX\n",
+                    "\n.EE",
+                    man_text(&plain_err),
+                ),
+            ],
+        ),
+    ];
+    let update = std::env::var("PYFILTER_UPDATE_DOCS").is_ok_and(|v| v == "1");
+    for (file, blocks) in docs {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        for (before, end, want) in blocks {
+            let start = text
+                .find(before)
+                .unwrap_or_else(|| panic!("{file} has no {before:?}"))
+                + before.len();
+            let stop = start + text[start..].find(end).unwrap();
+            if update {
+                text.replace_range(start..stop, &want);
+            } else {
+                assert_eq!(
+                    text[start..stop],
+                    want,
+                    "{file} shows other output than the binary prints: run this test with PYFILTER_UPDATE_DOCS=1"
+                );
+            }
+        }
+        if update {
+            std::fs::write(&path, text).unwrap();
+        }
+    }
 }
 
 /// Appends one entry to a journal file, as journald would (systemd-journal-remote writes

@@ -20,9 +20,12 @@ use crate::settings::Settings;
 pub fn run(settings: &Settings, dir: &Path) -> anyhow::Result<ExitCode> {
     let known = known_rules(settings)?;
     let mut plan = fail2ban::plan(dir, &known).map_err(|e| UsageError(e.to_string()))?;
+    // The configuration's own rules directory is carried when it holds rules: the rules
+    // the import may name are read from it.
     let default_dir = Config::default().rules_dir;
-    let rules_dir =
-        (settings.config.rules_dir != default_dir).then_some(&*settings.config.rules_dir);
+    let rules_dir = (settings.config.rules_dir != default_dir
+        && holds_rules(&settings.config.rules_dir))
+    .then_some(&*settings.config.rules_dir);
     check_modes(&mut plan, rules_dir);
     let text = fail2ban::yaml(&plan, rules_dir);
     Settings::from_text(Path::new("(imported)"), &text, ConfigSource::Embedded).map_err(|e| {
@@ -45,6 +48,17 @@ pub fn run(settings: &Settings, dir: &Path) -> anyhow::Result<ExitCode> {
         plural(plan.all_notes().count(), "note", "notes")
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `dir` has a rule file in it.
+fn holds_rules(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            e.path()
+                .extension()
+                .is_some_and(|x| x == "yml" || x == "yaml")
+        })
+    })
 }
 
 /// The rules this pyfilter has, with what the import needs of each.
