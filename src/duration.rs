@@ -14,7 +14,8 @@ pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
 /// Why a duration is refused; the message says what to write instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
-    #[error("`{text}` is not a duration ({why}); write it like `90s`, `10m`, `1h 30m` or `7d`")]
+    /// `why` is empty, or a parenthesis that starts with a space.
+    #[error("`{text}` is not a duration{why}; write it like `90s`, `10m`, `1h 30m` or `7d`")]
     Syntax { text: String, why: String },
     #[error("`{text}` is zero; a duration must be positive")]
     Zero { text: String },
@@ -114,7 +115,14 @@ pub fn format_duration(d: Duration) -> String {
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let d = humantime::parse_duration(text.trim()).map_err(|e| DurationError::Syntax {
         text: text.to_string(),
-        why: e.to_string(),
+        // humantime's own text points at byte offsets (`expected number at 0`).
+        why: match e {
+            humantime::DurationError::UnknownUnit { unit, .. } => {
+                format!(" (`{unit}` is not a unit: use s, m, h, d or w)")
+            }
+            humantime::DurationError::NumberOverflow => " (too long)".into(),
+            _ => String::new(),
+        },
     })?;
     if d.is_zero() {
         return Err(DurationError::Zero {
@@ -170,8 +178,11 @@ mod tests {
     fn refuses_zero_and_garbage() {
         let zero = parse_duration("0s").unwrap_err();
         assert!(zero.to_string().contains("zero"), "{zero}");
-        let soon = parse_duration("soon").unwrap_err();
-        assert!(soon.to_string().contains("not a duration"), "{soon}");
+        let soon = parse_duration("soon").unwrap_err().to_string();
+        assert!(soon.contains("not a duration"), "{soon}");
+        assert!(!soon.contains(" at 0"), "no parser offsets: {soon}");
+        let unit = parse_duration("5x").unwrap_err().to_string();
+        assert!(unit.contains("`x` is not a unit"), "{unit}");
     }
 
     #[test]

@@ -23,3 +23,4 @@ pub mod source;
 pub mod store;
 pub mod time;
 pub mod web;
+pub mod words;

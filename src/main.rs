@@ -28,10 +28,27 @@ fn main() -> ExitCode {
             let usage = e
                 .chain()
                 .any(|c| c.is::<ConfigError>() || c.is::<UsageError>());
-            eprintln!("pyfilter: {e:#}");
+            eprintln!("pyfilter: {}", message(&e));
             ExitCode::from(if usage { 2 } else { 1 })
         }
     }
+}
+
+/// The error and its causes, each said once: a library error often repeats its cause's
+/// text in its own (SQLite's does), and the administrator should read it once.
+fn message(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 fn init_logging(cli: &Cli) {

@@ -10,7 +10,7 @@
 
 use std::fmt::Write;
 
-use chrono::{DateTime, Local, Utc};
+use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, Render, html};
 
 /// Text that came from a log, a user or another server, as a page shows it: escaped for
@@ -48,7 +48,7 @@ pub fn url(text: &str) -> String {
 /// `app.js` keeps the "ago" part current while the page stays open.
 pub fn when(t: DateTime<Utc>, now: DateTime<Utc>) -> Markup {
     html! {
-        time datetime=(t.to_rfc3339()) { (t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S")) }
+        time datetime=(crate::time::rfc3339(t)) { (crate::time::human_time(t)) }
         " "
         span class="ago" data-t=(t.timestamp()) { (ago(t, now)) }
     }

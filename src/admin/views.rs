@@ -215,9 +215,7 @@ impl Admin {
                 "{} is already banned (rule {}, since {}); unban it first to change the ban.",
                 display_net(&ban.net),
                 ban.rule,
-                ban.banned_at
-                    .with_timezone(&Local)
-                    .format("%Y-%m-%d %H:%M:%S")
+                crate::time::human_time(ban.banned_at)
             )),
         }
     }

@@ -82,7 +82,7 @@ fn read_password(name: &str) -> anyhow::Result<String> {
 }
 
 fn users(settings: &Settings) -> anyhow::Result<()> {
-    let mut accounts = crate::store::open_accounts(settings)?;
+    let mut accounts = crate::store::open_read_only(settings)?;
     let users = accounts.users()?;
     if users.is_empty() {
         println!("no admin user (create one with `pyfilter admin passwd NAME`)");

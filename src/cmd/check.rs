@@ -90,10 +90,10 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
     for rule in &settings.rules {
         let state = if rule.enabled { "enabled" } else { "disabled" };
         println!(
-            "  {} ({state}, {} patterns, {} attempts within {} -> ban {}) from {}",
+            "  {} ({state}, {}, {} within {} -> ban {}) from {}",
             rule.name,
-            rule.pattern_count(),
-            rule.limits.failed_attempts,
+            crate::words::counted(rule.pattern_count(), "pattern"),
+            crate::words::counted(rule.limits.failed_attempts.get(), "attempt"),
             format_duration(rule.limits.request_time),
             rule.limits.ban_time,
             rule.origin
@@ -221,16 +221,10 @@ fn admin_status(settings: &Settings, warnings: &mut Vec<String>) {
             "HTTPS"
         }
     };
-    // Counting users opens the store: not when that would create the SQLite file.
-    let users =
-        if settings.config.store == StoreKind::Sqlite && !settings.config.sqlite.path.exists() {
-            Ok(0)
-        } else {
-            crate::store::open_accounts(settings).and_then(|mut s| s.user_count())
-        };
+    let users = crate::store::open_read_only(settings).and_then(|mut s| s.user_count());
     let users = match users {
         Ok(0) => "no user yet: `pyfilter admin passwd NAME` creates one".to_string(),
-        Ok(n) => format!("{n} user{}", if n == 1 { "" } else { "s" }),
+        Ok(n) => crate::words::counted(n, "user"),
         Err(e) => format!("users unknown ({e})"),
     };
     println!(

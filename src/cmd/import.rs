@@ -18,6 +18,7 @@ use ipnet::IpNet;
 use crate::ban::{NewBan, Origin, Recorded};
 use crate::cli::ImportArgs;
 use crate::cli::UsageError;
+use crate::cmd::progress::{self, Progress, Unit};
 use crate::duration::BanTime;
 use crate::engine::apply;
 use crate::net::parse_net;
@@ -31,6 +32,9 @@ struct Legacy {
     server: Option<String>,
     reason: Option<String>,
 }
+
+/// Bans recorded per store transaction and firewall batch.
+const IMPORT_SLICE: usize = 2000;
 
 const IP_NAMES: &[&str] = &["ip", "ip_address", "address", "banned_ip"];
 const TIME_NAMES: &[&str] = &["time_banned", "banned_at", "time", "timestamp", "date"];
@@ -79,19 +83,37 @@ pub fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let mut store = crate::store::open(settings)?;
-    let recorded = if args.no_firewall {
-        store.record_many(&bans)?
+    let mut firewall = if args.no_firewall {
+        None
     } else {
         let mut firewall = crate::firewall::open(&settings.config.firewall)?;
         firewall.init()?;
-        apply::ban_many(store.as_mut(), firewall.as_mut(), &bans)?
+        Some(firewall)
     };
+    let mut progress = Progress::new(
+        "import",
+        Unit::Items("ban", "bans"),
+        Some(bans.len() as u64),
+        progress::wanted(false),
+    );
+    let mut recorded = Vec::with_capacity(bans.len());
+    // In slices, so that a large import shows its progress; each is still one store
+    // transaction and one firewall batch.
+    for slice in bans.chunks(IMPORT_SLICE) {
+        recorded.extend(match firewall.as_mut() {
+            None => store.record_many(slice)?,
+            Some(firewall) => apply::ban_many(store.as_mut(), firewall.as_mut(), slice)?,
+        });
+        progress.add(slice.len() as u64);
+    }
+    progress.finish();
     let new = recorded
         .iter()
         .filter(|r| matches!(r, Recorded::New(_)))
         .count();
     println!(
-        "{new} bans imported, {} already there, {} skipped ({} not an address, {ignored} ignored)",
+        "{} imported, {} already there, {} skipped ({} not an address, {ignored} ignored)",
+        crate::words::counted(new, "ban"),
         recorded.len() - new,
         skipped.len() + ignored,
         skipped.len()

@@ -28,7 +28,7 @@ pub struct BanJson<'a> {
 }
 
 pub fn run(settings: &Settings, json: bool, all: bool) -> anyhow::Result<ExitCode> {
-    let mut store = crate::store::open(settings)?;
+    let mut store = crate::store::open_read_only(settings)?;
     let mut bans = if all {
         store.all_bans()?
     } else {
@@ -129,14 +129,10 @@ fn write_table(out: &mut impl Write, bans: &[Ban], all: bool) -> std::io::Result
         }
         writeln!(out, "{}", row[5])?;
     }
-    writeln!(
-        out,
-        "{} {}",
-        bans.len(),
-        if all {
-            "bans in history"
-        } else {
-            "active bans"
-        }
-    )
+    let noun = if all {
+        crate::words::count(bans.len(), "ban in history", "bans in history")
+    } else {
+        crate::words::count(bans.len(), "active ban", "active bans")
+    };
+    writeln!(out, "{noun}")
 }

@@ -11,6 +11,7 @@ pub mod flush;
 pub mod import;
 pub mod import_fail2ban;
 pub mod list;
+pub mod progress;
 pub mod prune;
 pub mod run;
 pub mod scan;

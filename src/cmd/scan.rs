@@ -12,6 +12,7 @@ use chrono::{DateTime, FixedOffset, Local, SecondsFormat, Utc};
 
 use crate::cli::ScanArgs;
 use crate::cli::UsageError;
+use crate::cmd::progress::{self, Progress, Unit};
 use crate::engine::counter::{Counters, Outcome};
 use crate::net::{IgnoreList, aggregate, display_net};
 use crate::rule::Rule;
@@ -80,7 +81,11 @@ pub fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<ExitCode> {
                 .and_then(|m| m.modified())
                 .map(DateTime::<Local>::from)
                 .unwrap_or_else(|_| Local::now());
-            scan.read(&file.to_string_lossy(), f, reference, max_line)
+            let name = file.to_string_lossy();
+            let size = f.metadata().map(|m| m.len()).ok();
+            let shown = progress::wanted(args.json);
+            let f = Progress::new(format!("scan {name}"), Unit::Bytes, size, shown).reader(f);
+            scan.read(&name, f, reference, max_line)
         };
         match result {
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
@@ -106,8 +111,8 @@ impl<W: Write> Scan<'_, W> {
         self.lines += totals.lines;
         if totals.capped > 0 {
             log::warn!(
-                "{name}: {} lines longer than max_line_bytes were cut",
-                totals.capped
+                "{name}: {} longer than max_line_bytes cut",
+                crate::words::count(totals.capped, "line", "lines")
             );
         }
         Ok(())
@@ -178,9 +183,10 @@ impl<W: Write> Scan<'_, W> {
             } else {
                 writeln!(
                     self.out,
-                    "BAN {} rule {} at {time} after {attempts} attempts",
+                    "BAN {} rule {} at {time} after {}",
                     display_net(&target),
-                    rule.name
+                    rule.name,
+                    crate::words::counted(attempts, "attempt")
                 )?;
             }
         }
@@ -197,8 +203,11 @@ impl<W: Write> Scan<'_, W> {
         } else {
             writeln!(
                 self.out,
-                "{} lines, {} matched, {} bans, {} skipped",
-                self.lines, self.matched, self.bans, self.skipped
+                "{}, {} matched, {}, {} skipped",
+                crate::words::counted(self.lines, "line"),
+                self.matched,
+                crate::words::counted(self.bans, "ban"),
+                self.skipped
             )?;
         }
         if self.json && self.skipped > 0 {

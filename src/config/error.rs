@@ -30,7 +30,10 @@ impl ConfigError {
         ConfigError {
             file: file.as_ref().to_path_buf(),
             line: err.location().map(|l| l.line()),
-            message,
+            message: match message.split_once(": ") {
+                Some((key, said)) if !key.contains(' ') => format!("{key}: {}", in_words(said)),
+                _ => in_words(&message),
+            },
         }
     }
 
@@ -42,8 +45,16 @@ impl ConfigError {
         text: &str,
         err: serde_path_to_error::Error<serde_yaml::Error>,
     ) -> ConfigError {
-        let path = err.path().to_string();
+        let path = key_path(err.path());
         let mut located = ConfigError::yaml(file, err.inner());
+        // serde_yaml names the key itself, less precisely (no list entry): the path
+        // below says it once.
+        if let Some((own, rest)) = located.message.split_once(": ")
+            && !own.contains(' ')
+            && path.starts_with(own.split('[').next().unwrap_or(own))
+        {
+            located.message = rest.to_string();
+        }
         let keys: Vec<&str> = err
             .path()
             .iter()
@@ -80,6 +91,79 @@ impl ConfigError {
             message: format!("{key}: {message}"),
         }
     }
+}
+
+/// A key's path as the administrator writes it: `rules.sshd.failed_attempts`, `ignore`
+/// entry 2 as `ignore (entry 2)`; what the parser could not name is left out.
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    let mut keys: Vec<String> = Vec::new();
+    let mut entry = None;
+    for segment in path.iter() {
+        match segment {
+            serde_path_to_error::Segment::Map { key } => keys.push(key.clone()),
+            serde_path_to_error::Segment::Enum { variant } => keys.push(variant.clone()),
+            serde_path_to_error::Segment::Seq { index } => entry = Some(index + 1),
+            serde_path_to_error::Segment::Unknown => {}
+        }
+    }
+    if keys.is_empty() {
+        return ".".into();
+    }
+    let keys = keys.join(".");
+    match entry {
+        Some(n) => format!("{keys} (entry {n})"),
+        None => keys,
+    }
+}
+
+/// A parser's message in the administrator's words: what the key takes, and what was
+/// found, without Rust's type names (`expected a nonzero u32`).
+pub fn in_words(message: &str) -> String {
+    if message == "invalid socket address syntax" {
+        return "must be an address and a port, like 127.0.0.1:8080 or [::1]:8080".into();
+    }
+    let Some(rest) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+    else {
+        return message.to_string();
+    };
+    let Some((found, expected)) = rest.split_once(", expected ") else {
+        return message.to_string();
+    };
+    let wanted = match expected.trim() {
+        "a nonzero u32" | "a nonzero u64" | "a nonzero usize" => "a whole number of 1 or more",
+        "u8" => "a whole number from 0 to 255",
+        "u16" => "a whole number from 0 to 65535",
+        "u32" | "u64" | "usize" => "a whole number of 0 or more",
+        "i32" | "i64" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a boolean" => "true or false",
+        "a string" | "a borrowed string" => "text",
+        "a sequence" => "a list, like [a, b]",
+        "a map" => "keys and values, like { key: value }",
+        "a character" => "one character",
+        other if other.starts_with("struct ") || other.starts_with("a map") => {
+            "keys and values, like { key: value }"
+        }
+        other if other.starts_with("a sequence") => "a list, like [a, b]",
+        _ => return message.to_string(),
+    };
+    let found = match found.split_once(' ') {
+        Some(("string" | "integer" | "floating", value)) => value
+            .trim_start_matches("point ")
+            .trim_matches('"')
+            .trim_matches('`')
+            .to_string(),
+        Some(("boolean", value)) => value.trim_matches('`').to_string(),
+        _ => match found {
+            "sequence" => "a list".into(),
+            "map" => "keys and values".into(),
+            "unit value" => "nothing".into(),
+            other => other.into(),
+        },
+    };
+    format!("must be {wanted}, not {found}")
 }
 
 /// The 1-based line where the nested `keys` are defined, following them down the text.

@@ -93,7 +93,89 @@ pub fn parse(name: &Path, text: &str) -> Result<Config, ConfigError> {
 mod tests {
     use std::time::{Duration, Instant};
 
+    use super::error::in_words;
     use super::*;
+
+    #[test]
+    fn parser_messages_are_said_in_the_administrators_words() {
+        for (parser, words) in [
+            (
+                "invalid value: integer `0`, expected a nonzero u32",
+                "must be a whole number of 1 or more, not 0",
+            ),
+            (
+                "invalid type: integer `-1`, expected a nonzero u32",
+                "must be a whole number of 1 or more, not -1",
+            ),
+            (
+                "invalid value: integer `300`, expected u8",
+                "must be a whole number from 0 to 255, not 300",
+            ),
+            (
+                "invalid type: string \"maybe\", expected a boolean",
+                "must be true or false, not maybe",
+            ),
+            (
+                "invalid type: integer `3`, expected a sequence",
+                "must be a list, like [a, b], not 3",
+            ),
+            (
+                "invalid type: string \"x\", expected f64",
+                "must be a number, not x",
+            ),
+            (
+                "invalid type: sequence, expected struct RuleOverride",
+                "must be keys and values, like { key: value }, not a list",
+            ),
+            ("unknown variant `pf`", "unknown variant `pf`"),
+        ] {
+            assert_eq!(in_words(parser), words);
+        }
+    }
+
+    #[test]
+    fn no_rust_type_or_parser_path_reaches_the_administrator() {
+        for (text, said) in [
+            (
+                "failed_attempts: 0\n",
+                "failed_attempts: must be a whole number of 1 or more, not 0",
+            ),
+            (
+                "rules:\n  sshd: { failed_attempts: 0 }\n",
+                "rules.sshd.failed_attempts: must be a whole number of 1 or more, not 0",
+            ),
+            (
+                "ignore: [127.0.0.1, nonsense]\n",
+                "ignore (entry 2): `nonsense` is not an IP address",
+            ),
+            (
+                "rules:\n  sshd: { log_files: [a, { b: c }] }\n",
+                "rules.sshd.log_files (entry 2): must be text, not keys and values",
+            ),
+            (
+                "ban_time: soon\n",
+                "ban_time: `soon` is not a duration; write it like",
+            ),
+            (
+                "admin: { listen: nowhere }\n",
+                "admin.listen: must be an address and a port",
+            ),
+        ] {
+            let e = load(text).unwrap_err().to_string();
+            assert!(e.contains(said), "{text}: {e}");
+            for leak in [
+                "u32",
+                "u8",
+                "[0]",
+                "[1]",
+                ".?",
+                "expected number at",
+                "ignore: ignore",
+            ] {
+                assert!(!e.contains(leak), "{text}: {e}");
+            }
+        }
+    }
 
     fn load(text: &str) -> Result<Config, ConfigError> {
         parse(Path::new("/etc/pyfilter/pyfilter.yml"), text)

@@ -21,7 +21,10 @@ pub enum ActionError {
     Store(#[from] StoreError),
     #[error("firewall: {0}")]
     Firewall(#[from] FirewallError),
-    #[error("{banned} bans are in the firewall but were not recorded: {source}")]
+    #[error(
+        "{} in the firewall but not recorded: {source}",
+        crate::words::count(*banned, "ban is", "bans are")
+    )]
     NotRecorded { banned: usize, source: StoreError },
 }
 
@@ -50,13 +53,13 @@ pub fn ban_many(
     for r in &recorded {
         if let Recorded::New(ban) = r {
             log::info!(
-                "banned {} (rule {}, {} attempts, {}, until {})",
+                "banned {} (rule {}, {}, {}, until {})",
                 display_net(&ban.net),
                 ban.rule,
-                ban.attempts,
+                crate::words::counted(ban.attempts, "attempt"),
                 ban.source,
                 ban.expires_at
-                    .map_or("forever".to_string(), |t| t.to_rfc3339())
+                    .map_or("forever".to_string(), crate::time::rfc3339)
             );
         }
     }

@@ -142,8 +142,9 @@ impl Decider {
             .expiry(from);
         if expires_at.is_some_and(|t| t <= now) {
             log::info!(
-                "{} reached {attempts} attempts for rule {} at {}, but that ban would already have ended",
+                "{} reached {} for rule {} at {}, but that ban would already have ended",
                 a.ip,
+                crate::words::counted(attempts, "attempt"),
                 a.rule,
                 a.at
             );
@@ -181,8 +182,9 @@ impl Decider {
         let longer = inc.apply(base, earlier);
         if earlier > 0 {
             log::info!(
-                "{} was banned {earlier} times within {}: banned for {longer}",
+                "{} was banned {} within {}: banned for {longer}",
                 display_net(net),
+                crate::words::counted(earlier, "time"),
                 format_duration(inc.window)
             );
         }

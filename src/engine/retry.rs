@@ -38,8 +38,8 @@ impl Retry {
     pub fn refused(&mut self, bans: Vec<NewBan>, why: &FirewallError, now: Instant) {
         let delay = self.delay.map_or(FIRST, |d| (d * 2).min(MAX));
         log::error!(
-            "the firewall refused {} bans ({why}); trying again in {}",
-            bans.len(),
+            "the firewall refused {} ({why}); trying again in {}",
+            crate::words::counted(bans.len(), "ban"),
             format_duration(delay)
         );
         self.delay = Some(delay);

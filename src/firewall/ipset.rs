@@ -145,7 +145,10 @@ impl Firewall for Ipset {
             let (set, tmp) = (self.set(suffix), self.set(&format!("{suffix}-new")));
             script.push_str(&format!("swap {tmp} {set}\ndestroy {tmp}\n"));
         }
-        self.restore_script(&script, &format!("restoring {} bans", bans.len()))
+        self.restore_script(
+            &script,
+            &format!("restoring {}", crate::words::counted(bans.len(), "ban")),
+        )
     }
 
     fn ban(&mut self, bans: &[Entry]) -> Result<(), FirewallError> {
@@ -153,7 +156,7 @@ impl Firewall for Ipset {
             .iter()
             .map(|e| self.add_line(e, &self.set(kind(&e.net).0)))
             .collect();
-        self.restore_script(&script, &format!("{} bans", bans.len()))
+        self.restore_script(&script, &crate::words::counted(bans.len(), "ban"))
     }
 
     fn unban(&mut self, nets: &[IpNet]) -> Result<(), FirewallError> {
@@ -170,7 +173,7 @@ impl Firewall for Ipset {
                 )
             })
             .collect();
-        self.restore_script(&script, &format!("{} unbans", nets.len()))
+        self.restore_script(&script, &crate::words::counted(nets.len(), "unban"))
     }
 
     fn flush(&mut self) -> Result<(), FirewallError> {

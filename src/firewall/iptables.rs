@@ -131,7 +131,7 @@ impl Chains {
             family.restore_tool(),
             &["-w", "--noflush"],
             &script,
-            &format!("{} rules", rules.len()),
+            &crate::words::counted(rules.len(), "rule"),
         )
     }
 
@@ -150,7 +150,7 @@ impl Chains {
             family.restore_tool(),
             &["-w", "--noflush"],
             &script,
-            &format!("{} changes", lines.len()),
+            &crate::words::counted(lines.len(), "change"),
         )
     }
 
@@ -237,9 +237,10 @@ impl Firewall for Iptables {
             if self.chains.available(family).is_err() {
                 if !mine.is_empty() {
                     log::warn!(
-                        "{} {} bans not restored: the family is unavailable",
+                        "{} {} {} not restored: the family is unavailable",
                         mine.len(),
-                        family.label()
+                        family.label(),
+                        if mine.len() == 1 { "ban" } else { "bans" }
                     );
                 }
                 continue;

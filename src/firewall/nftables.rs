@@ -143,7 +143,10 @@ impl Firewall for Nftables {
             let mine: Vec<&Entry> = bans.iter().filter(|e| set_of(&e.net) == name).collect();
             self.add_elements(&mut script, &mine, name);
         }
-        self.apply(&script, &format!("restoring {} bans", bans.len()))
+        self.apply(
+            &script,
+            &format!("restoring {}", crate::words::counted(bans.len(), "ban")),
+        )
     }
 
     fn ban(&mut self, bans: &[Entry]) -> Result<(), FirewallError> {
@@ -152,7 +155,7 @@ impl Firewall for Nftables {
             let mine: Vec<&Entry> = bans.iter().filter(|e| set_of(&e.net) == name).collect();
             self.add_elements(&mut script, &mine, name);
         }
-        self.apply(&script, &format!("{} bans", bans.len()))
+        self.apply(&script, &crate::words::counted(bans.len(), "ban"))
     }
 
     /// Deleting a missing element fails the whole transaction, so each is added first
@@ -182,7 +185,7 @@ impl Firewall for Nftables {
                 ));
             }
         }
-        self.apply(&script, &format!("{} unbans", nets.len()))
+        self.apply(&script, &crate::words::counted(nets.len(), "unban"))
     }
 
     fn flush(&mut self) -> Result<(), FirewallError> {

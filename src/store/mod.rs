@@ -88,6 +88,20 @@ fn open_configured(settings: &Settings) -> Result<Configured, StoreError> {
     })
 }
 
+/// Opens the store the configuration names for reading only (`list`, `check`, `admin
+/// users`): nothing is created or written, so it works for anyone who may read the state.
+pub fn open_read_only(settings: &Settings) -> Result<Box<dyn AdminStore>, StoreError> {
+    let c = &settings.config;
+    Ok(match c.store {
+        StoreKind::Sqlite => Box::new(SqliteStore::open_read_only(&c.sqlite.path)?),
+        StoreKind::Redis => Box::new(RedisStore::read_only(
+            &c.redis,
+            c.history_retention,
+            &c.server_name,
+        )?),
+    })
+}
+
 /// Opens the store the configuration names.
 pub fn open(settings: &Settings) -> Result<Box<dyn BanStore>, StoreError> {
     Ok(match open_configured(settings)? {
@@ -142,6 +156,23 @@ pub enum StoreError {
         path: PathBuf,
         found: i64,
         known: i64,
+    },
+    #[error(
+        "SQLite database {path} has schema version {found}, older than this pyfilter's ({known}); run `pyfilter prune` as root once to upgrade it"
+    )]
+    TooOld {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error(
+        "cannot read {path}: permission denied; run this as root (sudo), or as a member of the group that may read the state directory"
+    )]
+    NotPermitted { path: PathBuf },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
     },
     #[error("SQLite database {path}: corrupt row: {message}")]
     Corrupt { path: PathBuf, message: String },

@@ -61,6 +61,26 @@ impl RedisStore {
         retention: Duration,
         server: &str,
     ) -> Result<RedisStore, StoreError> {
+        RedisStore::with_outbox(config, SqliteStore::open(local_db)?, retention, server)
+    }
+
+    /// The store for read-only commands: they never queue anything, so the local SQLite
+    /// file (which they may not be allowed to write) is left alone.
+    pub fn read_only(
+        config: &RedisConfig,
+        retention: Duration,
+        server: &str,
+    ) -> Result<RedisStore, StoreError> {
+        let outbox = SqliteStore::empty(Path::new(":memory:"))?;
+        RedisStore::with_outbox(config, outbox, retention, server)
+    }
+
+    fn with_outbox(
+        config: &RedisConfig,
+        outbox: SqliteStore,
+        retention: Duration,
+        server: &str,
+    ) -> Result<RedisStore, StoreError> {
         let url = redacted(&config.url);
         let client = Client::open(config.url.as_str()).map_err(|e| StoreError::Redis {
             url: url.clone(),
@@ -75,7 +95,7 @@ impl RedisStore {
             timeout: config.timeout,
             retention,
             server: server.to_string(),
-            outbox: SqliteStore::open(local_db)?,
+            outbox,
             record: scripts::record(),
             lift: scripts::lift(),
         })

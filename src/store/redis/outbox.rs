@@ -73,8 +73,8 @@ fn ban_to_json(ban: &NewBan) -> String {
         "attempts": ban.attempts,
         "server": ban.server,
         "source": ban.source.as_str(),
-        "banned_at": ban.banned_at.timestamp(),
-        "expires_at": ban.expires_at.map(|t| t.timestamp()),
+        "banned_at": crate::time::to_second(ban.banned_at).timestamp(),
+        "expires_at": ban.expires_at.map(|t| crate::time::to_second(t).timestamp()),
     })
     .to_string()
 }

@@ -100,10 +100,10 @@ impl RedisStore {
             .arg(ban.attempts)
             .arg(&ban.server)
             .arg(ban.source.as_str())
-            .arg(ban.banned_at.timestamp())
+            .arg(crate::time::to_second(ban.banned_at).timestamp())
             .arg(
                 ban.expires_at
-                    .map(|t| t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0))
+                    .map(|t| crate::time::to_second(t).timestamp())
                     .map_or(String::new(), |t| t.to_string()),
             )
             .arg(&publish.channel)

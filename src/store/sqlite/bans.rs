@@ -25,7 +25,7 @@ impl SqliteStore {
                     ban.attempts,
                     ban.server,
                     ban.source.as_str(),
-                    ban.banned_at.timestamp(),
+                    ceil_secs(ban.banned_at),
                     ban.expires_at.map(ceil_secs),
                 ],
             )

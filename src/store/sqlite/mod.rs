@@ -22,7 +22,7 @@ mod stats;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 
 pub use counters::{CountChanges, SavedCount};
 
@@ -53,6 +53,77 @@ impl SqliteStore {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
+        let mut store = SqliteStore {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens the database for reading only, as `list`, `check` and the other read-only
+    /// commands do: nothing is created, migrated or written, so a user who may only read
+    /// the state (or nobody at all, before the first ban) gets an answer, not a write error.
+    /// A database that does not exist yet reads as empty.
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        // Asked of the file system first: SQLite reports an unreadable file as "unable to
+        // open", which does not tell the administrator what to do.
+        match std::fs::File::open(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return SqliteStore::empty(path),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(StoreError::NotPermitted {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(source) => {
+                return Err(StoreError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+        let store = SqliteStore {
+            conn,
+            path: path.to_path_buf(),
+        };
+        match store.check_version() {
+            Err(StoreError::Sqlite { .. }) if !wal_pending(path) => {
+                // A WAL database whose shared-memory file is gone (nobody has it open)
+                // cannot be opened read-only by a user who may not create that file in
+                // the directory. With no write-ahead log left, the file alone is the
+                // whole truth: it is read as it stands.
+                let uri = format!("file:{}?immutable=1", uri_path(path));
+                let conn = Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+                    .map_err(err)?;
+                let store = SqliteStore {
+                    conn,
+                    path: path.to_path_buf(),
+                };
+                store.check_version()?;
+                Ok(store)
+            }
+            Err(StoreError::Sqlite { .. }) => Err(StoreError::NotPermitted {
+                path: path.to_path_buf(),
+            }),
+            other => other.map(|()| store),
+        }
+    }
+
+    /// An empty database in memory, standing for one that was never created (`path` is
+    /// what messages name).
+    pub fn empty(path: &Path) -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let mut store = SqliteStore {
             conn,
             path: path.to_path_buf(),
@@ -92,4 +163,19 @@ impl SqliteStore {
             }
         }
     }
+}
+
+/// Whether `path` has a write-ahead log with changes not yet in the file itself.
+fn wal_pending(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).is_ok_and(|m| m.len() > 0)
+}
+
+/// `path` as the path of a `file:` URI.
+fn uri_path(path: &Path) -> String {
+    path.to_string_lossy()
+        .replace('%', "%25")
+        .replace('?', "%3f")
+        .replace('#', "%23")
 }

@@ -70,9 +70,10 @@ impl SqliteStore {
     }
 }
 
-/// Whole seconds, rounded up: a ban is never lifted before its time.
+/// Whole seconds, rounded up as every time is shown (`time::to_second`): a ban is never
+/// lifted before its time, nor shown with another time than the one kept.
 pub(super) fn ceil_secs(t: DateTime<Utc>) -> i64 {
-    t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0)
+    crate::time::to_second(t).timestamp()
 }
 
 /// A row before its text columns are parsed.

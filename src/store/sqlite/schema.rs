@@ -88,11 +88,35 @@ CREATE INDEX counters_stale ON counters(stale_after);
 ";
 
 impl SqliteStore {
-    pub(super) fn migrate(&mut self) -> Result<(), StoreError> {
-        let version: i64 = self
-            .conn
+    fn version(&self) -> Result<i64, StoreError> {
+        self.conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.err(e))
+    }
+
+    /// For a read-only connection, which cannot migrate: the file must be of this
+    /// version already.
+    pub(super) fn check_version(&self) -> Result<(), StoreError> {
+        let version = self.version()?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if version < SCHEMA_VERSION {
+            return Err(StoreError::TooOld {
+                path: self.path.clone(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn migrate(&mut self) -> Result<(), StoreError> {
+        let version = self.version()?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::TooNew {
                 path: self.path.clone(),
