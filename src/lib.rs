@@ -16,6 +16,7 @@ pub mod firewall;
 pub mod fleet;
 pub mod metrics;
 pub mod net;
+pub mod notifier;
 pub mod programs;
 pub mod rule;
 pub mod settings;

@@ -38,6 +38,11 @@ const FORBIDDEN: &[(&str, &[&str], &str)] = &[
         &["firewall", "store", "engine", "source", "fleet", "rule"],
         "turning fail2ban's files into a configuration reads files and writes text, nothing else",
     ),
+    (
+        "notifier",
+        &["firewall", "store", "engine", "source", "fleet"],
+        "notifications only tell: the decision thread hands them each ban, and they never act",
+    ),
 ];
 
 /// What `config` may reach: leaf value types only.

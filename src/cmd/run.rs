@@ -28,6 +28,7 @@ use crate::event::Event;
 use crate::firewall;
 use crate::fleet;
 use crate::metrics::{self, Metrics};
+use crate::notifier::Notifier;
 use crate::settings::Settings;
 use crate::source::journal;
 use crate::source::watch::{self, WatchContext};
@@ -131,6 +132,9 @@ pub fn run(
     local.set_busy_timeout(BOOKKEEPING_BUSY)?;
     let store = crate::store::open(&settings)?;
     let mut engine = Engine::new(&settings, firewall, store, local, Arc::clone(&metrics));
+    engine.notify(
+        Notifier::start(&settings.config.notify, &metrics).context("starting the notifications")?,
+    );
     let (events_tx, events) = bounded::<Event>(EVENT_QUEUE);
     if settings.config.store == StoreKind::Redis && settings.config.redis.sync {
         // Lives as long as the process: it reconnects by itself. Started before the
@@ -155,10 +159,11 @@ pub fn run(
     let mut watchers = Watchers::start(&settings, &mut engine, &events_tx, &metrics)?;
     let rules: Vec<&str> = settings.enabled_rules().map(|r| &*r.name).collect();
     log::info!(
-        "pyfilter ready: rules {}, firewall {}, store {}, {restored} bans restored",
+        "pyfilter ready: rules {}, firewall {}, store {}, {} restored",
         rules.join(", "),
         settings.config.firewall.backend,
-        settings.config.sqlite.path.display()
+        settings.config.sqlite.path.display(),
+        crate::words::counted(restored, "ban")
     );
 
     loop {
@@ -185,9 +190,12 @@ pub fn run(
                                 let mut old_fw = firewall::open(&settings.config.firewall)?;
                                 old_fw.flush()?;
                                 let n = engine.replace_firewall(firewall::open(&new.config.firewall)?)?;
-                                log::info!("firewall settings changed: {n} bans moved");
+                                log::info!("firewall settings changed: {} moved", crate::words::counted(n, "ban"));
                             }
                             engine.configure(&new);
+                            if new.config.notify != settings.config.notify {
+                                engine.notify(Notifier::start(&new.config.notify, &metrics)?).stop();
+                            }
                             settings = new;
                             watchers = Watchers::start(&settings, &mut engine, &events_tx, &metrics)?;
                             log::info!("configuration reloaded");
@@ -199,7 +207,8 @@ pub fn run(
                     log::info!("signal {sig}: stopping");
                     watchers.stop(&events, &mut engine);
                     engine.save_stats();
-                    log::info!("stopped ({} bans made in this run, {} addresses being counted)", engine.bans, engine.tracked());
+                    engine.notify(Notifier::default()).stop();
+                    log::info!("stopped ({} made in this run, {} being counted)", crate::words::counted(engine.bans, "ban"), crate::words::count(engine.tracked(), "address", "addresses"));
                     return Ok(());
                 }
                 Err(_) => return Ok(()),

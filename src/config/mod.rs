@@ -8,11 +8,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 mod error;
+pub mod notify;
 mod schema;
 mod validate;
 pub mod yaml;
 
 pub use error::ConfigError;
+pub use notify::{NotifyConfig, NotifyOn, NotifySource};
 pub use schema::{
     Action, AdminConfig, Backend, Config, FirewallConfig, Increment, JournalSpec, RedisConfig,
     RuleOverride, SqliteConfig, StoreKind, redacted,

@@ -42,6 +42,8 @@ pub struct Config {
     pub enabled_rules: Option<Vec<String>>,
     /// `pyfilter admin`, the web interface.
     pub admin: AdminConfig,
+    /// Who is told of bans and unbans (`notify.rs`).
+    pub notify: Vec<super::NotifyConfig>,
 }
 
 impl Default for Config {
@@ -68,6 +70,7 @@ impl Default for Config {
             rules: BTreeMap::new(),
             enabled_rules: None,
             admin: AdminConfig::default(),
+            notify: Vec::new(),
         }
     }
 }

@@ -85,6 +85,11 @@ const CHECKS: &[(&str, Check)] = &[
     }),
     ("max_line_bytes", |c| at_least(c.max_line_bytes, 256)),
     ("max_tracked", |c| at_least(c.max_tracked, 1000)),
+    ("notify", |c| {
+        c.notify.iter().enumerate().find_map(|(i, n)| {
+            super::notify::check(n).map(|m| format!("entry {} ({}): {m}", i + 1, n.display_name()))
+        })
+    }),
 ];
 
 /// The nftables hooks pyfilter's table can filter.

@@ -38,6 +38,7 @@ use crate::firewall::reopen::Reopening;
 use crate::firewall::{Firewall, FirewallError};
 use crate::metrics::Metrics;
 use crate::net::display_net;
+use crate::notifier::Notifier;
 use crate::settings::Settings;
 use crate::store::{BanStore, SqliteStore, StoreError};
 use apply::ActionError;
@@ -79,6 +80,8 @@ pub struct Engine {
     pub bans: u64,
     /// When the daemon started, for its status.
     started: requests::Started,
+    /// Who is told of bans and unbans (`notify:`); offering never waits.
+    notifier: Notifier,
 }
 
 impl Engine {
@@ -118,7 +121,14 @@ impl Engine {
             metrics,
             bans: 0,
             started: requests::Started::now(),
+            notifier: Notifier::default(),
         }
+    }
+
+    /// Tells these receivers of the bans and unbans from now on; the ones before finish
+    /// what they hold on their own threads.
+    pub fn notify(&mut self, notifier: Notifier) -> Notifier {
+        std::mem::replace(&mut self.notifier, notifier)
     }
 
     /// Takes the numbers, ignore list and server name of new settings; counters are kept.
@@ -203,6 +213,11 @@ impl Engine {
             Event::Position { path, position } => self.books.position(path, position, now),
             Event::Cursor { rule, cursor } => self.books.cursor(rule, cursor, now),
             Event::Remote(event) => {
+                let known = match &event {
+                    crate::event::RemoteEvent::Unban { net, .. } => self.applied.get(net),
+                    crate::event::RemoteEvent::Ban { .. } => None,
+                };
+                self.notifier.remote(&event, known);
                 let applied =
                     self.applied
                         .remote(self.firewall.as_mut(), self.decider.ignore(), event);
@@ -214,7 +229,9 @@ impl Engine {
                 if self.applied.link(link) {
                     match self.reconcile() {
                         Ok((banned, unbanned)) => log::info!(
-                            "caught up with the fleet: {banned} bans and {unbanned} unbans applied"
+                            "caught up with the fleet: {} and {} applied",
+                            crate::words::counted(banned, "ban"),
+                            crate::words::counted(unbanned, "unban")
                         ),
                         Err(e) => log::warn!("cannot reconcile with the store yet: {e}"),
                     }
@@ -247,6 +264,7 @@ impl Engine {
                         Recorded::New(ban) => {
                             self.bans += 1;
                             self.metrics.banned();
+                            self.notifier.banned(&ban);
                             if let Some(t) = ban.expires_at {
                                 self.expiry.no_later_than(t);
                             }
@@ -275,7 +293,10 @@ impl Engine {
                 self.unrecorded.refused(batch, now);
                 self.books.hold();
             }
-            Err(e) => log::error!("cannot ban {} addresses: {e}", batch.len()),
+            Err(e) => log::error!(
+                "cannot ban {}: {e}",
+                crate::words::count(batch.len(), "address", "addresses")
+            ),
         }
         self.retry.settled();
         self.release_if_settled();
@@ -339,6 +360,7 @@ impl Engine {
         match apply::expire_due(self.store.as_mut(), self.firewall.as_mut(), Utc::now()) {
             Ok(lifted) => {
                 for ban in lifted {
+                    self.notifier.unbanned(&ban);
                     self.applied.remove(&ban.net);
                 }
             }
@@ -402,7 +424,9 @@ impl Engine {
             match self.reconcile() {
                 Ok((0, 0)) => {}
                 Ok((banned, unbanned)) => log::info!(
-                    "reconciled with the store: {banned} bans and {unbanned} unbans applied"
+                    "reconciled with the store: {} and {} applied",
+                    crate::words::counted(banned, "ban"),
+                    crate::words::counted(unbanned, "unban")
                 ),
                 Err(e) => log::warn!("cannot reconcile with the store: {e}"),
             }

@@ -79,6 +79,11 @@ impl Applied {
         self.bans.insert(ban.net, ban);
     }
 
+    /// The ban of `net` this server's firewall holds.
+    pub fn get(&self, net: &IpNet) -> Option<&NewBan> {
+        self.bans.get(net)
+    }
+
     /// The ban of `net` is out of the firewall now.
     pub fn remove(&mut self, net: &IpNet) {
         self.bans.remove(net);
@@ -177,8 +182,8 @@ impl Applied {
         if self.epoch.is_some() && epoch != self.epoch {
             let known: Vec<NewBan> = self.bans.values().cloned().collect();
             log::warn!(
-                "the shared store lost its data; putting back the {} bans this server knows",
-                known.len()
+                "the shared store lost its data; putting back the {} this server knows",
+                crate::words::counted(known.len(), "ban")
             );
             store.record_many(&known)?;
         }

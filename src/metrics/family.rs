@@ -120,6 +120,12 @@ pub static LAST_RECONCILE_CHANGES: Family = family(
     "Bans and unbans the last reconcile applied to the firewall.",
     &["change"],
 );
+pub static NOTIFICATIONS: Family = family(
+    "notifications_total",
+    Kind::Counter,
+    "Notifications of bans and unbans since the daemon started, by receiver and result: sent; retried (a try failed, another follows); failed (every try failed); dropped (the receiver's queue was full).",
+    &["notifier", "result"],
+);
 pub static START_TIME: Family = family(
     "start_time_seconds",
     Kind::Gauge,
@@ -134,7 +140,7 @@ pub static SAVED_AT: Family = family(
 );
 
 /// Every family, in the order they are written.
-pub(super) static FAMILIES: [&Family; 15] = [
+pub(super) static FAMILIES: [&Family; 16] = [
     &BUILD_INFO,
     &STORE_UP,
     &BANS,
@@ -148,12 +154,13 @@ pub(super) static FAMILIES: [&Family; 15] = [
     &SYNC_LAG_MAX,
     &LAST_RECONCILE,
     &LAST_RECONCILE_CHANGES,
+    &NOTIFICATIONS,
     &START_TIME,
     &SAVED_AT,
 ];
 
 /// The families the daemon counts itself (and saves for the admin).
-pub(super) const DAEMON_FAMILIES: [&Family; 10] = [
+pub(super) const DAEMON_FAMILIES: [&Family; 11] = [
     &DAEMON_BANS,
     &ATTEMPTS,
     &LINES_READ,
@@ -163,6 +170,7 @@ pub(super) const DAEMON_FAMILIES: [&Family; 10] = [
     &SYNC_LAG_MAX,
     &LAST_RECONCILE,
     &LAST_RECONCILE_CHANGES,
+    &NOTIFICATIONS,
     &START_TIME,
 ];
 

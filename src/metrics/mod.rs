@@ -64,6 +64,8 @@ pub struct Metrics {
     started: i64,
     /// Written when a watcher starts (a rule may appear at a reload), read by scrapes.
     rules: RwLock<BTreeMap<String, Arc<RuleStats>>>,
+    /// (receiver, result) → count, written by the notification threads.
+    notifications: RwLock<BTreeMap<(String, &'static str), u64>>,
 }
 
 impl Default for Metrics {
@@ -85,6 +87,7 @@ impl Metrics {
             reconcile_unbanned: AtomicU64::new(0),
             started: started.timestamp(),
             rules: RwLock::new(BTreeMap::new()),
+            notifications: RwLock::new(BTreeMap::new()),
         }
     }
 
@@ -132,6 +135,26 @@ impl Metrics {
         self.last_reconcile.store(at.timestamp(), Relaxed);
     }
 
+    /// A notification to `notifier` ended with `result` (`notifier::Outcome`).
+    pub fn notified(&self, notifier: &str, result: &'static str) {
+        *self
+            .notifications
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((notifier.to_string(), result))
+            .or_default() += 1;
+    }
+
+    /// How many notifications to `notifier` ended with `result`.
+    pub fn notifications(&self, notifier: &str, result: &str) -> u64 {
+        self.notifications
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|((n, r), _)| n == notifier && *r == result)
+            .map_or(0, |(_, count)| *count)
+    }
+
     /// The counters now. A number not known yet (no sync event, no reconcile) is left
     /// out rather than shown as a misleading 0.
     pub fn snapshot(&self) -> Vec<Sample> {
@@ -156,6 +179,18 @@ impl Metrics {
                 &LINES_SKIPPED,
                 &[name],
                 stats.skipped.load(Relaxed) as f64,
+            ));
+        }
+        for ((notifier, result), count) in self
+            .notifications
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            out.push(Sample::new(
+                &NOTIFICATIONS,
+                &[notifier, result],
+                *count as f64,
             ));
         }
         let lag = self.sync_lag_ms.load(Relaxed);

@@ -225,6 +225,18 @@ impl Daemon {
         Daemon::start_by(setup, ns.command(BIN), run_args)
     }
 
+    /// `pyfilter run` in the machine's own namespace, for a configuration with
+    /// `firewall: { backend: none }` (which never touches a firewall) whose test talks to
+    /// the daemon over the machine's loopback.
+    pub fn start_without_firewall(setup: &Setup, run_args: &[&str]) -> Daemon {
+        let config = std::fs::read_to_string(setup.config()).unwrap();
+        assert!(
+            config.contains("backend: none"),
+            "only a daemon without firewall runs outside a namespace"
+        );
+        Daemon::start_by(setup, Command::new(BIN), run_args)
+    }
+
     /// `pyfilter run` started by `command` (the binary, through `nsenter` into the
     /// test's namespaces).
     pub fn start_by(setup: &Setup, mut command: Command, run_args: &[&str]) -> Daemon {
