@@ -85,20 +85,6 @@ put() {
     fi
 }
 
-# directory MODE DIR: creates $destdir$DIR, or sets its mode.
-directory() {
-    local mode=$1 dir=$destdir$2
-    if [ ! -d "$dir" ]; then
-        install -d -m "$mode" "$dir"
-        say "created    $dir/"
-    elif [ "$(stat -c %a "$dir")" != "$mode" ]; then
-        chmod "$mode" "$dir"
-        say "chmod $mode  $dir/"
-    else
-        say "exists     $dir/"
-    fi
-}
-
 # Files that name /usr/local/bin/pyfilter get the real prefix.
 with_prefix() { sed "s|/usr/local/bin/pyfilter|$prefix/bin/pyfilter|g" "$1" >"$tmp/$(basename "$1")"; }
 
@@ -124,16 +110,19 @@ else
 fi
 
 # --- configuration and state --------------------------------------------------------
-directory 755 /etc/pyfilter
+# The directories, their modes and owners, and the service accounts: scripts/lib/state.sh,
+# shared with the Debian package.
+. "$repo/scripts/lib/state.sh"
+pyfilter_accounts "$destdir"
+pyfilter_make_dirs "$destdir"
 conf=/etc/pyfilter/pyfilter.yml
 if [ -e "$destdir$conf" ]; then
     say "kept       $destdir$conf (yours; the shipped default is $repo/pyfilter.yml)"
 else
     put 644 "$repo/pyfilter.yml" "$conf"
 fi
-# Empty: the shipped rules are built into the binary; files here override or add rules.
-directory 755 /etc/pyfilter/rules.d
-directory 700 /var/lib/pyfilter
+# /etc/pyfilter/rules.d stays empty: the shipped rules are built into the binary; files
+# there override or add rules.
 
 # --- systemd units or cron ------------------------------------------------------------
 units_changed=0

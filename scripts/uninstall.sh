@@ -102,10 +102,9 @@ done
 remove /etc/cron.d/pyfilter
 
 if [ "$purge" = 1 ]; then
-    # Drop-ins from `systemctl edit` are configuration too.
-    for dir in /etc/pyfilter /var/lib/pyfilter /etc/systemd/system/pyfilter.service.d \
-        /etc/systemd/system/pyfilter-prune.service.d /etc/systemd/system/pyfilter-prune.timer.d \
-        /etc/systemd/system/pyfilter-admin.service.d /var/log/pyfilter; do
+    # What a purge removes is said once, for this script and the Debian package.
+    . "$(dirname "${BASH_SOURCE[0]}")/lib/state.sh"
+    for dir in $(pyfilter_purge_paths); do
         if [ -e "$destdir$dir" ]; then
             rm -rf -- "$destdir$dir"
             say "removed    $destdir$dir/"
