@@ -47,10 +47,10 @@ fn receiver(hang: bool) -> (String, mpsc::Receiver<Request>) {
                 held.push(stream);
                 continue;
             }
-            if let Some(req) = read_request(stream) {
-                if tx.send(req).is_err() {
-                    return;
-                }
+            if let Some(req) = read_request(stream)
+                && tx.send(req).is_err()
+            {
+                return;
             }
         }
     });
