@@ -157,7 +157,7 @@ impl Decider {
             attempts,
             server: self.server.clone(),
             source: Origin::Log,
-            banned_at: now,
+            banned_at: crate::time::start_second(now),
             expires_at,
         })
     }

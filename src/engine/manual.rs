@@ -30,6 +30,7 @@ pub fn check(
     reason: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<NewBan, ManualError> {
+    let now = crate::time::start_second(now);
     let net = parse_net(ip.trim())?;
     let ban_time = match duration.map(str::trim).filter(|d| !d.is_empty()) {
         Some(d) => BanTime::parse(d)?,

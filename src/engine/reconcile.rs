@@ -291,7 +291,7 @@ impl Applied {
                             attempts: 0,
                             server,
                             source: Origin::Remote,
-                            banned_at: now,
+                            banned_at: crate::time::start_second(now),
                             expires_at: until,
                         });
                         until

@@ -217,7 +217,7 @@ impl Notifier {
         if self.outlets.is_empty() {
             return;
         }
-        let now = Utc::now();
+        let now = crate::time::start_second(Utc::now());
         match event {
             RemoteEvent::Ban {
                 net,
