@@ -71,7 +71,9 @@ pub fn run(settings: &Settings, args: &ScanArgs) -> anyhow::Result<ExitCode> {
     let max_line = settings.config.max_line_bytes;
     for file in &args.files {
         let result = if file.as_os_str() == "-" {
-            scan.read("-", io::stdin(), Local::now(), max_line)
+            let shown = progress::wanted(args.json);
+            let input = Progress::new("scan -", Unit::Bytes, None, shown).reader(io::stdin());
+            scan.read("-", input, Local::now(), max_line)
         } else {
             let f = std::fs::File::open(file)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
