@@ -313,3 +313,46 @@ notify:
     let (_, status, _) = d.stop();
     assert!(status.success());
 }
+
+#[test]
+fn check_lists_the_receivers_without_their_secrets_and_warns_of_a_missing_program() {
+    let s = Setup::new(
+        "firewall: { backend: none }
+notify:
+  - name: slack
+    url: https://hooks.slack.com/services/T000/B000/S3CRET
+  - command: [/nonexistent/sendmail, -t]
+    on: [ban, unban]
+    rules: [sshd]
+    retries: 1
+",
+    );
+    let out = s.cli(None, &["check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("  slack: POSTs to hooks.slack.com, on bans from log, manual (every rule), timeout 10s, 3 retries\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  sendmail: runs /nonexistent/sendmail, on bans and unbans from log, manual (rules sshd), timeout 10s, 1 retry\n"),
+        "{text}"
+    );
+    assert!(!text.contains("S3CRET"), "{text}");
+    assert!(text.contains("warning: notify sendmail: /nonexistent/sendmail is not there"));
+    // A misspelt placeholder is a configuration error, located.
+    s.write_config(
+        "firewall: { backend: none }
+notify:
+  - url: http://127.0.0.1:9/x
+    json: { text: \"banned {address}\" }
+",
+    );
+    let out = s.cli(None, &["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(":2: notify: entry 1 (127.0.0.1): `{address}` is not a placeholder"),
+        "{}",
+        stderr(&out)
+    );
+}

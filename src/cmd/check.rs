@@ -85,6 +85,7 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
     );
     println!("rules_dir: {}", c.rules_dir.display());
     admin_status(settings, &mut warnings);
+    notify_status(settings, &mut warnings);
     println!();
     println!("rules:");
     for rule in &settings.rules {
@@ -234,5 +235,71 @@ fn admin_status(settings: &Settings, warnings: &mut Vec<String>) {
     );
     if let Some(Err(e)) = a.geoip.as_deref().map(crate::admin::geo::Geo::open) {
         warnings.push(format!("admin: {e}"));
+    }
+}
+
+/// The notifications, one line each; a webhook is named by its host alone (its path is
+/// often the secret), a command by its program, which must be there.
+fn notify_status(settings: &Settings, warnings: &mut Vec<String>) {
+    if settings.config.notify.is_empty() {
+        println!("notify: none");
+        return;
+    }
+    println!("notify:");
+    for n in &settings.config.notify {
+        let what = match (&n.command, &n.url) {
+            (Some(argv), _) => {
+                let program = argv.first().map_or("", String::as_str);
+                let found = if program.contains('/') {
+                    std::path::Path::new(program).is_file()
+                } else {
+                    crate::programs::installed(program)
+                };
+                if !found {
+                    warnings.push(format!(
+                        "notify {}: {program} is not there (or not on PATH)",
+                        n.display_name()
+                    ));
+                }
+                format!("runs {program}")
+            }
+            (None, Some(url)) => {
+                let host = url::Url::parse(url)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_string))
+                    .unwrap_or_default();
+                format!("POSTs to {host}")
+            }
+            (None, None) => String::new(),
+        };
+        let on: Vec<&str> =
+            n.on.iter()
+                .map(|o| match o {
+                    crate::config::NotifyOn::Ban => "bans",
+                    crate::config::NotifyOn::Unban => "unbans",
+                })
+                .collect();
+        let sources: Vec<&str> = n
+            .sources
+            .iter()
+            .map(|s| match s {
+                crate::config::NotifySource::Log => "log",
+                crate::config::NotifySource::Manual => "manual",
+                crate::config::NotifySource::Remote => "remote",
+            })
+            .collect();
+        let rules = if n.rules.is_empty() {
+            "every rule".to_string()
+        } else {
+            format!("rules {}", n.rules.join(", "))
+        };
+        println!(
+            "  {}: {what}, on {} from {} ({rules}), timeout {}, {}",
+            n.display_name(),
+            on.join(" and "),
+            sources.join(", "),
+            format_duration(n.timeout),
+            crate::words::count(n.retries, "retry", "retries")
+        );
     }
 }
