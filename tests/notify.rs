@@ -356,3 +356,49 @@ notify:
         stderr(&out)
     );
 }
+
+#[test]
+fn bans_and_unbans_by_hand_through_the_daemon_are_told_too() {
+    let s = Setup::new("");
+    let (script, out) = recorder(&s);
+    s.write_config(&format!(
+        "firewall: {{ backend: none }}
+notify:
+  - command: [{}, {}]
+    on: [ban, unban]
+    sources: [manual]
+",
+        script.display(),
+        out.display()
+    ));
+    let d = Daemon::start_without_firewall(&s, &[]);
+    let ban = s.cli(
+        None,
+        &[
+            "ban",
+            "192.0.2.91",
+            "--for",
+            "1h",
+            "--reason",
+            "seen on the honeypot",
+        ],
+    );
+    assert!(ban.status.success(), "{}", stderr(&ban));
+    let unban = s.cli(None, &["unban", "192.0.2.91"]);
+    assert!(unban.status.success(), "{}", stderr(&unban));
+    wait_until(Duration::from_secs(10), "both told", || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.contains("PYFILTER_EVENT=unban"))
+    });
+    let told = std::fs::read_to_string(&out).unwrap();
+    for line in [
+        "PYFILTER_EVENT=ban",
+        "PYFILTER_SOURCE=manual",
+        "PYFILTER_RULE=manual",
+        "PYFILTER_REASON=seen on the honeypot",
+        "PYFILTER_LIFT_REASON=unbanned by hand",
+    ] {
+        assert!(told.lines().any(|l| l == line), "{line} in {told}");
+    }
+    let (_, status, _) = d.stop();
+    assert!(status.success());
+}

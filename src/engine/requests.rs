@@ -69,6 +69,7 @@ impl Engine {
                     self.expiry.no_later_than(t);
                 }
                 self.applied.insert(ban.new.clone());
+                self.notifier.banned(&ban);
                 // Id 0: Redis was unreachable; the ban waits in the outbox.
                 let queued = ban.id == 0 && settings.config.store == StoreKind::Redis;
                 Answer::ban(BanAnswer::of(BanOutcome::Banned, &ban, queued))
@@ -102,6 +103,9 @@ impl Engine {
         ) {
             Ok(lifted) => {
                 self.applied.remove(&net);
+                if let Some(ban) = &lifted {
+                    self.notifier.unbanned(ban);
+                }
                 Answer::unban(UnbanAnswer {
                     ip: display_net(&net),
                     was_banned: lifted.is_some(),
@@ -119,9 +123,9 @@ impl Engine {
         match self.firewall.flush() {
             Ok(()) => {
                 log::info!(
-                    "flushed the {} firewall by request: {} bans taken out of the kernel, still recorded",
+                    "flushed the {} firewall by request: {} taken out of the kernel, still recorded",
                     self.firewall.name(),
-                    self.applied.len()
+                    crate::words::counted(self.applied.len(), "ban")
                 );
                 self.applied.clear();
                 Answer::flush(FlushAnswer {
