@@ -95,7 +95,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
         };
         match store.check_version() {
-            Err(StoreError::Sqlite { .. }) if !wal_pending(path) => {
+            Err(e) if cannot_share(&e) && !wal_pending(path) => {
                 // A WAL database whose shared-memory file is gone (nobody has it open)
                 // cannot be opened read-only by a user who may not create that file in
                 // the directory. With no write-ahead log left, the file alone is the
@@ -110,7 +110,7 @@ impl SqliteStore {
                 store.check_version()?;
                 Ok(store)
             }
-            Err(StoreError::Sqlite { .. }) => Err(StoreError::NotPermitted {
+            Err(e) if cannot_share(&e) => Err(StoreError::NotPermitted {
                 path: path.to_path_buf(),
             }),
             other => other.map(|()| store),
@@ -163,6 +163,23 @@ impl SqliteStore {
             }
         }
     }
+}
+
+/// Whether SQLite refused to read because it may not create or write the shared-memory
+/// file beside the database (not for a damaged file, which says so itself).
+fn cannot_share(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Sqlite {
+            source: rusqlite::Error::SqliteFailure(f, _),
+            ..
+        } if matches!(
+            f.code,
+            rusqlite::ErrorCode::ReadOnly
+                | rusqlite::ErrorCode::CannotOpen
+                | rusqlite::ErrorCode::PermissionDenied
+        )
+    )
 }
 
 /// Whether `path` has a write-ahead log with changes not yet in the file itself.
