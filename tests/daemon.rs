@@ -369,7 +369,7 @@ fn prune_lifts_expired_bans_when_no_daemon_runs() {
     let out = s.cli(Some(&ns), &["prune"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).starts_with("1 expired bans lifted"),
+        stdout(&out).starts_with("1 expired ban lifted"),
         "{}",
         stdout(&out)
     );
@@ -379,7 +379,7 @@ fn prune_lifts_expired_bans_when_no_daemon_runs() {
     std::thread::sleep(Duration::from_millis(2100));
     let out = s.cli(Some(&ns), &["prune"]);
     assert!(
-        stdout(&out).contains("1 old history records dropped"),
+        stdout(&out).contains("1 old history record dropped"),
         "{}",
         stdout(&out)
     );

@@ -25,8 +25,9 @@ pub fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
         settings.config.history_retention,
     ))?;
     println!(
-        "{} expired bans lifted, {dropped} old history records dropped",
-        lifted.len()
+        "{} lifted, {} dropped",
+        crate::words::count(lifted.len(), "expired ban", "expired bans"),
+        crate::words::count(dropped, "old history record", "old history records")
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -176,7 +176,10 @@ impl Applied {
         self.schedule();
         let delivered = store.flush_outbox()?;
         if delivered > 0 {
-            log::info!("delivered {delivered} changes queued while the store was away");
+            log::info!(
+                "delivered {} queued while the store was away",
+                crate::words::counted(delivered, "change")
+            );
         }
         let epoch = store.epoch()?;
         if self.epoch.is_some() && epoch != self.epoch {
