@@ -48,9 +48,11 @@ impl ConfigError {
         let path = key_path(err.path());
         let mut located = ConfigError::yaml(file, err.inner());
         // serde_yaml names the key itself, less precisely (no list entry): the path
-        // below says it once.
+        // below says it once. An unknown field keeps serde_yaml's naming: the path
+        // below is not added to it.
         if let Some((own, rest)) = located.message.split_once(": ")
             && !own.contains(' ')
+            && !rest.starts_with("unknown field")
             && path.starts_with(own.split('[').next().unwrap_or(own))
         {
             located.message = rest.to_string();

@@ -162,6 +162,10 @@ mod tests {
                 "admin: { listen: nowhere }\n",
                 "admin.listen: must be an address and a port",
             ),
+            (
+                "firewall:\n  acton: DROP\n",
+                ":2: firewall: unknown field `acton`, expected one of",
+            ),
         ] {
             let e = load(text).unwrap_err().to_string();
             assert!(e.contains(said), "{text}: {e}");
