@@ -265,7 +265,7 @@ fn restart_restores_bans_resumes_the_log_and_leaves_foreign_rules_alone() {
     let d = Daemon::start(&s, &ns);
     ban_appears(&ns, "192.0.2.90");
     ban_appears(&ns, "192.0.2.91");
-    assert!(d.output().contains("2 bans restored") || d.output().contains("1 bans restored"));
+    assert!(d.output().contains("2 bans restored") || d.output().contains("1 ban restored"));
     let input = ns.rules("iptables", "INPUT");
     assert!(
         input.contains("-A INPUT -s 198.51.100.99/32 -j ACCEPT"),

@@ -25,7 +25,7 @@ fn a_refusing_firewall_is_retried_until_the_ban_lands() {
         &s.log(),
         &format!("{}{}", failed("192.0.2.170"), failed("192.0.2.170")),
     );
-    d.wait_log("the firewall refused 1 bans");
+    d.wait_log("the firewall refused 1 ban (");
     // Nothing recorded while the kernel refuses.
     assert!(!stdout(&s.cli(None, &["list", "--json"])).contains("192.0.2.170"));
     ns.ok("iptables", &["-w", "-N", "PYFILTER"]);
@@ -183,7 +183,7 @@ fn a_full_disk_still_bans_and_says_so() {
     });
     let said = (0..500).any(|_| {
         std::thread::sleep(Duration::from_millis(20));
-        log().contains("are in the firewall but were not recorded")
+        log().contains("1 ban is in the firewall but not recorded")
     });
     let status = stop(&mut child);
     assert!(banned, "no ban with a full disk:\n{}", log());

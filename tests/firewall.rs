@@ -150,8 +150,9 @@ fn a_full_set_is_reported_not_ignored() {
 
 /// Writes `n` active bans straight into a new store, as a long-running server would have.
 fn seed_store(s: &Setup, n: u32) {
-    // The schema comes from pyfilter itself: a CLI call creates the database.
-    assert!(s.cli(None, &["list"]).status.success());
+    // The schema comes from pyfilter itself: a CLI call that writes creates the database
+    // (`list` only reads).
+    assert!(s.cli(None, &["prune"]).status.success());
     let db = rusqlite::Connection::open(s.path("db/pyfilter.db")).unwrap();
     let now = chrono::Utc::now().timestamp();
     db.execute_batch("BEGIN").unwrap();

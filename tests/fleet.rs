@@ -99,7 +99,7 @@ fn bans_and_unbans_travel_across_the_fleet() {
     // A late server gets every active ban on start.
     let d = Member::new("d", &redis).start();
     assert!(d.ns.has_ban("198.51.100.0/24"));
-    assert!(d.log().contains("1 bans restored"), "{}", d.log());
+    assert!(d.log().contains("1 ban restored"), "{}", d.log());
 
     // One record per ban, whoever applied it.
     assert_eq!(redis.cli(&["HLEN", "pyfilter:active"]).trim(), "1");

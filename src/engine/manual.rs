@@ -30,7 +30,6 @@ pub fn check(
     reason: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<NewBan, ManualError> {
-    let now = crate::time::start_second(now);
     let net = parse_net(ip.trim())?;
     let ban_time = match duration.map(str::trim).filter(|d| !d.is_empty()) {
         Some(d) => BanTime::parse(d)?,
@@ -53,7 +52,8 @@ pub fn check(
         attempts: 0,
         server: settings.config.server_name.clone(),
         source: Origin::Manual,
-        banned_at: now,
+        // Begins on its whole second; ends no sooner than asked (the store rounds up).
+        banned_at: crate::time::start_second(now),
         expires_at: ban_time.expiry(now),
     })
 }
