@@ -335,8 +335,8 @@ impl Engine {
             match self.store.record_many(&running) {
                 Ok(recorded) => {
                     log::info!(
-                        "recorded {} bans that were in the firewall only",
-                        recorded.len()
+                        "recorded {} in the firewall only until now",
+                        crate::words::counted(recorded.len(), "ban")
                     );
                     for ban in &running {
                         if let Some(t) = ban.expires_at {

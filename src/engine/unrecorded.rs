@@ -30,8 +30,9 @@ impl Unrecorded {
     pub fn refused(&mut self, bans: Vec<NewBan>, now: Instant) {
         let delay = self.delay.map_or(FIRST, |d| (d * 2).min(MAX));
         log::warn!(
-            "{} bans in the firewall wait to be recorded; trying again in {}",
-            bans.len() + self.bans.len(),
+            "{} in the firewall {} to be recorded; trying again in {}",
+            crate::words::counted(bans.len() + self.bans.len(), "ban"),
+            if bans.len() + self.bans.len() == 1 { "waits" } else { "wait" },
             format_duration(delay)
         );
         self.delay = Some(delay);
