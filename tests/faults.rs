@@ -183,7 +183,7 @@ fn a_full_disk_still_bans_and_says_so() {
     });
     let said = (0..500).any(|_| {
         std::thread::sleep(Duration::from_millis(20));
-        log().contains("1 ban is in the firewall but not recorded")
+        log().contains("1 ban is in the firewall but was not recorded")
     });
     let status = stop(&mut child);
     assert!(banned, "no ban with a full disk:\n{}", log());

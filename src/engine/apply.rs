@@ -22,8 +22,9 @@ pub enum ActionError {
     #[error("firewall: {0}")]
     Firewall(#[from] FirewallError),
     #[error(
-        "{} in the firewall but not recorded: {source}",
-        crate::words::count(*banned, "ban is", "bans are")
+        "{} in the firewall but {} not recorded: {source}",
+        crate::words::count(*banned, "ban is", "bans are"),
+        if *banned == 1 { "was" } else { "were" }
     )]
     NotRecorded { banned: usize, source: StoreError },
 }
