@@ -30,9 +30,12 @@ impl Unrecorded {
     pub fn refused(&mut self, bans: Vec<NewBan>, now: Instant) {
         let delay = self.delay.map_or(FIRST, |d| (d * 2).min(MAX));
         log::warn!(
-            "{} in the firewall {} to be recorded; trying again in {}",
-            crate::words::counted(bans.len() + self.bans.len(), "ban"),
-            if bans.len() + self.bans.len() == 1 { "waits" } else { "wait" },
+            "{} to be recorded; trying again in {}",
+            crate::words::count(
+                bans.len() + self.bans.len(),
+                "ban in the firewall waits",
+                "bans in the firewall wait"
+            ),
             format_duration(delay)
         );
         self.delay = Some(delay);
