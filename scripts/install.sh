@@ -133,7 +133,30 @@ else
 fi
 # Empty: the shipped rules are built into the binary; files here override or add rules.
 directory 755 /etc/pyfilter/rules.d
-directory 700 /var/lib/pyfilter
+# The web admin runs as this system user, with no privilege: it writes bans to the store
+# and the daemon (root) applies them.
+if [ -z "$destdir" ]; then
+    if ! getent group pyfilter >/dev/null; then
+        groupadd --system pyfilter
+        say "created    group pyfilter"
+    fi
+    if ! getent passwd pyfilter >/dev/null; then
+        useradd --system --gid pyfilter --home-dir /var/lib/pyfilter --no-create-home \
+            --shell /usr/sbin/nologin --comment "pyfilter web admin" pyfilter
+        say "created    user pyfilter"
+    fi
+fi
+# root:pyfilter 0770: the daemon (root, group pyfilter) and the admin (pyfilter) write
+# the database and its WAL; other users see nothing of it.
+directory 770 /var/lib/pyfilter
+if [ -z "$destdir" ]; then
+    chgrp pyfilter /var/lib/pyfilter
+    for db in /var/lib/pyfilter/*.db /var/lib/pyfilter/*.db-wal /var/lib/pyfilter/*.db-shm; do
+        [ -e "$db" ] || continue
+        chgrp pyfilter "$db" && chmod 660 "$db"
+        say "chmod 660  $db (group pyfilter)"
+    done
+fi
 
 # --- systemd units or cron ------------------------------------------------------------
 units_changed=0

@@ -1,6 +1,7 @@
 //! What the decision thread hears, over its one bounded channel: attempts found by the
 //! log and journal watchers, how far each source was read, and the sync thread's news
-//! of other servers' bans and of its link to Redis.
+//! of other servers' bans, of this server's bans recorded by other processes, and of its
+//! link to Redis.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -43,6 +44,9 @@ pub enum Event {
     Remote(RemoteEvent),
     /// The sync thread's link to Redis went up or down.
     Link(Link),
+    /// Another process of this server (the admin) banned or unbanned this network in the
+    /// shared store: this server's own event on the ban channel.
+    Changed(IpNet),
 }
 
 /// Where reading a log file stopped: the file's identity and the offset just past the

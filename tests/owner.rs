@@ -92,7 +92,7 @@ fn concurrent_bans_and_unbans_with_the_daemon_running_leave_store_and_kernel_agr
     let s = Setup::new("firewall: { backend: iptables }");
     append(&s.log(), "");
     let d = Daemon::start(&s, &ns);
-    for _ in 0..2 {
+    for _ in 0..4 {
         race_bans_and_unbans(&s, &ns);
         assert_agreement(&s, &ns);
     }
@@ -107,7 +107,7 @@ fn concurrent_bans_and_unbans_with_the_daemon_running_leave_store_and_kernel_agr
 fn concurrent_bans_and_unbans_without_a_daemon_take_turns_under_the_lock() {
     let ns = Netns::new();
     let s = Setup::new("firewall: { backend: iptables }");
-    for _ in 0..2 {
+    for _ in 0..4 {
         race_bans_and_unbans(&s, &ns);
         assert_agreement(&s, &ns);
     }

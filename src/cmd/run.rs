@@ -210,7 +210,7 @@ pub fn run(
                     asked.answer(answer);
                 }
             }
-            recv(store_changed) -> _ => engine.refresh_expiry(),
+            recv(store_changed) -> _ => engine.store_changed(),
             default(timeout) => {}
         }
         engine.tick();
@@ -237,8 +237,9 @@ fn spawn_signal_thread(control: Sender<Control>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Watches the database's directory so that bans and unbans made by the CLI while the
-/// daemon runs move its next wake-up at once. Notifications are coalesced.
+/// Watches the database's directory so that bans and unbans other processes record (the
+/// admin) reach the firewall, and move the next wake-up, at once. Notifications are
+/// coalesced.
 fn watch_store(db: &Path) -> (Receiver<()>, Option<notify::RecommendedWatcher>) {
     let (tx, rx) = bounded::<()>(1);
     let dir = db

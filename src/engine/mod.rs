@@ -19,6 +19,7 @@ pub mod apply;
 mod bookkeeping;
 pub mod counter;
 mod decide;
+mod feed;
 pub mod manual;
 mod reconcile;
 mod requests;
@@ -79,6 +80,8 @@ pub struct Engine {
     pub bans: u64,
     /// When the daemon started, for its status.
     started: requests::Started,
+    /// How far the store's change feed is applied (`None`: the store has none).
+    feed: Option<i64>,
 }
 
 impl Engine {
@@ -118,6 +121,7 @@ impl Engine {
             metrics,
             bans: 0,
             started: requests::Started::now(),
+            feed: None,
         }
     }
 
@@ -138,12 +142,20 @@ impl Engine {
     /// holds already stays: a ban the last run could not record (a full disk) protects
     /// until its lines, read again, record it. Returns how many were restored.
     pub fn restore(&mut self) -> Result<usize, EngineError> {
+        // Read before the active bans: a change made meanwhile is read again, harmlessly.
+        let feed = self.store.feed_end()?;
         let restored = self.applied.restore(
             self.firewall.as_mut(),
             self.store.as_mut(),
             self.decider.ignore(),
             self.unrecorded.bans(),
         )?;
+        self.feed = feed;
+        if let Some(end) = feed
+            && let Err(e) = self.store.feed_read(end, Utc::now().timestamp())
+        {
+            log::warn!("cannot note how far the store's changes are applied: {e}");
+        }
         self.refresh_expiry();
         Ok(restored)
     }
@@ -208,6 +220,14 @@ impl Engine {
                         .remote(self.firewall.as_mut(), self.decider.ignore(), event);
                 if let Some(until) = applied {
                     self.expiry.no_later_than(until);
+                }
+            }
+            Event::Changed(net) => {
+                if let Err(e) = self.agree(net) {
+                    log::error!(
+                        "cannot apply the recorded change of {}: {e}",
+                        display_net(&net)
+                    );
                 }
             }
             Event::Link(link) => {
@@ -344,6 +364,13 @@ impl Engine {
             }
             Err(e) => log::error!("cannot lift expired bans: {e}"),
         }
+        self.refresh_expiry();
+    }
+
+    /// The database changed: another process (the admin, a CLI) may have banned or
+    /// unbanned. Applies what it recorded and reads the next expiry again.
+    pub fn store_changed(&mut self) {
+        self.follow_feed();
         self.refresh_expiry();
     }
 

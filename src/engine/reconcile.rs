@@ -89,6 +89,11 @@ impl Applied {
         self.bans.clear();
     }
 
+    /// Whether the firewall holds a ban of exactly `net`.
+    pub fn contains(&self, net: &IpNet) -> bool {
+        self.bans.contains_key(net)
+    }
+
     /// How many bans the firewall holds.
     pub fn len(&self) -> usize {
         self.bans.len()

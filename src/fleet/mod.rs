@@ -2,9 +2,11 @@
 //!
 //! Every ban and unban recorded in the Redis store is published on one channel as a small
 //! versioned JSON event (`wire`: `{"v":1,"kind":"ban","ip":...,"rule":...,"server":...,
-//! "reason":...,"at":...,"until":...,"id":...}`). This thread subscribes, drops its own
-//! server's events, checks every other one (version, kind, address, times) and hands it to
-//! the decision thread, which applies it to the firewall. It reconnects by itself with
+//! "reason":...,"at":...,"until":...,"id":...}`). This thread subscribes, checks every
+//! other server's event (version, kind, address, times) and hands it to the decision
+//! thread, which applies it to the firewall. Of its own server's events it passes only
+//! the network (`Event::Changed`): the admin records bans without touching the kernel, and
+//! the decision thread makes the firewall agree with the store for that network. It reconnects by itself with
 //! backoff and reports each change of state once; on every (re)connection the decision
 //! thread reconciles with Redis, catching whatever was published meanwhile.
 
@@ -63,7 +65,15 @@ pub fn spawn(
                                     return Ok(());
                                 }
                             }
-                            Ok(None) => {}
+                            // This server's own: the daemon applied it already, or
+                            // the admin recorded it and the daemon applies it now.
+                            Ok(None) => {
+                                if let Some(net) = own_net(msg.get_payload_bytes())
+                                    && events.send(Event::Changed(net)).is_err()
+                                {
+                                    return Ok(());
+                                }
+                            }
                             Err(why) => log::warn!(
                                 "sync: event dropped: {why}: {}",
                                 String::from_utf8_lossy(msg.get_payload_bytes())
@@ -84,4 +94,9 @@ pub fn spawn(
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         })?)
+}
+
+/// The network of one of this server's own events.
+fn own_net(payload: &[u8]) -> Option<ipnet::IpNet> {
+    crate::net::parse_net(&wire::WireEvent::decode(payload).ok()?.ip).ok()
 }

@@ -55,6 +55,23 @@ pub trait BanStore: Send {
     fn epoch(&mut self) -> Result<Option<String>, StoreError> {
         Ok(None)
     }
+    /// The active ban of exactly `net`.
+    fn active_ban(&mut self, net: &IpNet) -> Result<Option<Ban>, StoreError> {
+        Ok(self.active_bans()?.into_iter().find(|b| b.net == *net))
+    }
+    /// Where the change feed ends now; `None` for a store without one (Redis publishes
+    /// its changes instead).
+    fn feed_end(&mut self) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
+    /// The networks whose bans changed after feed position `after`, up to `to`.
+    fn changed_nets(&mut self, _after: i64, _to: i64) -> Result<Vec<IpNet>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// The daemon applied the feed up to `seq` (at `at`, Unix seconds).
+    fn feed_read(&mut self, _seq: i64, _at: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// One ban by its id.
     fn ban(&mut self, id: i64) -> Result<Option<Ban>, StoreError> {
         Ok(self.all_bans()?.into_iter().find(|b| b.id == id))

@@ -55,6 +55,9 @@ impl RedisStore {
 }
 
 impl BanStore for RedisStore {
+    fn active_ban(&mut self, net: &IpNet) -> Result<Option<Ban>, StoreError> {
+        Ok(self.bans_of(vec![net.to_string()])?.pop())
+    }
     /// When Redis is unreachable the bans are queued in the outbox and reported as new:
     /// the server keeps protecting itself.
     fn record_many(&mut self, bans: &[NewBan]) -> Result<Vec<Recorded>, StoreError> {

@@ -156,6 +156,18 @@ impl SqliteStore {
 }
 
 impl BanStore for SqliteStore {
+    fn active_ban(&mut self, net: &IpNet) -> Result<Option<Ban>, StoreError> {
+        self.active(net)
+    }
+    fn feed_end(&mut self) -> Result<Option<i64>, StoreError> {
+        SqliteStore::feed_end(self).map(Some)
+    }
+    fn changed_nets(&mut self, after: i64, to: i64) -> Result<Vec<IpNet>, StoreError> {
+        SqliteStore::changed_nets(self, after, to)
+    }
+    fn feed_read(&mut self, seq: i64, at: i64) -> Result<(), StoreError> {
+        SqliteStore::feed_read(self, seq, at)
+    }
     fn ban(&mut self, id: i64) -> Result<Option<Ban>, StoreError> {
         self.ban_by_id(id)
     }

@@ -12,6 +12,7 @@
 mod accounts;
 mod bans;
 mod counters;
+mod feed;
 mod outbox;
 mod positions;
 mod query;
