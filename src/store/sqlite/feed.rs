@@ -44,7 +44,7 @@ impl SqliteStore {
             .map(|n| {
                 parse_net(n).map_err(|message| StoreError::Corrupt {
                     path: self.path.clone(),
-                    message,
+                    message: message.to_string(),
                 })
             })
             .collect()
