@@ -13,6 +13,8 @@ use std::time::Instant;
 use chrono::{DateTime, FixedOffset, Utc};
 use ipnet::IpNet;
 
+use crate::ban::Change;
+
 /// A failed attempt found in a log.
 #[derive(Debug, Clone)]
 pub struct Attempt {
@@ -44,9 +46,10 @@ pub enum Event {
     Remote(RemoteEvent),
     /// The sync thread's link to Redis went up or down.
     Link(Link),
-    /// Another process of this server (the admin) banned or unbanned this network in the
-    /// shared store: this server's own event on the ban channel.
-    Changed(IpNet),
+    /// A ban of this server was recorded or lifted in the shared store (by the daemon
+    /// itself, or by another process: the admin): this server's own event on the ban
+    /// channel.
+    Changed(Change),
 }
 
 /// Where reading a log file stopped: the file's identity and the offset just past the

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use crate::ban::{NewBan, Recorded};
+use crate::ban::{Change, NewBan, Recorded};
 use crate::config::StoreKind;
 use crate::event::{Attempt, Cursors, Event, Positions};
 use crate::firewall::reopen::Reopening;
@@ -82,6 +82,11 @@ pub struct Engine {
     started: requests::Started,
     /// How far the store's change feed is applied (`None`: the store has none).
     feed: Option<i64>,
+    /// Changes this daemon made itself, skipped when they come back by the feed or the
+    /// ban channel.
+    own: feed::Own,
+    /// This server's changes heard on the ban channel (Redis), applied after the batch.
+    heard: Vec<Change>,
 }
 
 impl Engine {
@@ -122,6 +127,8 @@ impl Engine {
             bans: 0,
             started: requests::Started::now(),
             feed: None,
+            own: feed::Own::default(),
+            heard: Vec::new(),
         }
     }
 
@@ -151,6 +158,7 @@ impl Engine {
             self.unrecorded.bans(),
         )?;
         self.feed = feed;
+        self.own.clear();
         if let Some(end) = feed
             && let Err(e) = self.store.feed_read(end, Utc::now().timestamp())
         {
@@ -170,6 +178,8 @@ impl Engine {
         )?;
         self.refresh_expiry();
         self.books.counted(Instant::now());
+        // The firewall agrees with the store: what is still to be heard of is harmless.
+        self.own.clear();
         Ok(done)
     }
 
@@ -191,6 +201,9 @@ impl Engine {
             self.handle(event);
         }
         self.commit();
+        if !self.heard.is_empty() {
+            self.apply_heard();
+        }
     }
 
     /// Handles all of `arrived`, batch after batch (what the watchers sent before they
@@ -222,14 +235,7 @@ impl Engine {
                     self.expiry.no_later_than(until);
                 }
             }
-            Event::Changed(net) => {
-                if let Err(e) = self.agree(net) {
-                    log::error!(
-                        "cannot apply the recorded change of {}: {e}",
-                        display_net(&net)
-                    );
-                }
-            }
+            Event::Changed(change) => self.heard.push(change),
             Event::Link(link) => {
                 if self.applied.link(link) {
                     match self.reconcile() {
@@ -265,6 +271,7 @@ impl Engine {
                 for r in recorded {
                     match r {
                         Recorded::New(ban) => {
+                            self.own.made(ban.id, false);
                             self.bans += 1;
                             self.metrics.banned();
                             if let Some(t) = ban.expires_at {
@@ -337,6 +344,11 @@ impl Engine {
                         "recorded {} bans that were in the firewall only",
                         recorded.len()
                     );
+                    for r in &recorded {
+                        if let Recorded::New(ban) = r {
+                            self.own.made(ban.id, false);
+                        }
+                    }
                     for ban in &running {
                         if let Some(t) = ban.expires_at {
                             self.expiry.no_later_than(t);
@@ -359,6 +371,7 @@ impl Engine {
         match apply::expire_due(self.store.as_mut(), self.firewall.as_mut(), Utc::now()) {
             Ok(lifted) => {
                 for ban in lifted {
+                    self.own.made(ban.id, true);
                     self.applied.remove(&ban.net);
                 }
             }

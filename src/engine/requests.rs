@@ -65,6 +65,7 @@ impl Engine {
         };
         match apply::ban(self.store.as_mut(), self.firewall.as_mut(), &new) {
             Ok(Recorded::New(ban)) => {
+                self.own.made(ban.id, false);
                 if let Some(t) = ban.expires_at {
                     self.expiry.no_later_than(t);
                 }
@@ -101,6 +102,9 @@ impl Engine {
             "unbanned by hand",
         ) {
             Ok(lifted) => {
+                if let Some(ban) = &lifted {
+                    self.own.made(ban.id, true);
+                }
                 self.applied.remove(&net);
                 Answer::unban(UnbanAnswer {
                     ip: display_net(&net),

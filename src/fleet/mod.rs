@@ -4,10 +4,11 @@
 //! versioned JSON event (`wire`: `{"v":1,"kind":"ban","ip":...,"rule":...,"server":...,
 //! "reason":...,"at":...,"until":...,"id":...}`). This thread subscribes, checks every
 //! other server's event (version, kind, address, times) and hands it to the decision
-//! thread, which applies it to the firewall. Of its own server's events it passes only
-//! the network (`Event::Changed`): the admin records bans without touching the kernel, and
-//! the decision thread makes the firewall agree with the store for that network. It reconnects by itself with
-//! backoff and reports each change of state once; on every (re)connection the decision
+//! thread, which applies it to the firewall. Its own server's events it passes on as
+//! changes (`Event::Changed`: network, ban id, ban or unban): the admin records bans
+//! without touching the kernel, and the decision thread makes the firewall agree with the
+//! store for that network, skipping the changes it made itself. It reconnects by itself
+//! with backoff and reports each change of state once; on every (re)connection the decision
 //! thread reconciles with Redis, catching whatever was published meanwhile.
 
 pub mod wire;
@@ -68,8 +69,8 @@ pub fn spawn(
                             // This server's own: the daemon applied it already, or
                             // the admin recorded it and the daemon applies it now.
                             Ok(None) => {
-                                if let Some(net) = own_net(msg.get_payload_bytes())
-                                    && events.send(Event::Changed(net)).is_err()
+                                if let Some(change) = own_change(msg.get_payload_bytes())
+                                    && events.send(Event::Changed(change)).is_err()
                                 {
                                     return Ok(());
                                 }
@@ -96,7 +97,12 @@ pub fn spawn(
         })?)
 }
 
-/// The network of one of this server's own events.
-fn own_net(payload: &[u8]) -> Option<ipnet::IpNet> {
-    crate::net::parse_net(&wire::WireEvent::decode(payload).ok()?.ip).ok()
+/// One of this server's own events, as a change of its ban.
+fn own_change(payload: &[u8]) -> Option<crate::ban::Change> {
+    let event = wire::WireEvent::decode(payload).ok()?;
+    Some(crate::ban::Change {
+        net: crate::net::parse_net(&event.ip).ok()?,
+        ban: event.id,
+        lifted: event.kind == "unban",
+    })
 }

@@ -20,7 +20,7 @@ pub use self::redis::RedisStore;
 pub use accounts::{Accounts, User};
 pub use sqlite::{CountChanges, SavedCount, SqliteStore};
 
-use crate::ban::{Ban, BanQuery, NewBan, Page, Recorded, Summary};
+use crate::ban::{Ban, BanQuery, Change, NewBan, Page, Recorded, Summary};
 use crate::config::StoreKind;
 use crate::settings::Settings;
 
@@ -55,20 +55,26 @@ pub trait BanStore: Send {
     fn epoch(&mut self) -> Result<Option<String>, StoreError> {
         Ok(None)
     }
-    /// The active ban of exactly `net`.
-    fn active_ban(&mut self, net: &IpNet) -> Result<Option<Ban>, StoreError> {
-        Ok(self.active_bans()?.into_iter().find(|b| b.net == *net))
+    /// The active bans of exactly these networks (those that have one).
+    fn active_bans_of(&mut self, nets: &[IpNet]) -> Result<Vec<Ban>, StoreError> {
+        let nets: std::collections::HashSet<&IpNet> = nets.iter().collect();
+        Ok(self
+            .active_bans()?
+            .into_iter()
+            .filter(|b| nets.contains(&b.net))
+            .collect())
     }
     /// Where the change feed ends now; `None` for a store without one (Redis publishes
     /// its changes instead).
     fn feed_end(&mut self) -> Result<Option<i64>, StoreError> {
         Ok(None)
     }
-    /// The networks whose bans changed after feed position `after`, up to `to`.
-    fn changed_nets(&mut self, _after: i64, _to: i64) -> Result<Vec<IpNet>, StoreError> {
+    /// The changes after feed position `after`, up to and with `to`, in order.
+    fn changes(&mut self, _after: i64, _to: i64) -> Result<Vec<Change>, StoreError> {
         Ok(Vec::new())
     }
-    /// The daemon applied the feed up to `seq` (at `at`, Unix seconds).
+    /// The daemon applied the feed up to `seq` (at `at`, Unix seconds); rows it read
+    /// long ago are trimmed, a step at a time.
     fn feed_read(&mut self, _seq: i64, _at: i64) -> Result<(), StoreError> {
         Ok(())
     }

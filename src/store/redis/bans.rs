@@ -55,8 +55,12 @@ impl RedisStore {
 }
 
 impl BanStore for RedisStore {
-    fn active_ban(&mut self, net: &IpNet) -> Result<Option<Ban>, StoreError> {
-        Ok(self.bans_of(vec![net.to_string()])?.pop())
+    fn active_bans_of(&mut self, nets: &[IpNet]) -> Result<Vec<Ban>, StoreError> {
+        let mut bans = Vec::new();
+        for chunk in nets.chunks(LOAD_CHUNK) {
+            bans.extend(self.bans_of(chunk.iter().map(IpNet::to_string).collect())?);
+        }
+        Ok(bans)
     }
     /// When Redis is unreachable the bans are queued in the outbox and reported as new:
     /// the server keeps protecting itself.

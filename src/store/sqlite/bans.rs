@@ -7,7 +7,7 @@ use rusqlite::params;
 
 use super::SqliteStore;
 use super::row::{COLUMNS, ceil_secs};
-use crate::ban::{Ban, BanQuery, NewBan, Page, Recorded, Summary};
+use crate::ban::{Ban, BanQuery, Change, NewBan, Page, Recorded, Summary};
 use crate::store::{BanStore, StoreError};
 
 impl SqliteStore {
@@ -156,14 +156,19 @@ impl SqliteStore {
 }
 
 impl BanStore for SqliteStore {
-    fn active_ban(&mut self, net: &IpNet) -> Result<Option<Ban>, StoreError> {
-        self.active(net)
+    /// One indexed look-up per network: the feed names few at a time.
+    fn active_bans_of(&mut self, nets: &[IpNet]) -> Result<Vec<Ban>, StoreError> {
+        let mut bans = Vec::new();
+        for net in nets {
+            bans.extend(self.active(net)?);
+        }
+        Ok(bans)
     }
     fn feed_end(&mut self) -> Result<Option<i64>, StoreError> {
         SqliteStore::feed_end(self).map(Some)
     }
-    fn changed_nets(&mut self, after: i64, to: i64) -> Result<Vec<IpNet>, StoreError> {
-        SqliteStore::changed_nets(self, after, to)
+    fn changes(&mut self, after: i64, to: i64) -> Result<Vec<Change>, StoreError> {
+        SqliteStore::changes(self, after, to)
     }
     fn feed_read(&mut self, seq: i64, at: i64) -> Result<(), StoreError> {
         SqliteStore::feed_read(self, seq, at)

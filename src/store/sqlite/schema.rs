@@ -199,4 +199,125 @@ mod tests {
             Err(StoreError::TooNew { found: 99, .. })
         ));
     }
+
+    /// A file at `version`, made by running the steps up to it, then `extra`.
+    fn file_at(path: &std::path::Path, steps: &[&str], version: i64) -> Connection {
+        let conn = Connection::open(path).unwrap();
+        for sql in steps {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", version).unwrap();
+        conn
+    }
+
+    fn tables(path: &std::path::Path) -> Vec<String> {
+        let conn = Connection::open(path).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger') ORDER BY name",
+            )
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_version_6_file_with_the_counters_gains_the_change_feed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let conn = file_at(
+            &path,
+            &[
+                SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+            ],
+            6,
+        );
+        conn.execute(
+            "INSERT INTO counters VALUES ('sshd', '192.0.2.1', 2, 100, 200)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let s = SqliteStore::open(&path).unwrap();
+        let kept: i64 = s
+            .conn
+            .query_row("SELECT attempts FROM counters", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, 2, "the counts survive the migration");
+        let names = tables(&path);
+        for t in [
+            "ban_changes",
+            "ban_changes_on_ban",
+            "ban_changes_on_lift",
+            "feed_readers",
+        ] {
+            assert!(names.iter().any(|n| n == t), "{t} missing: {names:?}");
+        }
+    }
+
+    /// The feed as the `owner` branch first made it, as version 6, before the counters
+    /// took that number: no `lifted` column, and no counters.
+    const OWNER_V6: &str = "
+        CREATE TABLE ban_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, ban INTEGER NOT NULL);
+        CREATE TRIGGER ban_changes_on_ban AFTER INSERT ON bans WHEN NEW.lifted_at IS NULL
+        BEGIN INSERT INTO ban_changes (ban) VALUES (NEW.id); END;
+        CREATE TRIGGER ban_changes_on_lift AFTER UPDATE OF lifted_at ON bans
+            WHEN OLD.lifted_at IS NULL AND NEW.lifted_at IS NOT NULL
+        BEGIN INSERT INTO ban_changes (ban) VALUES (NEW.id); END;
+        CREATE TABLE feed_readers (reader TEXT PRIMARY KEY, seq INTEGER NOT NULL, read_at INTEGER NOT NULL);
+    ";
+
+    #[test]
+    fn a_version_6_file_with_the_first_change_feed_gains_the_counters_and_a_new_feed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let conn = file_at(
+            &path,
+            &[
+                SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, OWNER_V6,
+            ],
+            6,
+        );
+        conn.execute(
+            "INSERT INTO bans (net, rule, reason, attempts, server, source, banned_at) VALUES ('192.0.2.1/32', 'sshd', 'r', 5, 'web-1', 'log', 1)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let mut s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.active_bans().unwrap().len(), 1, "the bans survive");
+        s.conn
+            .execute(
+                "INSERT INTO counters VALUES ('sshd', '192.0.2.9', 1, 100, 200)",
+                [],
+            )
+            .unwrap();
+        let end = s.feed_end().unwrap();
+        s.lift(
+            &"192.0.2.1/32".parse().unwrap(),
+            chrono::Utc::now(),
+            "by hand",
+        )
+        .unwrap();
+        let changes = s.changes(end, s.feed_end().unwrap()).unwrap();
+        assert_eq!(changes.len(), 1);
+        assert!(changes[0].lifted, "the new feed says what changed");
+    }
+
+    #[test]
+    fn processes_opening_a_new_file_at_once_all_find_it_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let opened: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || SqliteStore::open(&path).map(drop))
+            })
+            .collect();
+        for t in opened {
+            t.join().unwrap().unwrap();
+        }
+    }
 }
