@@ -92,8 +92,8 @@ pub struct ImportArgs {
     /// How long imported bans last from now [default: forever, as in PyFilter]
     #[arg(long = "for", value_name = "DURATION")]
     pub duration: Option<String>,
-    /// Record them without putting them in the firewall now (the daemon's next start,
-    /// or reconcile, does).
+    /// Only record them, without root: a running daemon puts them in the firewall as it
+    /// does any recorded ban; a stopped one at its next start.
     #[arg(long)]
     pub no_firewall: bool,
 }

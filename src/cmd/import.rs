@@ -8,6 +8,10 @@
 //! differ between PyFilter versions, so each is looked up among its known spellings.
 //! Addresses are parsed, never trusted: a row that names no valid address is reported
 //! and skipped. Importing twice changes nothing: an address already banned is kept.
+//!
+//! While the daemon runs, the import only records the bans and the daemon puts them in
+//! the firewall (one owner for the kernel); with none, the import does both under the
+//! state lock.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -18,6 +22,7 @@ use ipnet::IpNet;
 use crate::ban::{NewBan, Origin, Recorded};
 use crate::cli::ImportArgs;
 use crate::cli::UsageError;
+use crate::control::{self, Applier, Paths};
 use crate::duration::BanTime;
 use crate::engine::apply;
 use crate::net::parse_net;
@@ -82,9 +87,19 @@ pub fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ExitCode> {
     let recorded = if args.no_firewall {
         store.record_many(&bans)?
     } else {
-        let mut firewall = crate::firewall::open(&settings.config.firewall)?;
-        firewall.init()?;
-        apply::ban_many(store.as_mut(), firewall.as_mut(), &bans)?
+        let paths = Paths::beside(&settings.config.sqlite.path);
+        if !control::lock::daemon_running(&paths.lock) {
+            crate::firewall::check_privilege(&settings.config.firewall)?;
+        }
+        match control::applier(&paths)? {
+            // The daemon puts them in the firewall as it hears of them, in one batch.
+            Applier::Daemon => store.record_many(&bans)?,
+            Applier::Here(_lock) => {
+                let mut firewall = crate::firewall::open(&settings.config.firewall)?;
+                firewall.init()?;
+                apply::ban_many(store.as_mut(), firewall.as_mut(), &bans)?
+            }
+        }
     };
     let new = recorded
         .iter()

@@ -1,6 +1,8 @@
 //! The CLI's side of the control socket: send one request to the running daemon and
 //! wait for its answer; or, when no daemon runs, take the state lock and let the caller
-//! change the firewall itself.
+//! change the firewall itself. Commands that write many records (`prune`, `import`) need
+//! no answer: with a daemon running they only write the store and the daemon applies
+//! what they recorded by the store's change path (`applier`).
 
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
@@ -36,6 +38,38 @@ pub fn route(paths: &Paths, request: &Request) -> Result<Route, ControlError> {
             // A daemon that started between the question and the lock took the lock
             // first; with the lock ours, none runs.
             return Ok(Route::Here(lock));
+        }
+        if start.elapsed() > LOCK_WAIT {
+            return Err(ControlError::Busy {
+                pid: lock::holder(&paths.lock).map(|h| h.pid),
+                lock: paths.lock.clone(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Who puts in the kernel what a command records.
+#[derive(Debug)]
+pub enum Applier {
+    /// The running daemon, as it hears of the records (the change feed, or with Redis
+    /// this server's events): the command only writes the store.
+    Daemon,
+    /// No daemon runs: the caller, holding the lock.
+    Here(StateLock),
+}
+
+/// Whether a daemon runs on this state, and with none the state lock, waited for while
+/// another command holds it. Needs only read access to the lock file while a daemon
+/// runs, so a command run by the admin's user writes the store for the daemon to apply.
+pub fn applier(paths: &Paths) -> Result<Applier, ControlError> {
+    let start = Instant::now();
+    loop {
+        if lock::daemon_running(&paths.lock) {
+            return Ok(Applier::Daemon);
+        }
+        if let Some(lock) = StateLock::try_for_command(&paths.lock)? {
+            return Ok(Applier::Here(lock));
         }
         if start.elapsed() > LOCK_WAIT {
             return Err(ControlError::Busy {

@@ -35,6 +35,27 @@ pub struct SqliteStore {
     path: PathBuf,
 }
 
+/// Creates a missing database file readable and writable by its group, less the umask:
+/// SQLite would make it 0644 less the umask, never writable by the group, and the admin
+/// runs as another user of the state's group (the daemon's unit sets UMask=0007, so the
+/// file is 0660). The WAL and shared-memory files take the database's mode.
+fn create_shared(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o660)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::CreateFile {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating when needed) the database and its directory.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
@@ -48,6 +69,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             source,
         };
+        create_shared(path)?;
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
