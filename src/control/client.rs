@@ -113,3 +113,33 @@ pub fn ask(socket: &Path, request: &Request) -> Result<Option<Answer>, ControlEr
             message: e.to_string(),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(dir: &Path) -> Paths {
+        Paths::beside(&dir.join("pyfilter.db"))
+    }
+
+    #[test]
+    fn a_running_daemon_applies_and_without_one_the_command_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = paths(dir.path());
+        let daemon = StateLock::for_daemon(&paths.lock).unwrap();
+        assert!(matches!(applier(&paths).unwrap(), Applier::Daemon));
+        drop(daemon);
+        let Applier::Here(held) = applier(&paths).unwrap() else {
+            panic!("no daemon runs: the command applies")
+        };
+        // Another command waits for it.
+        let waiting = std::thread::spawn({
+            let paths = paths.clone();
+            move || matches!(applier(&paths), Ok(Applier::Here(_)))
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!waiting.is_finished(), "it waits while the lock is held");
+        drop(held);
+        assert!(waiting.join().unwrap());
+    }
+}
