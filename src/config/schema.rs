@@ -277,9 +277,28 @@ pub struct RedisConfig {
     /// How long connecting may take before Redis counts as unreachable.
     #[serde(deserialize_with = "de_duration")]
     pub timeout: Duration,
+    /// Redis Sentinel: the sentinels to ask where the primary is (`host:port` each). With
+    /// them, `url` gives only the scheme, user, password and database.
+    pub sentinels: Vec<String>,
+    /// The name the sentinels know the primary by (`sentinel monitor NAME ...`).
+    pub master: Option<String>,
+    /// The sentinels' own password (their `requirepass`), and user when they use ACLs.
+    pub sentinel_user: Option<String>,
+    pub sentinel_password: Option<String>,
+    /// TLS (`rediss://`): the certificate authority (PEM) that signed Redis's certificate,
+    /// instead of the public authorities built in.
+    pub tls_ca: Option<PathBuf>,
+    /// TLS: a client certificate and its key (PEM), for a Redis with `tls-auth-clients`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl RedisConfig {
+    /// Whether the primary is found through Redis Sentinel.
+    pub fn uses_sentinel(&self) -> bool {
+        !self.sentinels.is_empty()
+    }
+
     pub fn channel(&self) -> String {
         self.channel
             .clone()
@@ -322,6 +341,13 @@ impl Default for RedisConfig {
             channel: None,
             reconcile_every: Duration::from_secs(60),
             timeout: Duration::from_secs(2),
+            sentinels: Vec::new(),
+            master: None,
+            sentinel_user: None,
+            sentinel_password: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

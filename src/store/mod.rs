@@ -125,6 +125,14 @@ pub enum StoreError {
     Redis { url: String, message: String },
     #[error("Redis {url} is unreachable: {message}")]
     Unreachable { url: String, message: String },
+    #[error(
+        "Redis {url} refused {what} to pyfilter's user: grant it (the README's ACL line lists what pyfilter runs): {message}"
+    )]
+    Denied {
+        url: String,
+        what: String,
+        message: String,
+    },
     #[error("cannot create the database directory {path}: {source}")]
     CreateDir {
         path: PathBuf,
