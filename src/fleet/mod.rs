@@ -63,9 +63,8 @@ pub fn spawn(
                     // Asked before connecting: a primary named later than this is a move.
                     let primary = endpoint.primary().and_then(Result::ok);
                     let mut conn = endpoint.connect()?;
-                    if primary.is_some() {
-                        conn.set_read_timeout(Some(SENTINEL_CHECK))?;
-                    }
+                    // Quiet hours are no outage; with sentinels, wake up to ask them.
+                    conn.set_read_timeout(primary.is_some().then_some(SENTINEL_CHECK))?;
                     let mut pubsub = conn.as_pubsub();
                     pubsub.subscribe(&channel)?;
                     if was_up != Some(true) {

@@ -155,10 +155,20 @@ impl RedisStore {
 /// What an ACL refusal (`NOPERM`) refused, from Redis's message: `the 'zscan' command`,
 /// `a key`, `a channel`; `None` when `message` is no ACL refusal.
 fn denied(message: &str) -> Option<String> {
-    if !message.contains("NOPERM") && !message.contains("no permissions") {
+    let lower = message.to_ascii_lowercase();
+    // Inside a Lua script Redis says it differently, and does not name the command.
+    if let Some(at) = lower.find("the user executing the script can't ") {
+        let rest = &message[at + "the user executing the script can't ".len()..];
+        let clause = rest
+            .split(" script:")
+            .next()
+            .unwrap_or(rest)
+            .trim_end_matches('.');
+        return Some(format!("what a pyfilter script runs (it may not {clause})"));
+    }
+    if !message.contains("NOPERM") && !lower.contains("no permissions") {
         return None;
     }
-    let lower = message.to_ascii_lowercase();
     if let Some(at) = lower.find("to run the '") {
         let rest = &message[at + "to run the '".len()..];
         if let Some(end) = rest.find('\'') {
@@ -188,6 +198,10 @@ mod tests {
         assert_eq!(
             denied("NOPERM: No permissions to access a key"),
             Some("a key".into())
+        );
+        assert_eq!(
+            denied("ERR The user executing the script can't publish to the channel mentioned in the command script: 4f63, on @user_script:1."),
+            Some("what a pyfilter script runs (it may not publish to the channel mentioned in the command)".into())
         );
         assert_eq!(denied("WRONGTYPE Operation against a key"), None);
     }
