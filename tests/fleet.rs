@@ -264,3 +264,36 @@ fn a_command_the_acl_user_may_not_run_is_named_not_taken_for_an_outage() {
         "not queued as if Redis were away: {said}"
     );
 }
+
+#[test]
+fn a_ban_the_store_lost_is_recorded_again_not_lifted() {
+    // As when a primary dies after taking a ban and before its replica had it: Redis
+    // holds no trace of it, yet the server that made it did.
+    let redis = RedisServer::start();
+    let a = Member::new("a", &redis).start();
+    let b = Member::new("b", &redis).start();
+    a.attack("192.0.2.80");
+    everywhere(&[&a, &b], "192.0.2.80", true);
+    let id = redis.cli(&["HGET", "pyfilter:active", "192.0.2.80/32"]);
+    redis.cli(&["HDEL", "pyfilter:active", "192.0.2.80/32"]);
+    redis.cli(&["ZREM", "pyfilter:expiry", "192.0.2.80/32"]);
+    redis.cli(&["ZREM", "pyfilter:history", id.trim()]);
+    redis.cli(&[
+        "DEL",
+        &format!("pyfilter:ban:{}", id.trim()),
+        "pyfilter:bans_of:192.0.2.80/32",
+    ]);
+    wait_for(WAIT, "a to record it again", || {
+        a.log().contains("the store lost the ban of 192.0.2.80")
+    });
+    assert_eq!(
+        redis
+            .cli(&["HEXISTS", "pyfilter:active", "192.0.2.80/32"])
+            .trim(),
+        "1"
+    );
+    // Neither server lifted it meanwhile.
+    std::thread::sleep(Duration::from_secs(3));
+    everywhere(&[&a, &b], "192.0.2.80", true);
+    assert!(!a.log().contains("unbanned 192.0.2.80"), "{}", a.log());
+}

@@ -19,6 +19,7 @@ pub mod apply;
 mod bookkeeping;
 pub mod counter;
 mod decide;
+mod held;
 pub mod manual;
 mod reconcile;
 mod requests;

@@ -8,28 +8,34 @@
 //! were missed while the link was down. If the shared store lost its data, the bans this
 //! server knows are put back first.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
-use crate::ban::{NewBan, Origin};
+use crate::ban::NewBan;
 use crate::duration::instant_after;
 use crate::event::{Link, RemoteEvent};
 use crate::firewall::{Entry, Firewall};
 use crate::metrics::Metrics;
 use crate::net::{IgnoreList, display_net};
-use crate::store::{BanStore, StoreError};
+use crate::store::{Active, BanStore, StoreError};
 
 use super::EngineError;
+use super::held::Held;
 use super::timers::Timer;
+
+/// Bans handed to the firewall at once while restoring or reconciling: a page of the
+/// store is ten thousand, the firewall's tools take larger batches well.
+const FIREWALL_BATCH: usize = 100_000;
+/// Bans put back at once in a store that lost its data.
+const PUT_BACK_BATCH: usize = 1000;
 
 pub struct Applied {
     /// What this server has put in its firewall, and why: what reconciling compares
     /// with the store, and what it puts back if a shared store lost its data.
-    bans: HashMap<IpNet, NewBan>,
+    bans: Held,
     /// With a shared store: how often to reconcile, and when next.
     every: Option<Duration>,
     due: Timer,
@@ -45,7 +51,7 @@ pub struct Applied {
 impl Applied {
     pub fn new(metrics: Arc<Metrics>) -> Applied {
         Applied {
-            bans: HashMap::new(),
+            bans: Held::default(),
             every: None,
             due: Timer::default(),
             epoch: None,
@@ -76,7 +82,7 @@ impl Applied {
 
     /// `ban` is in the firewall now.
     pub fn insert(&mut self, ban: NewBan) {
-        self.bans.insert(ban.net, ban);
+        self.bans.insert_full(ban);
     }
 
     /// The ban of `net` is out of the firewall now.
@@ -95,10 +101,10 @@ impl Applied {
     }
 
     /// Lifts bans that expired while pyfilter was stopped, then puts every active ban in
-    /// the kernel in one batch, with `unrecorded` (bans the store has not taken yet).
-    /// Bans the kernel holds already are kept, not flushed: one the store does not know
-    /// may be one the last run could not record, and protects until its lines, read
-    /// again, record it. Returns how many were restored.
+    /// the kernel, reading the store a page at a time, with `unrecorded` (bans the store
+    /// has not taken yet). Bans the kernel holds already are kept, not flushed: one the
+    /// store does not know may be one the last run could not record, and protects until
+    /// its lines, read again, record it. Returns how many were restored.
     pub fn restore(
         &mut self,
         firewall: &mut dyn Firewall,
@@ -112,55 +118,72 @@ impl Applied {
             log::warn!("changes queued while the store was away are not delivered yet: {e}");
         }
         let reading = Instant::now();
-        let active = match store.active_bans() {
-            Ok(active) => {
-                self.restored_at = Some(reading);
-                active
+        self.bans.clear();
+        self.bans.begin_pass();
+        let mut expired = Vec::new();
+        let mut batch = Vec::new();
+        let mut restored = 0;
+        let mut cursor = 0;
+        loop {
+            let page = match store.active_page(cursor) {
+                Ok(page) => page,
+                // A fleet server starts (and protects itself) even while Redis is away;
+                // the first reconcile once it is back brings what is missing.
+                Err(e @ StoreError::Unreachable { .. }) => {
+                    log::warn!("starting without the fleet's bans: {e}");
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            for Active { net, expires_at } in page.bans {
+                if expires_at.is_some_and(|t| t <= now) {
+                    expired.push(net);
+                } else if ignore.overlapping(&net).is_none() && !self.bans.contains(&net) {
+                    self.bans.insert_brief(net, expires_at, None);
+                    batch.push(Entry::until(net, expires_at, now));
+                }
             }
-            // A fleet server starts (and protects itself) even while Redis is away.
-            Err(e @ StoreError::Unreachable { .. }) => {
-                log::warn!("starting without the fleet's bans: {e}");
-                Vec::new()
+            if batch.len() >= FIREWALL_BATCH {
+                restored += batch.len();
+                firewall.ban(&batch)?;
+                batch.clear();
             }
-            Err(e) => return Err(e.into()),
-        };
-        let (expired, active): (Vec<_>, Vec<_>) = active
-            .into_iter()
-            .partition(|b| b.expires_at.is_some_and(|t| t <= now));
-        let expired: Vec<IpNet> = expired.iter().map(|b| b.net).collect();
+            match page.next {
+                Some(next) => cursor = next,
+                None => {
+                    self.restored_at = Some(reading);
+                    break;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            restored += batch.len();
+            firewall.ban(&batch)?;
+        }
         store.lift_many(&expired, now, "expired")?;
-        let mut active: Vec<NewBan> = active
-            .into_iter()
-            .filter(|b| ignore.overlapping(&b.net).is_none())
-            .map(|b| b.new)
-            .collect();
-        active.extend(
-            unrecorded
-                .iter()
-                .filter(|b| b.expires_at.is_none_or(|t| t > now))
-                .cloned(),
-        );
-        let entries: Vec<Entry> = active
-            .iter()
-            .map(|b| Entry::until(b.net, b.expires_at, now))
-            .collect();
-        // Added to what the kernel holds (idempotently), never a flush of it.
-        if !entries.is_empty() {
-            firewall.ban(&entries)?;
+        let mut waiting = Vec::new();
+        for ban in unrecorded {
+            if ban.expires_at.is_none_or(|t| t > now) && !self.bans.contains(&ban.net) {
+                waiting.push(Entry::until(ban.net, ban.expires_at, now));
+                self.bans.insert_full(ban.clone());
+            }
+        }
+        if !waiting.is_empty() {
+            firewall.ban(&waiting)?;
         }
         if self.restored_at.is_some() && self.every.is_some() {
             // With a shared store the restore is the first reconcile: the firewall now
             // holds exactly the fleet's active bans.
-            self.metrics.reconciled(now, entries.len(), 0);
+            self.metrics.reconciled(now, restored, 0);
         }
-        self.bans = active.into_iter().map(|b| (b.net, b)).collect();
         self.epoch = store.epoch().ok().flatten();
-        Ok(entries.len())
+        Ok(restored)
     }
 
     /// Makes the firewall agree with the store's active bans: delivers the outbox, puts
-    /// back this server's bans if the shared store lost its data, then bans what is
-    /// missing and unbans what is gone. Returns (banned, unbanned).
+    /// back what this server knows if the shared store lost its data (or lost one of the
+    /// bans this server made), then bans what is missing and unbans what is gone, reading
+    /// the store a page at a time. Returns (banned, unbanned).
     pub fn reconcile(
         &mut self,
         firewall: &mut dyn Firewall,
@@ -175,51 +198,81 @@ impl Applied {
         }
         let epoch = store.epoch()?;
         if self.epoch.is_some() && epoch != self.epoch {
-            let known: Vec<NewBan> = self.bans.values().cloned().collect();
             log::warn!(
                 "the shared store lost its data; putting back the {} bans this server knows",
-                known.len()
+                self.bans.len()
             );
-            store.record_many(&known)?;
+            let mut back = self.bans.to_put_back();
+            loop {
+                let chunk: Vec<NewBan> = back.by_ref().take(PUT_BACK_BATCH).collect();
+                if chunk.is_empty() {
+                    break;
+                }
+                store.record_many(&chunk)?;
+            }
         }
         self.epoch = epoch;
         let now = Utc::now();
-        let desired: HashMap<IpNet, NewBan> = store
-            .active_bans()?
-            .into_iter()
-            .filter(|b| {
-                b.expires_at.is_none_or(|t| t > now) && ignore.overlapping(&b.net).is_none()
-            })
-            .map(|b| (b.net, b.new))
-            // A ban the store has not taken yet stays: it is being recorded.
-            .chain(
-                unrecorded
-                    .iter()
-                    .filter(|b| b.expires_at.is_none_or(|t| t > now))
-                    .map(|b| (b.net, b.clone())),
-            )
-            .collect();
-        let missing: Vec<Entry> = desired
-            .iter()
-            .filter(|(n, _)| !self.bans.contains_key(*n))
-            .map(|(n, b)| Entry::until(*n, b.expires_at, now))
-            .collect();
-        let gone: Vec<IpNet> = self
-            .bans
-            .keys()
-            .filter(|n| !desired.contains_key(*n))
-            .copied()
-            .collect();
+        self.bans.begin_pass();
+        let (mut missing, mut banned) = (Vec::new(), 0);
+        let mut cursor = 0;
+        loop {
+            let page = store.active_page(cursor)?;
+            for Active { net, expires_at } in page.bans {
+                if expires_at.is_some_and(|t| t <= now) || ignore.overlapping(&net).is_some() {
+                    continue;
+                }
+                if !self.bans.mark(&net) {
+                    self.bans.insert_brief(net, expires_at, None);
+                    missing.push(Entry::until(net, expires_at, now));
+                }
+            }
+            if missing.len() >= FIREWALL_BATCH {
+                banned += missing.len();
+                firewall.ban(&missing)?;
+                missing.clear();
+            }
+            match page.next {
+                Some(next) => cursor = next,
+                None => break,
+            }
+        }
+        // A ban the store has not taken yet stays: it is being recorded.
+        for ban in unrecorded {
+            if ban.expires_at.is_none_or(|t| t > now) && !self.bans.mark(&ban.net) {
+                missing.push(Entry::until(ban.net, ban.expires_at, now));
+                self.bans.insert_full(ban.clone());
+            }
+        }
         if !missing.is_empty() {
+            banned += missing.len();
             firewall.ban(&missing)?;
+        }
+        let (full, mut gone) = self.bans.unmarked();
+        for ban in full {
+            if ban.expires_at.is_none_or(|t| t > now)
+                && ignore.overlapping(&ban.net).is_none()
+                && !store.holds(&ban)?
+            {
+                log::warn!(
+                    "the store lost the ban of {} (a failover before it reached a replica?); recording it again",
+                    display_net(&ban.net)
+                );
+                let net = ban.net;
+                store.record_many(&[ban])?;
+                self.bans.mark(&net);
+            } else {
+                gone.push(ban.net);
+            }
         }
         if !gone.is_empty() {
             firewall.unban(&gone)?;
+            for net in &gone {
+                self.bans.remove(net);
+            }
         }
-        self.bans = desired;
-        self.metrics
-            .reconciled(Utc::now(), missing.len(), gone.len());
-        Ok((missing.len(), gone.len()))
+        self.metrics.reconciled(Utc::now(), banned, gone.len());
+        Ok((banned, gone.len()))
     }
 
     /// Whether news of the link to the fleet calls for a reconcile.
@@ -279,16 +332,10 @@ impl Applied {
                 match firewall.ban(&[Entry::until(net, until, now)]) {
                     Ok(()) => {
                         log::info!("banned {} (from {server}, rule {rule})", display_net(&net));
-                        self.insert(NewBan {
-                            net,
-                            rule,
-                            reason,
-                            attempts: 0,
-                            server,
-                            source: Origin::Remote,
-                            banned_at: now,
-                            expires_at: until,
-                        });
+                        // The reason is the fleet's record's: a million of them would
+                        // not fit in memory here.
+                        let _ = reason;
+                        self.bans.insert_brief(net, until, Some((&rule, &server)));
                         until
                     }
                     Err(e) => {
@@ -300,7 +347,7 @@ impl Applied {
             RemoteEvent::Unban { net, server } => {
                 match firewall.unban(&[net]) {
                     Ok(()) => {
-                        if self.bans.remove(&net).is_some() {
+                        if self.bans.remove(&net) {
                             log::info!("unbanned {} (by {server})", display_net(&net));
                         }
                     }

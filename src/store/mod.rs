@@ -55,6 +55,31 @@ pub trait BanStore: Send {
     fn epoch(&mut self) -> Result<Option<String>, StoreError> {
         Ok(None)
     }
+    /// A page of the active bans as the firewall needs them, from `cursor` (0 first).
+    /// Read a page at a time, a million bans take little memory; a ban active all along
+    /// is in some page, one that began or ended meanwhile may or may not be, and one may
+    /// come twice.
+    fn active_page(&mut self, cursor: u64) -> Result<ActivePage, StoreError> {
+        let _ = cursor;
+        Ok(ActivePage {
+            bans: self
+                .active_bans()?
+                .iter()
+                .map(|b| Active {
+                    net: b.net,
+                    expires_at: b.expires_at,
+                })
+                .collect(),
+            next: None,
+        })
+    }
+    /// Whether the store holds a record of `ban`, active or lifted. A ban this server
+    /// made that the store neither holds nor lifted was lost by it (a failover that
+    /// came before the ban reached the replica).
+    fn holds(&mut self, ban: &NewBan) -> Result<bool, StoreError> {
+        let _ = ban;
+        Ok(true)
+    }
     /// One ban by its id.
     fn ban(&mut self, id: i64) -> Result<Option<Ban>, StoreError> {
         Ok(self.all_bans()?.into_iter().find(|b| b.id == id))
@@ -67,6 +92,21 @@ pub trait BanStore: Send {
     fn search(&mut self, query: &BanQuery) -> Result<Page, StoreError> {
         Ok(query.page(self.all_bans()?))
     }
+}
+
+/// An active ban as the firewall needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Active {
+    pub net: IpNet,
+    /// `None`: forever.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A page of the active bans, and the cursor of the next (`None`: this was the last).
+#[derive(Debug, Default)]
+pub struct ActivePage {
+    pub bans: Vec<Active>,
+    pub next: Option<u64>,
 }
 
 /// The store the configuration names, before it is seen as bans or as accounts.

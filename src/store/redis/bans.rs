@@ -10,10 +10,12 @@ use ipnet::IpNet;
 
 use super::RedisStore;
 use crate::ban::{Ban, BanQuery, NewBan, Origin, Page, Recorded, Summary};
-use crate::store::{BanStore, StoreError};
+use crate::store::{Active, ActivePage, BanStore, StoreError};
 
 /// Ban records read per round trip.
 const LOAD_CHUNK: usize = 1000;
+/// Active bans asked for per round trip of a scan (Redis may give a few more or fewer).
+const SCAN_COUNT: usize = 10_000;
 
 impl RedisStore {
     /// Reads one ban record.
@@ -186,6 +188,51 @@ impl BanStore for RedisStore {
 
     fn ban(&mut self, id: i64) -> Result<Option<Ban>, StoreError> {
         self.load(id)
+    }
+
+    /// A `ZSCAN` of `expiry`, which holds each active network with its end: no ban record
+    /// is read, so a million bans are a hundred round trips of a few hundred kB each.
+    fn active_page(&mut self, cursor: u64) -> Result<ActivePage, StoreError> {
+        let expiry = self.key("expiry");
+        let (next, flat): (u64, Vec<String>) = self.with(|c| {
+            ::redis::cmd("ZSCAN")
+                .arg(&expiry)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query(c)
+        })?;
+        let mut bans = Vec::with_capacity(flat.len() / 2);
+        for pair in flat.chunks_exact(2) {
+            let (Ok(net), Ok(score)) = (pair[0].parse::<IpNet>(), pair[1].parse::<f64>()) else {
+                log::warn!(
+                    "{expiry}: skipped `{}` scored `{}`: not a network and a time",
+                    pair[0],
+                    pair[1]
+                );
+                continue;
+            };
+            bans.push(Active {
+                net,
+                expires_at: if score.is_finite() {
+                    DateTime::from_timestamp(score as i64, 0)
+                } else {
+                    None
+                },
+            });
+        }
+        Ok(ActivePage {
+            bans,
+            next: (next != 0).then_some(next),
+        })
+    }
+
+    /// `bans_of:<net>` lists every ban of that network by its start (whole seconds).
+    fn holds(&mut self, ban: &NewBan) -> Result<bool, StoreError> {
+        let key = self.key(&format!("bans_of:{}", ban.net));
+        let at = ban.banned_at.timestamp();
+        let n: usize = self.with(|c| ::redis::cmd("ZCOUNT").arg(&key).arg(at).arg(at).query(c))?;
+        Ok(n > 0)
     }
 
     fn summary(&mut self, now: DateTime<Utc>) -> Result<Summary, StoreError> {
