@@ -203,14 +203,7 @@ impl Engine {
             Event::Attempt(a) => self.attempt(a),
             Event::Position { path, position } => self.books.position(path, position, now),
             Event::Cursor { rule, cursor } => self.books.cursor(rule, cursor, now),
-            Event::Remote(event) => {
-                let applied =
-                    self.applied
-                        .remote(self.firewall.as_mut(), self.decider.ignore(), event);
-                if let Some(until) = applied {
-                    self.expiry.no_later_than(until);
-                }
-            }
+            Event::Remote(event) => self.applied.queue_remote(event),
             Event::Link(link) => {
                 if self.applied.link(link) {
                     match self.reconcile() {
@@ -234,6 +227,12 @@ impl Engine {
     /// Applies the batch's bans, with the refused ones whose retry is due: one store
     /// transaction and one firewall batch.
     fn commit(&mut self) {
+        let fleet = self
+            .applied
+            .apply_remote(self.firewall.as_mut(), self.decider.ignore());
+        if let Some(until) = fleet {
+            self.expiry.no_later_than(until);
+        }
         let now = Instant::now();
         let mut batch = std::mem::take(&mut self.pending);
         // Bans the firewall refused earlier go with this batch.

@@ -8,6 +8,7 @@
 //! were missed while the link was down. If the shared store lost its data, the bans this
 //! server knows are put back first.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,6 +47,8 @@ pub struct Applied {
     restored_at: Option<Instant>,
     /// Reconciles are counted here.
     metrics: Arc<Metrics>,
+    /// Other servers' bans and unbans heard in this batch, not applied yet.
+    queued: Vec<RemoteEvent>,
 }
 
 impl Applied {
@@ -57,6 +60,7 @@ impl Applied {
             epoch: None,
             restored_at: None,
             metrics,
+            queued: Vec::new(),
         }
     }
 
@@ -300,65 +304,97 @@ impl Applied {
         }
     }
 
-    /// Applies another server's ban or unban to this server's firewall. The fleet's
-    /// record is already in the shared store; only the kernel changes here, and a remote
-    /// ban keeps the end its origin gave it. Returns that end when a ban was applied, for
-    /// the next expiry.
-    pub fn remote(
+    /// Another server's ban or unban, applied with the rest of the batch by
+    /// `apply_remote`.
+    pub fn queue_remote(&mut self, event: RemoteEvent) {
+        self.queued.push(event);
+    }
+
+    /// Applies the other servers' bans and unbans queued in this batch to this server's
+    /// firewall, in one firewall call for the bans and one for the unbans (a burst of ten
+    /// thousand bans elsewhere is not ten thousand `nft` runs here); the last word on a
+    /// network wins. The fleet's records are already in the shared store; only the kernel
+    /// changes here, and a remote ban keeps the end its origin gave it. Returns the
+    /// earliest end of the bans applied, for the next expiry.
+    pub fn apply_remote(
         &mut self,
         firewall: &mut dyn Firewall,
         ignore: &IgnoreList,
-        event: RemoteEvent,
     ) -> Option<DateTime<Utc>> {
+        if self.queued.is_empty() {
+            return None;
+        }
         let now = Utc::now();
-        match event {
-            RemoteEvent::Ban {
-                net,
-                rule,
-                server,
-                reason,
-                until,
-            } => {
-                if let Some(ignored) = ignore.overlapping(&net) {
-                    log::warn!(
-                        "{server} banned {}, which overlaps {ignored} in the ignore list: not applied here",
-                        display_net(&net)
-                    );
-                    return None;
-                }
-                if until.is_some_and(|t| t <= now) {
-                    return None;
-                }
-                match firewall.ban(&[Entry::until(net, until, now)]) {
-                    Ok(()) => {
-                        log::info!("banned {} (from {server}, rule {rule})", display_net(&net));
-                        // The reason is the fleet's record's: a million of them would
-                        // not fit in memory here.
-                        let _ = reason;
-                        self.bans.insert_brief(net, until, Some((&rule, &server)));
-                        until
-                    }
-                    Err(e) => {
-                        log::error!("cannot apply {server}'s ban of {}: {e}", display_net(&net));
-                        None
+        let mut last: HashMap<IpNet, RemoteEvent> = HashMap::new();
+        for event in std::mem::take(&mut self.queued) {
+            let net = match &event {
+                RemoteEvent::Ban { net, .. } | RemoteEvent::Unban { net, .. } => *net,
+            };
+            last.insert(net, event);
+        }
+        let (mut bans, mut unbans) = (Vec::new(), Vec::new());
+        for event in last.into_values() {
+            match event {
+                RemoteEvent::Ban {
+                    net,
+                    rule,
+                    server,
+                    until,
+                    ..
+                } => {
+                    if let Some(ignored) = ignore.overlapping(&net) {
+                        log::warn!(
+                            "{server} banned {}, which overlaps {ignored} in the ignore list: not applied here",
+                            display_net(&net)
+                        );
+                    } else if until.is_none_or(|t| t > now) {
+                        bans.push((net, rule, server, until));
                     }
                 }
+                RemoteEvent::Unban { net, server } => unbans.push((net, server)),
             }
-            RemoteEvent::Unban { net, server } => {
-                match firewall.unban(&[net]) {
-                    Ok(()) => {
+        }
+        let mut earliest: Option<DateTime<Utc>> = None;
+        if !bans.is_empty() {
+            let entries: Vec<Entry> = bans
+                .iter()
+                .map(|(net, _, _, until)| Entry::until(*net, *until, now))
+                .collect();
+            match firewall.ban(&entries) {
+                Ok(()) => {
+                    for (net, rule, server, until) in bans {
+                        log::info!("banned {} (from {server}, rule {rule})", display_net(&net));
+                        // The reason stays in the fleet's record: a million of them
+                        // would not fit in memory here.
+                        self.bans.insert_brief(net, until, Some((&rule, &server)));
+                        if let Some(t) = until {
+                            earliest = Some(earliest.map_or(t, |e| e.min(t)));
+                        }
+                    }
+                }
+                Err(e) => log::error!(
+                    "cannot apply {} bans from the fleet (the next reconcile tries again): {e}",
+                    entries.len()
+                ),
+            }
+        }
+        if !unbans.is_empty() {
+            let nets: Vec<IpNet> = unbans.iter().map(|(n, _)| *n).collect();
+            match firewall.unban(&nets) {
+                Ok(()) => {
+                    for (net, server) in unbans {
                         if self.bans.remove(&net) {
                             log::info!("unbanned {} (by {server})", display_net(&net));
                         }
                     }
-                    Err(e) => log::error!(
-                        "cannot apply {server}'s unban of {}: {e}",
-                        display_net(&net)
-                    ),
                 }
-                None
+                Err(e) => log::error!(
+                    "cannot apply {} unbans from the fleet (the next reconcile tries again): {e}",
+                    nets.len()
+                ),
             }
         }
+        earliest
     }
 }
 
