@@ -82,10 +82,11 @@ fn bans_made_across_a_failover_reach_every_server_once() {
         if bans == KILL_AFTER {
             killed = Some((group.kill_primary(), Instant::now()));
         }
-        if let Some((old, _)) = killed {
-            if failover.is_none() && group.primary().is_some_and(|p| p != old) {
-                failover = Some(Instant::now());
-            }
+        if let Some((old, _)) = killed
+            && failover.is_none()
+            && group.primary().is_some_and(|p| p != old)
+        {
+            failover = Some(Instant::now());
         }
         std::thread::sleep((STEP * bans as u32).saturating_sub(started.elapsed()));
     }
