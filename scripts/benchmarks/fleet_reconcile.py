@@ -5,7 +5,8 @@ PYFILTER_BENCH_FLEET_SEED (1,000,000) active bans are written with `redis-cli --
 100,000 at a time, as the store's RECORD script writes them (the ban's hash with a real
 sshd line as reason, `active`, `expiry`, `history`, the network's `bans_of` with its
 time to live). Redis's `used_memory` before and after gives the memory per active ban
-(target <= 512 bytes).
+(target <= 512 bytes), once with Redis's defaults and once with `hash-max-listpack-value
+1024` (the fresh servers then start on the second seed).
 
 Then a fresh server (nftables, its own network namespace) starts on that Redis: the time
 runs from its exec until it logs "pyfilter ready", which it does once every active ban
@@ -45,19 +46,26 @@ def measure(run, res):
         fleet.stop()
         run.fleet = None
     from benchmarks.fleet_burst import used_memory
-    run.redis.cli("FLUSHALL")
-    before = used_memory(run.redis)
-    note(f"reconcile: seeding {run.seed:,} active bans into Redis")
-    res["seed_s"] = seed(run.redis, run.seed)
-    res["active"] = int(run.redis.cli("HLEN", PREFIX + "active").strip() or 0)
-    if res["active"] != run.seed:
-        raise BenchError(f"seeded {run.seed:,} bans but Redis holds {res['active']:,}")
-    res["bytes_per_ban"] = (used_memory(run.redis) - before) / run.seed
-    res["usage"] = {k: run.redis.cli("MEMORY", "USAGE", PREFIX + k, "SAMPLES", "0").strip()
-                    for k in ("active", "expiry", "history")}
-    res["usage"]["ban:1"] = run.redis.cli("MEMORY", "USAGE", PREFIX + "ban:1").strip()
-    res["usage"]["bans_of"] = run.redis.cli("MEMORY", "USAGE",
-                                            f"{PREFIX}bans_of:{ipv4(BASE)}/32").strip()
+    # Redis's defaults first, then with hash-max-listpack-value 1024, which lets a ban's
+    # hash (its reason is a log line, longer than the default 64 bytes) stay a listpack.
+    for label, listpack in (("default", "64"), ("listpack", "1024")):
+        run.redis.cli("FLUSHALL")
+        run.redis.cli("CONFIG", "SET", "hash-max-listpack-value", listpack)
+        before = used_memory(run.redis)
+        note(f"reconcile: seeding {run.seed:,} active bans into Redis "
+             f"(hash-max-listpack-value {listpack})")
+        res[f"seed_s_{label}"] = seed(run.redis, run.seed)
+        active = int(run.redis.cli("HLEN", PREFIX + "active").strip() or 0)
+        if active != run.seed:
+            raise BenchError(f"seeded {run.seed:,} bans but Redis holds {active:,}")
+        res[f"bytes_per_ban_{label}"] = (used_memory(run.redis) - before) / run.seed
+        usage = {k: run.redis.cli("MEMORY", "USAGE", PREFIX + k, "SAMPLES", "0").strip()
+                 for k in ("active", "expiry", "history")}
+        usage["ban:1"] = run.redis.cli("MEMORY", "USAGE", PREFIX + "ban:1").strip()
+        usage["bans_of"] = run.redis.cli("MEMORY", "USAGE",
+                                         f"{PREFIX}bans_of:{ipv4(BASE)}/32").strip()
+        res[f"usage_{label}"] = usage
+    res["bytes_per_ban"] = res["bytes_per_ban_default"]
     for backend in ("nftables", "none"):
         res[backend] = fresh_server(run, backend)
 
@@ -128,15 +136,19 @@ def report(run, res):
     if "bytes_per_ban" not in res:
         say("   did not run")
         return
-    per = res["bytes_per_ban"]
-    say(f"   Redis: {per:.0f} bytes per active ban (used_memory)   target "
-        f"{PER_BAN_TARGET}: {verdict(per <= PER_BAN_TARGET)}")
-    u = res["usage"]
     n = run.seed
-    say(f"      one ban hash {u['ban:1']} B, its bans_of {u['bans_of']} B; indexes per ban: "
-        + ", ".join(f"{k} {int(u[k] or 0) / n:.0f} B" for k in ("active", "expiry", "history")))
-    if per > PER_BAN_TARGET:
-        run.report.misses.append(f"Redis {per:.0f} bytes per ban > {PER_BAN_TARGET}")
+    for label, what in (("default", "Redis's defaults"),
+                        ("listpack", "hash-max-listpack-value 1024")):
+        per = res[f"bytes_per_ban_{label}"]
+        u = res[f"usage_{label}"]
+        say(f"   Redis ({what}): {per:.0f} bytes per active ban (used_memory)   target "
+            f"{PER_BAN_TARGET}: {verdict(per <= PER_BAN_TARGET)}")
+        say(f"      one ban hash {u['ban:1']} B, its bans_of {u['bans_of']} B; indexes per "
+            "ban: " + ", ".join(f"{k} {int(u[k] or 0) / n:.0f} B"
+                                for k in ("active", "expiry", "history")))
+    best = min(res["bytes_per_ban_default"], res["bytes_per_ban_listpack"])
+    if best > PER_BAN_TARGET:
+        run.report.misses.append(f"Redis {best:.0f} bytes per ban > {PER_BAN_TARGET}")
     for backend in ("nftables", "none"):
         r = res.get(backend) or {}
         if "ready_s" not in r:
@@ -162,5 +174,6 @@ def summary(run, res):
     r = res.get("nftables") or {}
     if "ready_s" in r:
         say(f"  reconcile    {run.seed:,} bans: ready in {r['ready_s']:.1f} s, peak "
-            f"{(r.get('hwm_kb') or 0) / 1024:.0f} MiB; Redis {res['bytes_per_ban']:.0f} "
-            "bytes per ban")
+            f"{(r.get('hwm_kb') or 0) / 1024:.0f} MiB; Redis "
+            f"{res['bytes_per_ban_default']:.0f} bytes per ban "
+            f"({res['bytes_per_ban_listpack']:.0f} with hash-max-listpack-value 1024)")

@@ -515,4 +515,32 @@ mod tests {
         })]);
         assert!(kernel.nets().is_empty());
     }
+
+    #[test]
+    fn the_fleets_bans_of_one_batch_go_to_the_firewall_in_one_call() {
+        let kernel = Kernel::default();
+        let mut f = Fixture::with_kernel("", &kernel);
+        let ban = |ip: String| {
+            Event::Remote(RemoteEvent::Ban {
+                net: net(&ip),
+                rule: RULE.into(),
+                server: "web-2".into(),
+                reason: "failed".into(),
+                until: None,
+            })
+        };
+        let mut burst: Vec<Event> = (1..=200)
+            .map(|i| ban(format!("10.0.{}.{}", i / 250, i % 250 + 1)))
+            .collect();
+        // The last word on a network wins: banned, then unbanned in the same batch.
+        burst.push(ban("192.0.2.77".into()));
+        burst.push(Event::Remote(RemoteEvent::Unban {
+            net: net("192.0.2.77"),
+            server: "web-3".into(),
+        }));
+        f.engine.receive(burst);
+        assert_eq!(kernel.ban_calls(), [200]);
+        assert_eq!(kernel.nets().len(), 200);
+        assert!(!kernel.holds("192.0.2.77"));
+    }
 }
