@@ -14,6 +14,8 @@ use crate::store::{Active, ActivePage, BanStore, StoreError};
 
 /// Ban records read per round trip.
 const LOAD_CHUNK: usize = 1000;
+/// Bans recorded per round trip.
+const RECORD_CHUNK: usize = 1000;
 /// Active bans asked for per round trip of a scan (Redis may give a few more or fewer).
 const SCAN_COUNT: usize = 10_000;
 
@@ -56,23 +58,11 @@ impl RedisStore {
     }
 }
 
-impl BanStore for RedisStore {
-    /// When Redis is unreachable the bans are queued in the outbox and reported as new:
-    /// the server keeps protecting itself.
-    fn record_many(&mut self, bans: &[NewBan]) -> Result<Vec<Recorded>, StoreError> {
-        let mut out = Vec::with_capacity(bans.len());
-        let mut reachable = self.outbox_delivered()?;
+impl RedisStore {
+    /// Queues bans for when Redis is back, reporting them as new: the server keeps
+    /// protecting itself.
+    fn queue_bans(&mut self, bans: &[NewBan], out: &mut Vec<Recorded>) -> Result<(), StoreError> {
         for ban in bans {
-            if reachable {
-                match self.record_one(ban) {
-                    Ok(r) => {
-                        out.push(r);
-                        continue;
-                    }
-                    Err(StoreError::Unreachable { .. }) => reachable = false,
-                    Err(e) => return Err(e),
-                }
-            }
             self.queue_ban(ban)?;
             out.push(Recorded::New(Ban {
                 id: 0,
@@ -80,6 +70,29 @@ impl BanStore for RedisStore {
                 lifted_at: None,
                 lift_reason: None,
             }));
+        }
+        Ok(())
+    }
+}
+
+impl BanStore for RedisStore {
+    /// When Redis is unreachable the bans are queued in the outbox and reported as new:
+    /// the server keeps protecting itself.
+    fn record_many(&mut self, bans: &[NewBan]) -> Result<Vec<Recorded>, StoreError> {
+        let mut out = Vec::with_capacity(bans.len());
+        let mut reachable = self.outbox_delivered()?;
+        for chunk in bans.chunks(RECORD_CHUNK) {
+            if reachable {
+                match self.record_pipelined(chunk) {
+                    Ok(r) => {
+                        out.extend(r);
+                        continue;
+                    }
+                    Err(StoreError::Unreachable { .. }) => reachable = false,
+                    Err(e) => return Err(e),
+                }
+            }
+            self.queue_bans(chunk, &mut out)?;
         }
         Ok(out)
     }
