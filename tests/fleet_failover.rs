@@ -48,6 +48,7 @@ fn bans_made_across_a_failover_reach_every_server_once() {
 
     // check shows the sentinels' view.
     let out = stdout(&setups[0].cli(Some(&group.ns), &["check"]));
+    eprintln!("{out}");
     assert!(
         out.contains(&format!(
             "redis primary: 127.0.0.1:{PRIMARY_PORT} (3 of 3 sentinels agree)"
