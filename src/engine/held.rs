@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
-use crate::ban::{NewBan, Origin};
+use crate::ban::{self, NewBan};
 
 #[derive(Default)]
 pub struct Held {
@@ -20,6 +20,7 @@ pub struct Held {
     pass: u32,
 }
 
+/// 24 bytes, 48 with its network in the map: a million bans take about 100 MB.
 struct Slot {
     ban: Known,
     pass: u32,
@@ -27,12 +28,32 @@ struct Slot {
 
 enum Known {
     Full(Box<NewBan>),
-    /// Another server's ban: its end (Unix seconds, `None` forever) and, when an event
-    /// said, its (rule, server).
-    Brief {
-        until: Option<i64>,
-        origin: Option<u32>,
-    },
+    /// Another server's ban: its end and, when an event said, its (rule, server).
+    Brief { until: Until, origin: Origin },
+}
+
+/// When a ban ends, in Unix seconds: 0 for forever, clamped to what 32 bits hold (2106).
+#[derive(Clone, Copy)]
+struct Until(u32);
+
+impl Until {
+    fn of(t: Option<DateTime<Utc>>) -> Until {
+        Until(t.map_or(0, |t| {
+            u32::try_from(t.timestamp().max(1)).unwrap_or(u32::MAX)
+        }))
+    }
+
+    fn get(self) -> Option<DateTime<Utc>> {
+        (self.0 != 0).then(|| DateTime::from_timestamp(i64::from(self.0), 0)).flatten()
+    }
+}
+
+/// The index of a (rule, server) pair in `Held::origins`; `UNKNOWN` when no event told.
+#[derive(Clone, Copy)]
+struct Origin(u32);
+
+impl Origin {
+    const UNKNOWN: Origin = Origin(u32::MAX);
 }
 
 impl Held {
@@ -60,10 +81,10 @@ impl Held {
         until: Option<DateTime<Utc>>,
         origin: Option<(&str, &str)>,
     ) {
-        let origin = origin.map(|(rule, server)| self.origin(rule, server));
+        let origin = origin.map_or(Origin::UNKNOWN, |(rule, server)| self.origin(rule, server));
         let slot = Slot {
             ban: Known::Brief {
-                until: until.map(|t| t.timestamp()),
+                until: Until::of(until),
                 origin,
             },
             pass: self.pass,
@@ -79,15 +100,24 @@ impl Held {
         self.bans.clear();
     }
 
-    fn origin(&mut self, rule: &str, server: &str) -> u32 {
+    fn origin(&mut self, rule: &str, server: &str) -> Origin {
         let key = (rule.to_string(), server.to_string());
         if let Some(id) = self.origin_ids.get(&key) {
-            return *id;
+            return Origin(*id);
         }
         let id = u32::try_from(self.origins.len()).unwrap_or(u32::MAX);
+        if id == u32::MAX {
+            return Origin::UNKNOWN;
+        }
         self.origins.push(key.clone());
         self.origin_ids.insert(key, id);
-        id
+        Origin(id)
+    }
+
+    /// Room for `n` more bans at once: growing a map of a million doubles it while both
+    /// copies exist.
+    pub fn reserve(&mut self, n: usize) {
+        self.bans.reserve(n);
     }
 
     /// Starts a reconcile: nothing is marked yet.
@@ -141,8 +171,9 @@ impl Held {
         self.bans.iter().map(move |(net, slot)| match &slot.ban {
             Known::Full(ban) => (**ban).clone(),
             Known::Brief { until, origin } => {
-                let (rule, server) = origin
-                    .and_then(|o| self.origins.get(o as usize))
+                let (rule, server) = self
+                    .origins
+                    .get(origin.0 as usize)
                     .map(|(r, s)| (r.clone(), s.clone()))
                     .unwrap_or_else(|| ("unknown".into(), "unknown".into()));
                 NewBan {
@@ -151,9 +182,9 @@ impl Held {
                     reason: "put back after Redis lost its data".into(),
                     attempts: 0,
                     server,
-                    source: Origin::Remote,
+                    source: ban::Origin::Remote,
                     banned_at: now,
-                    expires_at: until.and_then(|t| DateTime::from_timestamp(t, 0)),
+                    expires_at: until.get(),
                 }
             }
         })

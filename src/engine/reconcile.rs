@@ -139,6 +139,9 @@ impl Applied {
                 }
                 Err(e) => return Err(e.into()),
             };
+            if let Some(total) = page.total {
+                self.bans.reserve(total);
+            }
             for Active { net, expires_at } in page.bans {
                 if expires_at.is_some_and(|t| t <= now) {
                     expired.push(net);

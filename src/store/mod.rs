@@ -72,6 +72,7 @@ pub trait BanStore: Send {
                 })
                 .collect(),
             next: None,
+            total: None,
         })
     }
     /// Whether each of `nets` has an active ban now.
@@ -114,6 +115,8 @@ pub struct Active {
 pub struct ActivePage {
     pub bans: Vec<Active>,
     pub next: Option<u64>,
+    /// On the first page, when the store can tell: how many active bans there are.
+    pub total: Option<usize>,
 }
 
 /// The store the configuration names, before it is seen as bans or as accounts.
