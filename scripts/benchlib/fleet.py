@@ -10,7 +10,9 @@ from .netns import Netns
 
 
 class Fleet:
-    def __init__(self, pyfilter, tmp, redis, count, prefix="s"):
+    """With `backend` none, no monitor: a ban's arrival is the daemon's log line."""
+
+    def __init__(self, pyfilter, tmp, redis, count, prefix="s", backend="nftables"):
         self.members = []          # [name, ns, monitor, daemon, log, configuration]
         self.redis = redis
         try:
@@ -18,9 +20,17 @@ class Fleet:
                 name = f"{prefix}{i:02d}"
                 ns = Netns(name)
                 cfg, log = fleet_config(tmp, name, redis.url)
-                mon = Monitor(ns=ns)
-                if not mon.start():
-                    raise BenchError("nft not found: apt-get install -y nftables")
+                if backend != "nftables":
+                    with open(cfg) as f:
+                        text = f.read().replace("firewall: { backend: nftables }",
+                                                f"firewall: {{ backend: {backend} }}")
+                    with open(cfg, "w") as f:
+                        f.write(text)
+                    mon = None
+                else:
+                    mon = Monitor(ns=ns)
+                    if not mon.start():
+                        raise BenchError("nft not found: apt-get install -y nftables")
                 self.members.append([name, ns, mon, None, log, cfg])
             time.sleep(0.3)  # the monitors subscribe before the daemons build their tables
             t0 = clock()
@@ -57,7 +67,8 @@ class Fleet:
             if d is not None:
                 alive, rc = d.stop()
                 out[name] = (alive, rc, d.lines[-20:], d.errors[-5:])
-            mon.stop()
+            if mon is not None:
+                mon.stop()
             ns.close()
         self.members = []
         return out
