@@ -7,6 +7,9 @@
 //! - `active` — a hash net → id, one active ban per network;
 //! - `expiry` — a sorted set net → expiry time (`+inf` for forever);
 //! - `history` — a sorted set id → ban time;
+//! - `bans_of:<net>` — a sorted set of that network's ban ids by ban time, expiring
+//!   `history_retention` after the last (repeat offenders; whether the store still knows
+//!   a ban this server made);
 //! - `next_id` — the id counter; `epoch` — a random token, new when Redis lost its data.
 //!
 //! Recording and lifting are Lua scripts, so each is atomic and publishes its event on the
