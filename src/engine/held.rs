@@ -29,7 +29,10 @@ struct Slot {
 enum Known {
     Full(Box<NewBan>),
     /// Another server's ban: its end and, when an event said, its (rule, server).
-    Brief { until: Until, origin: Origin },
+    Brief {
+        until: Until,
+        origin: Origin,
+    },
 }
 
 /// When a ban ends, in Unix seconds: 0 for forever, clamped to what 32 bits hold (2106).
@@ -44,7 +47,9 @@ impl Until {
     }
 
     fn get(self) -> Option<DateTime<Utc>> {
-        (self.0 != 0).then(|| DateTime::from_timestamp(i64::from(self.0), 0)).flatten()
+        (self.0 != 0)
+            .then(|| DateTime::from_timestamp(i64::from(self.0), 0))
+            .flatten()
     }
 }
 
