@@ -162,7 +162,7 @@ fn file_thread(
         rules,
         ctx.events.clone(),
         Arc::clone(&ctx.metrics),
-    );
+    )?;
     // Whatever was written since the file was placed, before the watch was armed.
     follower.poll(&mut |l| matcher.line(l))?;
     matcher.count_lines();
