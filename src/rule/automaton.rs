@@ -336,6 +336,11 @@ impl Automaton {
                 continue;
             }
             let rule = &self.rules[r];
+            if rule.patterns[i].ignore {
+                // The rule's first matching pattern says the line is no attempt.
+                scratch.reported[r] = true;
+                continue;
+            }
             let Some((ip, time)) = groups(
                 &rule.patterns[i],
                 text,
@@ -415,12 +420,12 @@ fn groups(
         let input = Input::new(text).anchored(Anchored::Yes);
         pattern.backtrack.try_search(cache, &input, caps).ok()?;
         let span = |g: usize| caps.get_group(g).map(|s| s.start..s.end);
-        Some((span(pattern.ip_group)?, pattern.time_group.and_then(span)))
+        Some((span(pattern.ip_group?)?, pattern.time_group.and_then(span)))
     } else {
         let locs = locs.get_or_insert_with(|| pattern.regex.capture_locations());
         pattern.regex.captures_read(locs, text)?;
         let span = |g: usize| locs.get(g).map(|(s, e)| s..e);
-        Some((span(pattern.ip_group)?, pattern.time_group.and_then(span)))
+        Some((span(pattern.ip_group?)?, pattern.time_group.and_then(span)))
     }
 }
 

@@ -91,6 +91,10 @@ impl OneOrMany {
 pub struct PatternSpec {
     pub regex: String,
     pub instant: bool,
+    /// A line this pattern matches (before any other of the rule) is not an attempt,
+    /// whatever later patterns say: fail2ban's `ignoreregex`, for lines that would
+    /// be ambiguous. It needs no `<IP>`.
+    pub ignore: bool,
     /// The modes the pattern belongs to; empty: every mode.
     pub modes: Vec<String>,
 }
@@ -104,6 +108,8 @@ impl<'de> Deserialize<'de> for PatternSpec {
             #[serde(default)]
             instant: bool,
             #[serde(default)]
+            ignore: bool,
+            #[serde(default)]
             modes: Vec<String>,
         }
         struct Visitor;
@@ -111,13 +117,14 @@ impl<'de> Deserialize<'de> for PatternSpec {
             type Value = PatternSpec;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str(
-                    "a regex string or a map { regex: ..., instant: true|false, modes: [...] }",
+                    "a regex string or a map { regex: ..., instant: true|false, ignore: true|false, modes: [...] }",
                 )
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PatternSpec, E> {
                 Ok(PatternSpec {
                     regex: v.to_string(),
                     instant: false,
+                    ignore: false,
                     modes: Vec::new(),
                 })
             }
@@ -129,6 +136,7 @@ impl<'de> Deserialize<'de> for PatternSpec {
                 Ok(PatternSpec {
                     regex: full.regex,
                     instant: full.instant,
+                    ignore: full.ignore,
                     modes: full.modes,
                 })
             }

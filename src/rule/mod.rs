@@ -54,11 +54,13 @@ struct Pattern {
     regex: Regex,
     /// Finds the groups inside a text the automaton said matches.
     backtrack: BoundedBacktracker,
-    /// Capture group index of the address.
-    ip_group: usize,
+    /// Capture group index of the address (none for an `ignore` pattern).
+    ip_group: Option<usize>,
     /// Capture group index of the `time` group, if the pattern has one.
     time_group: Option<usize>,
     instant: bool,
+    /// A match means "not an attempt".
+    ignore: bool,
 }
 
 /// A rule ready to match lines, in the mode the configuration chose.
@@ -172,7 +174,7 @@ impl Rule {
             if !in_mode {
                 continue;
             }
-            patterns.push(compile_pattern(&file, index, &spec.regex, spec.instant)?);
+            patterns.push(compile_pattern(&file, index, spec)?);
         }
         Ok(Rule {
             name: Arc::from(file.name.as_str()),
@@ -271,9 +273,9 @@ fn select_mode(file: &RuleFile, asked: Option<&str>) -> Result<Option<String>, R
 fn compile_pattern(
     file: &RuleFile,
     index: usize,
-    regex: &str,
-    instant: bool,
+    spec: &file::PatternSpec,
 ) -> Result<Pattern, RuleError> {
+    let regex = spec.regex.as_str();
     let bad = |reason: String| RuleError::Pattern {
         index,
         regex: regex.to_string(),
@@ -285,14 +287,18 @@ fn compile_pattern(
         &file.statuses,
     )
     .map_err(bad)?;
-    let expanded = pattern::expand(&source).map_err(|source| RuleError::Placeholder {
-        index,
-        regex: regex.to_string(),
-        source,
-    })?;
+    let expanded = match pattern::expand(&source) {
+        // An ignore pattern names no address.
+        Err(pattern::PatternError::NoPlaceholder) if spec.ignore => source,
+        other => other.map_err(|source| RuleError::Placeholder {
+            index,
+            regex: regex.to_string(),
+            source,
+        })?,
+    };
     let anchored = build(&format!("^(?:{expanded})")).map_err(|e| bad(e.to_string()))?;
     let group = |name: &str| anchored.capture_names().position(|n| n == Some(name));
-    let ip_group = group(IP_GROUP).expect("expand adds the address group");
+    let ip_group = group(IP_GROUP);
     let time_group = group("time");
     let backtrack = BoundedBacktracker::builder()
         .syntax(syntax_config())
@@ -309,7 +315,8 @@ fn compile_pattern(
         backtrack,
         ip_group,
         time_group,
-        instant,
+        instant: spec.instant,
+        ignore: spec.ignore,
     })
 }
 
