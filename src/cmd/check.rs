@@ -108,8 +108,12 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
     println!("rules:");
     for rule in &settings.rules {
         let state = if rule.enabled { "enabled" } else { "disabled" };
+        let mode = match &rule.mode {
+            Some(m) => format!("mode {m} of {}, ", rule.modes.join(" ")),
+            None => String::new(),
+        };
         println!(
-            "  {} ({state}, {} patterns, {} attempts within {} -> ban {}) from {}",
+            "  {} ({state}, {mode}{} patterns, {} attempts within {} -> ban {}) from {}",
             rule.name,
             rule.pattern_count(),
             rule.limits.failed_attempts,

@@ -146,6 +146,8 @@ pub struct RuleOverride {
     pub urls: Option<Vec<String>>,
     /// For rules whose patterns use `<STATUS>`.
     pub statuses: Option<Vec<u16>>,
+    /// Which of the rule's modes runs (`aggressive`, ...): its default mode when unset.
+    pub mode: Option<String>,
 }
 
 /// Which journal entries a rule reads: `journalctl` matches (`FIELD=value`; one field

@@ -1,33 +1,62 @@
 //! Reading the time written on a log line.
 //!
 //! Bans are decided on the log's own time (event time), so `scan` of yesterday's log shows
-//! what the daemon would have done yesterday. Supported: classic syslog (`Nov 26 01:02:03`,
-//! year inferred from a reference time, right across New Year), RFC 3339 / ISO 8601 as
-//! rsyslog writes it (with or without fraction and offset), and any strftime format.
-//! Times without an offset are local time.
+//! what the daemon would have done yesterday. `auto` knows the layouts logs are written in:
+//!
+//! - syslog, `Nov 26 01:02:03` (day padded or not, a fraction, a year after the day or after
+//!   the clock, a weekday before: `Wed Jul 17 22:54:32.123 2013`, as Apache and ctime write);
+//! - ISO 8601 / RFC 3339: `2024-07-20T14:42:11.123456+02:00`, a space for the `T`, `,` for
+//!   the `.`, `Z`, `+02`, `+0200`, `+02:00`, the offset glued on or after one space, or
+//!   none; `/` between the date's parts (`2015/01/21 10:56:10`, nginx);
+//! - the common log format, `10/Oct/2000:13:55:36 -0700` (web servers' access logs);
+//! - MySQL's old `130324 17:56:13` (`yymmdd`, the hour padded with a space or not);
+//! - TAI64N labels, `@4000000050f3a2e1...` (daemontools' multilog).
+//!
+//! Besides `auto`: `epoch` (seconds since 1970, with a fraction or not) and any strftime
+//! format. A year-less time takes the year that puts it latest without being in the future
+//! (right across New Year); a time without an offset is local time.
 
 use chrono::{
-    DateTime, Datelike, Duration, FixedOffset, Local, NaiveDate, NaiveDateTime, NaiveTime, TimeZone,
+    DateTime, Datelike, Duration, FixedOffset, Local, NaiveDate, NaiveDateTime, NaiveTime,
+    TimeZone, Utc,
 };
+
+/// Why a `time_format` cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimeFormatError {
+    #[error("`{0}` is not a valid strftime format")]
+    BadStrftime(String),
+    #[error(
+        "`{0}` is not a time format: use auto, syslog, iso8601, tai64n, epoch or a strftime format such as `%d/%b/%Y:%H:%M:%S %z`"
+    )]
+    Unknown(String),
+    #[error("time_format needs at least one format")]
+    Empty,
+}
 
 /// How a rule reads the time of its lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TimeFormat {
-    /// Syslog or RFC 3339 at the start of the line, whichever is there.
+    /// Whichever known layout starts the text (see the module's documentation).
     Auto,
     Syslog,
     Rfc3339,
+    Tai64n,
+    /// Seconds since 1970-01-01 UTC, a fraction allowed.
+    Epoch,
     /// A chrono strftime format, matched at the start of the text.
     Strftime(String),
 }
 
 impl TimeFormat {
     /// Parses the `time_format` key of a rule.
-    pub fn parse(text: &str) -> Result<TimeFormat, String> {
+    pub fn parse(text: &str) -> Result<TimeFormat, TimeFormatError> {
         match text {
             "auto" => Ok(TimeFormat::Auto),
             "syslog" => Ok(TimeFormat::Syslog),
             "rfc3339" | "iso8601" => Ok(TimeFormat::Rfc3339),
+            "tai64n" => Ok(TimeFormat::Tai64n),
+            "epoch" => Ok(TimeFormat::Epoch),
             f if f.contains('%') => {
                 // Parse once against nothing to catch malformed specifiers now, not per line.
                 let items = chrono::format::StrftimeItems::new(f);
@@ -35,13 +64,11 @@ impl TimeFormat {
                     .clone()
                     .any(|i| matches!(i, chrono::format::Item::Error))
                 {
-                    return Err(format!("`{f}` is not a valid strftime format"));
+                    return Err(TimeFormatError::BadStrftime(f.to_string()));
                 }
                 Ok(TimeFormat::Strftime(f.to_string()))
             }
-            other => Err(format!(
-                "`{other}` is not a time format: use auto, syslog, rfc3339 or a strftime format such as `%d/%b/%Y:%H:%M:%S %z`"
-            )),
+            other => Err(TimeFormatError::Unknown(other.to_string())),
         }
     }
 
@@ -54,9 +81,11 @@ impl TimeFormat {
         };
         let text = text.trim_start_matches([' ', '[']);
         match self {
-            TimeFormat::Auto => read_syslog(text, reference).or_else(|| read_rfc3339(text)),
+            TimeFormat::Auto => read_auto(text, reference),
             TimeFormat::Syslog => read_syslog(text, reference),
-            TimeFormat::Rfc3339 => read_rfc3339(text),
+            TimeFormat::Rfc3339 => read_iso(text),
+            TimeFormat::Tai64n => read_tai64n(text),
+            TimeFormat::Epoch => read_epoch(text),
             TimeFormat::Strftime(f) => read_strftime(f, text, reference),
         }
     }
@@ -67,25 +96,39 @@ impl TimeFormat {
 pub struct TimeFormats(Vec<TimeFormat>);
 
 impl TimeFormats {
-    pub fn new(formats: Vec<TimeFormat>) -> Result<TimeFormats, String> {
+    pub fn new(formats: Vec<TimeFormat>) -> Result<TimeFormats, TimeFormatError> {
         if formats.is_empty() {
-            return Err("time_format needs at least one format".into());
+            return Err(TimeFormatError::Empty);
         }
         Ok(TimeFormats(formats))
     }
 
-    /// The first format's reading that succeeds. A single format also remembers its
-    /// last stamp (see `TimeCache`).
+    /// `auto` alone.
+    pub fn auto() -> TimeFormats {
+        TimeFormats(vec![TimeFormat::Auto])
+    }
+
+    /// The first format's reading that succeeds, remembered for the next line whose text
+    /// is the same (see `TimeCache`).
     pub fn read_cached(
         &self,
         text: &[u8],
         reference: DateTime<Local>,
         cache: &mut TimeCache,
     ) -> Option<DateTime<FixedOffset>> {
-        match self.0.as_slice() {
-            [one] => one.read_cached(text, reference, cache),
-            many => many.iter().find_map(|f| f.read(text, reference)),
-        }
+        cache.read(text, || self.0.iter().find_map(|f| f.read(text, reference)))
+    }
+}
+
+impl TimeFormat {
+    /// `read`, remembered for the next text that is the same (see `TimeCache`).
+    pub fn read_cached(
+        &self,
+        text: &[u8],
+        reference: DateTime<Local>,
+        cache: &mut TimeCache,
+    ) -> Option<DateTime<FixedOffset>> {
+        cache.read(text, || self.read(text, reference))
     }
 }
 
@@ -97,101 +140,302 @@ pub struct TimeCache {
     value: Option<DateTime<FixedOffset>>,
 }
 
-impl TimeFormat {
-    /// `read`, remembering the last stamp.
-    pub fn read_cached(
-        &self,
-        text: &[u8],
-        reference: DateTime<Local>,
-        cache: &mut TimeCache,
-    ) -> Option<DateTime<FixedOffset>> {
-        let Some(len) = self.stamp_len(text) else {
-            return self.read(text, reference);
-        };
-        if cache.value.is_some() && cache.key == text[..len] {
-            return cache.value;
-        }
-        let value = self.read(text, reference);
-        cache.key.clear();
-        cache.key.extend_from_slice(&text[..len]);
-        cache.value = value;
-        value
-    }
+impl TimeCache {
+    const MAX_KEY: usize = 64;
 
-    /// How many leading bytes of `text` hold everything `read` looks at, for the
-    /// built-in formats.
-    fn stamp_len(&self, text: &[u8]) -> Option<usize> {
-        let skip = text.iter().take_while(|&&b| b == b' ' || b == b'[').count();
-        let rest = &text[skip..];
-        let syslog = matches!(self, TimeFormat::Auto | TimeFormat::Syslog);
-        let iso = matches!(self, TimeFormat::Auto | TimeFormat::Rfc3339);
-        let len = match rest.first()? {
-            b'A'..=b'Z' if syslog => syslog_len(rest)?,
-            b'0'..=b'9' if iso => {
-                let first = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
-                match rest.get(first + 1..) {
-                    // `date time`: the time is the second token. (Found by fuzzing: a
-                    // ten-byte text with no space has no second token at all.)
-                    Some(second) if first == 10 => {
-                        first
-                            + 1
-                            + second
-                                .iter()
-                                .position(|&b| b == b' ')
-                                .unwrap_or(second.len())
-                    }
-                    _ => first,
-                }
-            }
-            _ => return None,
-        };
-        Some(skip + len.min(rest.len()))
+    fn read(
+        &mut self,
+        text: &[u8],
+        read: impl FnOnce() -> Option<DateTime<FixedOffset>>,
+    ) -> Option<DateTime<FixedOffset>> {
+        // A stamp, or a `time` group, is short; a longer text is a whole line, read
+        // from its start, whose bytes say nothing about the next line's time.
+        let cacheable = text.len() <= TimeCache::MAX_KEY;
+        if cacheable && self.value.is_some() && self.key == text {
+            return self.value;
+        }
+        let value = read();
+        if cacheable {
+            self.key.clear();
+            self.key.extend_from_slice(text);
+            self.value = value;
+        }
+        value
     }
 }
 
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
+const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
-/// How many bytes `read_syslog` looks at: month, spaces, the day token, a space and the
-/// clock. (Found by fuzzing: a fixed 15 let a cached time stand for a padded stamp that
-/// differs only further on.)
-fn syslog_len(b: &[u8]) -> Option<usize> {
-    let mut i = b.len().min(3);
-    while b.get(i) == Some(&b' ') {
-        i += 1;
+fn read_auto(text: &str, reference: DateTime<Local>) -> Option<DateTime<FixedOffset>> {
+    match text.as_bytes().first()? {
+        b'A'..=b'Z' => read_syslog(text, reference),
+        b'@' => read_tai64n(text),
+        b'0'..=b'9' => read_iso(text)
+            .or_else(|| read_clf(text))
+            .or_else(|| read_mysql(text)),
+        _ => None,
     }
-    i += b[i..].iter().position(|&c| c == b' ')?;
-    Some((i + 1 + 8).min(b.len()))
 }
 
-/// `Mmm dd hh:mm:ss`, day space-padded or not.
+/// A cursor over the text of a time stamp.
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        let ok = self.peek() == Some(c);
+        if ok {
+            self.i += 1;
+        }
+        ok
+    }
+
+    fn spaces(&mut self) -> usize {
+        let n = self.b[self.i..].iter().take_while(|&&b| b == b' ').count();
+        self.i += n;
+        n
+    }
+
+    /// Exactly `min..=max` digits, as a number.
+    fn number(&mut self, min: usize, max: usize) -> Option<u32> {
+        let n = self.b[self.i..]
+            .iter()
+            .take(max)
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        // A field of variable width must be followed by something else than a digit.
+        if n < min || (min != max && self.b.get(self.i + n).is_some_and(u8::is_ascii_digit)) {
+            return None;
+        }
+        let v = self.b[self.i..self.i + n]
+            .iter()
+            .fold(0u32, |v, d| v * 10 + u32::from(d - b'0'));
+        self.i += n;
+        Some(v)
+    }
+
+    /// `hh:mm:ss` (the hour may have one digit).
+    fn clock(&mut self) -> Option<NaiveTime> {
+        let h = self.number(1, 2)?;
+        self.eat(b':').then_some(())?;
+        let m = self.number(2, 2)?;
+        self.eat(b':').then_some(())?;
+        let s = self.number(2, 2)?;
+        let nanos = self.fraction();
+        // A leap second is read as the last nanosecond before the next minute.
+        let (s, nanos) = if s == 60 {
+            (59, 999_999_999)
+        } else {
+            (s, nanos)
+        };
+        NaiveTime::from_hms_nano_opt(h, m, s, nanos)
+    }
+
+    /// `.123` or `,123`, as nanoseconds (0 when absent).
+    fn fraction(&mut self) -> u32 {
+        let start = self.i;
+        if !(self.eat(b'.') || self.eat(b',')) {
+            return 0;
+        }
+        let digits: Vec<u8> = self.b[self.i..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .copied()
+            .collect();
+        if digits.is_empty() {
+            self.i = start;
+            return 0;
+        }
+        self.i += digits.len();
+        digits
+            .iter()
+            .chain(std::iter::repeat(&b'0'))
+            .take(9)
+            .fold(0u32, |v, d| v * 10 + u32::from(d - b'0'))
+    }
+
+    /// A month's abbreviation.
+    fn month(&mut self) -> Option<u32> {
+        let word = self.b.get(self.i..self.i + 3)?;
+        let m = MONTHS.iter().position(|m| m.as_bytes() == word)? as u32 + 1;
+        self.i += 3;
+        Some(m)
+    }
+
+    /// `Z`, `+hh`, `+hhmm` or `+hh:mm`, if there.
+    fn offset(&mut self) -> Option<FixedOffset> {
+        let start = self.i;
+        if self.eat(b'Z') {
+            return FixedOffset::east_opt(0);
+        }
+        let sign = match self.peek() {
+            Some(b'+') => 1,
+            Some(b'-') => -1,
+            _ => return None,
+        };
+        self.i += 1;
+        let Some(h) = self.number(2, 2) else {
+            self.i = start;
+            return None;
+        };
+        let colon = self.eat(b':');
+        let m = match self.number(2, 2) {
+            Some(m) => m,
+            None if colon => {
+                self.i = start;
+                return None;
+            }
+            None => 0,
+        };
+        FixedOffset::east_opt(sign * (h * 3600 + m * 60) as i32).or_else(|| {
+            self.i = start;
+            None
+        })
+    }
+}
+
+/// `[Www ]Mmm dd [yyyy ]hh:mm:ss[.frac][ yyyy]`.
 fn read_syslog(text: &str, reference: DateTime<Local>) -> Option<DateTime<FixedOffset>> {
-    let b = text.as_bytes();
-    let month = MONTHS
-        .iter()
-        .position(|m| b.get(..3) == Some(m.as_bytes()))? as u32
-        + 1;
-    let rest = text.get(3..)?.trim_start_matches(' ');
-    let (day, rest) = rest.split_once(' ')?;
-    let day: u32 = day.parse().ok()?;
-    let time = read_clock(rest.as_bytes().get(..8)?)?;
-    infer_year(reference, |year| {
-        NaiveDate::from_ymd_opt(year, month, day).map(|d| d.and_time(time))
-    })
-}
-
-/// `hh:mm:ss`, read by hand: this runs for every new second of a log.
-fn read_clock(b: &[u8]) -> Option<NaiveTime> {
-    let two = |i: usize| -> Option<u32> {
-        let (h, l) = (b[i], b[i + 1]);
-        (h.is_ascii_digit() && l.is_ascii_digit())
-            .then(|| u32::from(h - b'0') * 10 + u32::from(l - b'0'))
+    let mut c = Cursor {
+        b: text.as_bytes(),
+        i: 0,
     };
-    if b[2] != b':' || b[5] != b':' {
+    if let Some(w) = text.get(..4)
+        && WEEKDAYS.iter().any(|d| w.starts_with(d))
+        && w.ends_with(' ')
+    {
+        c.i = 4;
+        c.spaces();
+    }
+    let month = c.month()?;
+    if c.spaces() == 0 {
         return None;
     }
-    NaiveTime::from_hms_opt(two(0)?, two(3)?, two(6)?)
+    let day = c.number(1, 2)?;
+    if c.spaces() == 0 {
+        return None;
+    }
+    let mut year = None;
+    let save = c.i;
+    if let Some(y) = c.number(4, 4)
+        && c.spaces() > 0
+    {
+        year = Some(y as i32);
+    } else {
+        c.i = save;
+    }
+    let time = c.clock()?;
+    if year.is_none()
+        && c.spaces() == 1
+        && let Some(y) = c.number(4, 4)
+    {
+        year = Some(y as i32);
+    }
+    match year {
+        Some(y) => local(NaiveDate::from_ymd_opt(y, month, day)?.and_time(time)),
+        None => infer_year(reference, |year| {
+            NaiveDate::from_ymd_opt(year, month, day).map(|d| d.and_time(time))
+        }),
+    }
+}
+
+/// `YYYY-MM-DD[T ]hh:mm:ss[.frac][ ][offset]`, or `/` between the date's parts.
+fn read_iso(text: &str) -> Option<DateTime<FixedOffset>> {
+    let mut c = Cursor {
+        b: text.as_bytes(),
+        i: 0,
+    };
+    let year = c.number(4, 4)? as i32;
+    let sep = c.peek()?;
+    if sep != b'-' && sep != b'/' {
+        return None;
+    }
+    c.i += 1;
+    let month = c.number(2, 2)?;
+    c.eat(sep).then_some(())?;
+    let day = c.number(2, 2)?;
+    if !(c.eat(b'T') || c.spaces() > 0) {
+        return None;
+    }
+    let time = c.clock()?;
+    let naive = NaiveDate::from_ymd_opt(year, month, day)?.and_time(time);
+    let save = c.i;
+    let offset = c.offset().or_else(|| {
+        c.i = save;
+        (c.spaces() == 1).then(|| c.offset()).flatten()
+    });
+    match offset {
+        Some(offset) => offset.from_local_datetime(&naive).single(),
+        None => local(naive),
+    }
+}
+
+/// `dd/Mmm/yyyy:hh:mm:ss[ offset]` (the common log format).
+fn read_clf(text: &str) -> Option<DateTime<FixedOffset>> {
+    let mut c = Cursor {
+        b: text.as_bytes(),
+        i: 0,
+    };
+    let day = c.number(1, 2)?;
+    c.eat(b'/').then_some(())?;
+    let month = c.month()?;
+    c.eat(b'/').then_some(())?;
+    let year = c.number(4, 4)? as i32;
+    c.eat(b':').then_some(())?;
+    let time = c.clock()?;
+    let naive = NaiveDate::from_ymd_opt(year, month, day)?.and_time(time);
+    c.spaces();
+    match c.offset() {
+        Some(offset) => offset.from_local_datetime(&naive).single(),
+        None => local(naive),
+    }
+}
+
+/// MySQL before 5.7: `yymmdd hh:mm:ss`, the hour padded with a space or not.
+fn read_mysql(text: &str) -> Option<DateTime<FixedOffset>> {
+    let mut c = Cursor {
+        b: text.as_bytes(),
+        i: 0,
+    };
+    let date = c.number(6, 6)?;
+    if c.spaces() == 0 {
+        return None;
+    }
+    let time = c.clock()?;
+    let (y, m, d) = (date / 10000, date / 100 % 100, date % 100);
+    local(NaiveDate::from_ymd_opt(2000 + y as i32, m, d)?.and_time(time))
+}
+
+/// `@` and 24 hexadecimal digits: 2^62 plus the seconds, then the nanoseconds.
+fn read_tai64n(text: &str) -> Option<DateTime<FixedOffset>> {
+    let hex = text.strip_prefix('@')?.get(..24)?;
+    let secs = u64::from_str_radix(&hex[..16], 16)
+        .ok()?
+        .checked_sub(1 << 62)?;
+    let nanos = u32::from_str_radix(&hex[16..], 16).ok()?;
+    // Labels count TAI seconds; like multilog's own readers, the leap seconds are not
+    // taken off: logs and people read them as UTC.
+    DateTime::<Utc>::from_timestamp(i64::try_from(secs).ok()?, nanos).map(|t| t.fixed_offset())
+}
+
+/// Seconds since the epoch, a fraction allowed.
+fn read_epoch(text: &str) -> Option<DateTime<FixedOffset>> {
+    let mut c = Cursor {
+        b: text.as_bytes(),
+        i: 0,
+    };
+    let secs = c.number(9, 11)?;
+    let nanos = c.fraction();
+    DateTime::<Utc>::from_timestamp(i64::from(secs), nanos).map(|t| t.fixed_offset())
 }
 
 /// Picks the latest year that does not put the time in the future (two days of slack for
@@ -232,28 +476,6 @@ fn local(naive: NaiveDateTime) -> Option<DateTime<FixedOffset>> {
                 .earliest()
         })
         .map(|t| t.fixed_offset())
-}
-
-/// `2024-07-20T14:42:11.123456+02:00`, `...Z`, or without offset (local time); a space
-/// instead of `T` is accepted.
-fn read_rfc3339(text: &str) -> Option<DateTime<FixedOffset>> {
-    if !text.as_bytes().get(..4)?.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let token_end = |s: &str| s.find([' ', ']', ',']).unwrap_or(s.len());
-    let first = &text[..token_end(text)];
-    let candidate: std::borrow::Cow<str> = if first.len() == 10 {
-        // Date, space, time: join them into one token.
-        let rest = text.get(11..)?;
-        format!("{first}T{}", &rest[..token_end(rest)]).into()
-    } else {
-        first.into()
-    };
-    if let Ok(at) = DateTime::parse_from_rfc3339(&candidate) {
-        return Some(at);
-    }
-    let (naive, _) = NaiveDateTime::parse_and_remainder(&candidate, "%Y-%m-%dT%H:%M:%S%.f").ok()?;
-    local(naive)
 }
 
 fn read_strftime(
@@ -400,7 +622,7 @@ mod tests {
             b"",
         ] {
             assert_eq!(
-                TimeFormat::Auto.read_cached(line, r, &mut cache),
+                TimeFormats::auto().read_cached(line, r, &mut cache),
                 TimeFormat::Auto.read(line, r)
             );
         }
@@ -429,5 +651,81 @@ mod tests {
     fn bad_formats_are_refused() {
         assert!(TimeFormat::parse("weird").is_err());
         assert!(TimeFormat::parse("%Q").is_err());
+    }
+
+    #[test]
+    fn auto_reads_the_layouts_logs_are_written_in() {
+        let r = reference("2026-11-26T12:00:00Z");
+        let read = |text: &str| TimeFormat::Auto.read(text.as_bytes(), r).map(local_naive);
+        let zoned = |text: &str| {
+            TimeFormat::Auto
+                .read(text.as_bytes(), r)
+                .map(|t| t.to_rfc3339())
+        };
+        assert_eq!(
+            read("Wed Jul 17 22:54:32 2013] [error]").as_deref(),
+            Some("2013-07-17 22:54:32")
+        );
+        assert_eq!(
+            read("Sat Jul 20 21:34:49.453232 2013]").as_deref(),
+            Some("2013-07-20 21:34:49")
+        );
+        assert_eq!(
+            read("Thu Sep  8 00:39:49 2016 [pid 1]").as_deref(),
+            Some("2016-09-08 00:39:49")
+        );
+        assert_eq!(
+            read("Oct 27 2015 09:24:46 host").as_deref(),
+            Some("2015-10-27 09:24:46")
+        );
+        assert_eq!(
+            read("2015/01/21 10:56:10 [error]").as_deref(),
+            Some("2015-01-21 10:56:10")
+        );
+        assert_eq!(
+            read("130324  0:04:00 [Warning]").as_deref(),
+            Some("2013-03-24 00:04:00")
+        );
+        assert_eq!(
+            read("2015-10-07  8:25:38 1398").as_deref(),
+            Some("2015-10-07 08:25:38")
+        );
+        assert_eq!(
+            read("2013-11-16 21:59:30,121 novo").as_deref(),
+            Some("2013-11-16 21:59:30")
+        );
+        assert_eq!(
+            zoned("2024-08-31 02:11:28.892+0800]").as_deref(),
+            Some("2024-08-31T02:11:28.892+08:00")
+        );
+        assert_eq!(
+            zoned("2019-11-26 01:04:49.008 +08:00 [WRN]").as_deref(),
+            Some("2019-11-26T01:04:49.008+08:00")
+        );
+        assert_eq!(
+            zoned("2020-10-19T17:44:33+0200 lvl").as_deref(),
+            Some("2020-10-19T17:44:33+02:00")
+        );
+        assert_eq!(
+            zoned("20/Jan/2015:19:53:28 +0100] \"GET").as_deref(),
+            Some("2015-01-20T19:53:28+01:00")
+        );
+        assert_eq!(
+            zoned("@400000004c91b044077a9e94 imap").as_deref(),
+            Some("2010-09-16T05:51:00.125476500+00:00")
+        );
+        assert_eq!(
+            read("24/Mar/2013:08:58:32 GMT]").as_deref(),
+            Some("2013-03-24 08:58:32")
+        );
+    }
+
+    #[test]
+    fn epoch_seconds() {
+        let f = TimeFormat::parse("epoch").unwrap();
+        let at = f
+            .read(b"1386543323.250 4 x", reference("2026-01-01T00:00:00Z"))
+            .unwrap();
+        assert_eq!(at.timestamp_millis(), 1_386_543_323_250);
     }
 }

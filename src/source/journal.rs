@@ -1,9 +1,9 @@
 //! The systemd journal as a log source: `journalctl --follow --output=json`, one child
 //! process per rule that reads the journal.
 //!
-//! Each entry becomes one line in the syslog shape the rules already read — its own time
-//! (RFC 3339, from `__REALTIME_TIMESTAMP`), host, identifier and pid, then the message —
-//! so a rule's patterns serve for its log files and for the journal alike. The cursor of
+//! Each entry's message is matched as it is, with the entry's own time (from
+//! `__REALTIME_TIMESTAMP`): a rule's patterns describe the message, which syslog files
+//! carry after a header and the journal carries alone, so they serve for both. The cursor of
 //! the last entry handled is sent to the decision thread, which saves it: a restart resumes
 //! exactly after it, neither replaying nor missing entries. A rule that names both log files
 //! and a journal reads the journal only when none of its files exists (the default sshd
@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use chrono::{DateTime, Local, SecondsFormat, Utc};
+use chrono::{DateTime, FixedOffset, Local, Utc};
 use crossbeam_channel::{bounded, select};
 
 use crate::config::JournalSpec;
@@ -170,7 +170,7 @@ fn follow(rule: &Arc<Rule>, cursor: Option<String>, ctx: &WatchContext) -> anyho
         std::slice::from_ref(rule),
         ctx.events.clone(),
         Arc::clone(&ctx.metrics),
-    );
+    )?;
     loop {
         // Entries read are added to the metrics when the pipe has nothing more queued,
         // so a burst costs one atomic add.
@@ -186,7 +186,7 @@ fn follow(rule: &Arc<Rule>, cursor: Option<String>, ctx: &WatchContext) -> anyho
                     log::debug!("rule {}: not a journal entry: {}", rule.name, String::from_utf8_lossy(&line));
                     continue;
                 };
-                matcher.line(entry.as_line().as_bytes());
+                matcher.entry(entry.message().as_bytes(), entry.time());
                 if let Some(cursor) = entry.cursor {
                     let _ = ctx.events.send(Event::Cursor { rule: rule.name.to_string(), cursor });
                 }
@@ -248,8 +248,24 @@ impl Entry {
         })
     }
 
-    /// `2025-11-26T01:02:03.123456+00:00 host sshd[123]: message`: the shape rules read.
+    /// When the entry was written (now, for an entry that does not say).
+    fn time(&self) -> DateTime<FixedOffset> {
+        self.at
+            .unwrap_or_else(Utc::now)
+            .with_timezone(&Local)
+            .fixed_offset()
+    }
+
+    /// The message, on one line: a message spanning lines would let its own text pose
+    /// as the start of a line.
+    fn message(&self) -> String {
+        self.message.replace(['\n', '\r'], " ")
+    }
+
+    /// `2025-11-26T01:02:03.123456+00:00 host sshd[123]: message`, for people.
+    #[cfg(test)]
     fn as_line(&self) -> String {
+        use chrono::SecondsFormat;
         let at = self
             .at
             .unwrap_or_else(Utc::now)

@@ -106,8 +106,9 @@ fn spawn_named(name: String, f: impl FnOnce() + Send + 'static) -> JoinHandle<()
         .expect("spawning a thread")
 }
 
-/// Places the file's read position now, on the caller's thread, then follows it on a
-/// thread of its own.
+/// Places the file's read position and compiles its rules' automaton now, on the
+/// caller's thread (so both are done when the daemon says it is ready), then follows it
+/// on a thread of its own.
 fn spawn_file(
     path: PathBuf,
     rules: Vec<Arc<Rule>>,
@@ -117,10 +118,17 @@ fn spawn_file(
 ) -> JoinHandle<()> {
     let mut follower = Follower::new(&path, ctx.max_line);
     let opened = follower.open(saved, fresh);
+    let matcher = Matcher::new(
+        Input::File(path.clone()),
+        &rules,
+        ctx.events.clone(),
+        Arc::clone(&ctx.metrics),
+    );
     spawn_named(format!("watch {}", path.display()), move || {
         if let Err(e) = opened
             .map_err(anyhow::Error::from)
-            .and_then(|()| file_thread(&path, &rules, follower, &ctx))
+            .and_then(|()| matcher.map_err(anyhow::Error::from))
+            .and_then(|matcher| file_thread(&path, matcher, follower, &ctx))
         {
             log::error!("{}: no longer followed: {e}", path.display());
         }
@@ -150,19 +158,13 @@ fn new_watcher() -> notify::Result<(RecommendedWatcher, Receiver<notify::Result<
 
 fn file_thread(
     path: &Path,
-    rules: &[Arc<Rule>],
+    mut matcher: Matcher,
     mut follower: Follower,
     ctx: &WatchContext,
 ) -> anyhow::Result<()> {
     let (mut watcher, notes) = new_watcher()?;
     let mut watched = watch_dir(path);
     watcher.watch(&watched, RecursiveMode::NonRecursive)?;
-    let mut matcher = Matcher::new(
-        Input::File(path.to_path_buf()),
-        rules,
-        ctx.events.clone(),
-        Arc::clone(&ctx.metrics),
-    );
     // Whatever was written since the file was placed, before the watch was armed.
     follower.poll(&mut |l| matcher.line(l))?;
     matcher.count_lines();
