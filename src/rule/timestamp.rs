@@ -8,13 +8,16 @@
 //! - ISO 8601 / RFC 3339: `2024-07-20T14:42:11.123456+02:00`, a space for the `T`, `,` for
 //!   the `.`, `Z`, `+02`, `+0200`, `+02:00`, the offset glued on or after one space, or
 //!   none; `/` between the date's parts (`2015/01/21 10:56:10`, nginx);
-//! - the common log format, `10/Oct/2000:13:55:36 -0700` (web servers' access logs);
+//! - the common log format, `10/Oct/2000:13:55:36 -0700` (web servers' access logs), the
+//!   month also in the languages Java's access logs write it in (`02/sept./2015`, `Okt`);
 //! - MySQL's old `130324 17:56:13` (`yymmdd`, the hour padded with a space or not);
 //! - TAI64N labels, `@4000000050f3a2e1...` (daemontools' multilog).
 //!
 //! Besides `auto`: `epoch` (seconds since 1970, with a fraction or not) and any strftime
-//! format. A year-less time takes the year that puts it latest without being in the future
-//! (right across New Year); a time without an offset is local time.
+//! format; one with a time but no date (`%H:%M:%S%.f`) gives that time on the day of the
+//! reference (see `on_the_reference_day`). A year-less time takes the year that puts it
+//! latest without being in the future (right across New Year); a time without an offset is
+//! local time.
 
 use chrono::{
     DateTime, Datelike, Duration, FixedOffset, Local, NaiveDate, NaiveDateTime, NaiveTime,
@@ -167,6 +170,23 @@ impl TimeCache {
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
+/// Short month names of the languages Java writes them in most (CLDR and the older
+/// JDK tables): English, French, German, Spanish, Italian, Portuguese, Dutch; lower
+/// case, without a final `.`.
+const LOCALIZED_MONTHS: [&[&str]; 12] = [
+    &["jan", "janv", "ene", "gen"],
+    &["feb", "févr", "fev"],
+    &["mar", "mars", "mär", "märz", "mrt"],
+    &["apr", "avr", "abr"],
+    &["may", "mai", "mag", "mei"],
+    &["jun", "juin", "juni", "giu"],
+    &["jul", "juil", "juli", "lug"],
+    &["aug", "août", "ago"],
+    &["sep", "sept", "set"],
+    &["oct", "okt", "ott", "out"],
+    &["nov"],
+    &["dec", "déc", "dez", "dic"],
+];
 const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
 fn read_auto(text: &str, reference: DateTime<Local>) -> Option<DateTime<FixedOffset>> {
@@ -268,6 +288,25 @@ impl Cursor<'_> {
         let word = self.b.get(self.i..self.i + 3)?;
         let m = MONTHS.iter().position(|m| m.as_bytes() == word)? as u32 + 1;
         self.i += 3;
+        Some(m)
+    }
+
+    /// A month's abbreviation in the language of the server's locale, as Java's access
+    /// logs (Jetty, Tomcat) write it under a locale other than English: `sept.`, `Okt`,
+    /// `févr.`, `mag`. Letters up to the next `/` (a final `.` dropped), any case.
+    fn localized_month(&mut self) -> Option<u32> {
+        let len = self.b[self.i..]
+            .iter()
+            .take(12)
+            .take_while(|&&b| b != b'/' && b != b' ' && !b.is_ascii_digit())
+            .count();
+        let word = std::str::from_utf8(&self.b[self.i..self.i + len]).ok()?;
+        let word = word.strip_suffix('.').unwrap_or(word).to_lowercase();
+        let m = LOCALIZED_MONTHS
+            .iter()
+            .position(|names| names.contains(&word.as_str()))? as u32
+            + 1;
+        self.i += len;
         Some(m)
     }
 
@@ -379,7 +418,8 @@ fn read_iso(text: &str) -> Option<DateTime<FixedOffset>> {
     }
 }
 
-/// `dd/Mmm/yyyy:hh:mm:ss[ offset]` (the common log format).
+/// `dd/Mmm/yyyy:hh:mm:ss[ offset]` (the common log format), the month in English or in
+/// another language (`LOCALIZED_MONTHS`).
 fn read_clf(text: &str) -> Option<DateTime<FixedOffset>> {
     let mut c = Cursor {
         b: text.as_bytes(),
@@ -387,8 +427,16 @@ fn read_clf(text: &str) -> Option<DateTime<FixedOffset>> {
     };
     let day = c.number(1, 2)?;
     c.eat(b'/').then_some(())?;
-    let month = c.month()?;
-    c.eat(b'/').then_some(())?;
+    let save = c.i;
+    let month = match c.month() {
+        Some(m) if c.eat(b'/') => m,
+        _ => {
+            c.i = save;
+            let m = c.localized_month()?;
+            c.eat(b'/').then_some(())?;
+            m
+        }
+    };
     let year = c.number(4, 4)? as i32;
     c.eat(b':').then_some(())?;
     let time = c.clock()?;
@@ -466,6 +514,26 @@ fn infer_year(
     None
 }
 
+/// A time of day without a date (`12:57:32.907`, logback's default layout): the day of
+/// `reference`, or the day before when that would put it more than an hour after
+/// `reference` (a line written before midnight, read after it). Right for lines read as
+/// they are written; a file read later gets its last day's date on every line.
+fn on_the_reference_day(
+    reference: DateTime<Local>,
+    time: NaiveTime,
+) -> Option<DateTime<FixedOffset>> {
+    let day = reference.date_naive();
+    let at = local(day.and_time(time))?;
+    let limit = reference
+        .checked_add_signed(Duration::hours(1))
+        .unwrap_or(reference);
+    if at <= limit {
+        Some(at)
+    } else {
+        local(day.pred_opt()?.and_time(time))
+    }
+}
+
 fn local(naive: NaiveDateTime) -> Option<DateTime<FixedOffset>> {
     let at = Local.from_local_datetime(&naive);
     // A time inside a daylight-saving gap does not exist; an hour later does.
@@ -497,6 +565,16 @@ fn read_strftime(
     if has_year {
         let (naive, _) = NaiveDateTime::parse_and_remainder(text, format).ok()?;
         return local(naive);
+    }
+    let has_day = [
+        "%m", "%b", "%B", "%h", "%d", "%e", "%j", "%a", "%A", "%u", "%w", "%U", "%W", "%V", "%x",
+        "%v",
+    ]
+    .iter()
+    .any(|d| format.contains(d));
+    if !has_day {
+        let (time, _) = NaiveTime::parse_and_remainder(text, format).ok()?;
+        return on_the_reference_day(reference, time);
     }
     let with_year = format!("%Y {format}");
     infer_year(reference, |year| {
@@ -718,6 +796,66 @@ mod tests {
             read("24/Mar/2013:08:58:32 GMT]").as_deref(),
             Some("2013-03-24 08:58:32")
         );
+    }
+
+    #[test]
+    fn a_time_without_a_date_takes_the_reference_day() {
+        let f = TimeFormat::parse("%H:%M:%S%.f").unwrap();
+        let noon = Local.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
+        let at = |text: &str, r| f.read(text.as_bytes(), r).map(local_naive);
+        assert_eq!(
+            at("11:57:32.907 [http-nio-8080-exec-10] WARN", noon).as_deref(),
+            Some("2026-11-26 11:57:32")
+        );
+        // Up to an hour ahead of the reference (clocks): the same day.
+        assert_eq!(
+            at("12:30:00.000 x", noon).as_deref(),
+            Some("2026-11-26 12:30:00")
+        );
+        // Written before midnight, read after it: the day before.
+        let night = Local.with_ymd_and_hms(2026, 11, 26, 0, 10, 0).unwrap();
+        assert_eq!(
+            at("23:59:59.001 [main] WARN", night).as_deref(),
+            Some("2026-11-25 23:59:59")
+        );
+        assert_eq!(f.read(b"25:00:00.000 x", noon), None);
+        assert_eq!(f.read(b"not a time", noon), None);
+    }
+
+    #[test]
+    fn common_log_format_with_month_names_of_other_languages() {
+        let r = reference("2026-11-26T12:00:00Z");
+        let zoned = |text: &str| {
+            TimeFormat::Auto
+                .read(text.as_bytes(), r)
+                .map(|t| t.to_rfc3339())
+        };
+        assert_eq!(
+            zoned("02/sept./2015:00:11:31 +0200] \"GET").as_deref(),
+            Some("2015-09-02T00:11:31+02:00")
+        );
+        assert_eq!(
+            zoned("17/Okt/2015:00:35:12 +0200]").as_deref(),
+            Some("2015-10-17T00:35:12+02:00")
+        );
+        assert_eq!(
+            zoned("03/févr./2016:10:00:00 +0100]").as_deref(),
+            Some("2016-02-03T10:00:00+01:00")
+        );
+        assert_eq!(
+            zoned("03/Mär/2016:10:00:00 +0100]").as_deref(),
+            Some("2016-03-03T10:00:00+01:00")
+        );
+        assert_eq!(
+            zoned("03/mag/2016:10:00:00 +0100]").as_deref(),
+            Some("2016-05-03T10:00:00+01:00")
+        );
+        assert_eq!(
+            zoned("20/Jan/2015:19:53:28 +0100]").as_deref(),
+            Some("2015-01-20T19:53:28+01:00")
+        );
+        assert_eq!(zoned("03/xyz/2016:10:00:00 +0100]"), None);
+        assert_eq!(zoned("03/Septembre/2016:10:00:00 +0100]"), None);
     }
 
     #[test]
