@@ -8,7 +8,22 @@
 //! their service's own lines are a third, run once over the whole line. Only for a pattern
 //! that matched are its groups (address, time) found, with a bounded backtracker anchored on
 //! the same text. Each rule reports its first matching pattern, at most once per line.
+//!
+//! Sessions: some services write the client's address on one line and the failure on
+//! another line of the same connection (`conn=1022 ... ACCEPT from IP=...`, then `conn=1022
+//! ... RESULT ... err=49`). A pattern with a `session` group joins such lines: a
+//! `remember: true` pattern records its session, with the address its line carries (or
+//! only that the session was seen, when it carries none), and reports nothing; another
+//! pattern with a `session` group reports only for a session recorded before, with the
+//! address its own line carries, or else the recorded one. A record that gave its mark to a
+//! line carrying the address is used up; a recorded address serves every later failure of
+//! its session. The records live in the scratch space of the thread reading the source (one
+//! per file or journal rule: lines come in order), at most `MAX_SESSIONS` per rule, the
+//! oldest forgotten first. (`scan` matches batches of lines on several threads: a session
+//! whose lines fall in two batches is not joined there.)
 
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -57,6 +72,49 @@ pub struct Scratch {
     /// Header stamps, and each rule's own times.
     header_time: TimeCache,
     times: Vec<TimeCache>,
+    /// Each rule's recorded sessions.
+    sessions: Vec<Sessions>,
+}
+
+/// Most sessions one rule keeps on record.
+pub(super) const MAX_SESSIONS: usize = 4096;
+/// Longest session key kept (a connection number, a queue id): longer ones are ignored.
+const MAX_SESSION_KEY: usize = 64;
+
+/// The sessions a rule has recorded: key, and the address the recording line gave.
+#[derive(Debug, Clone, Default)]
+struct Sessions {
+    known: HashMap<Vec<u8>, Option<IpAddr>>,
+    /// Keys, oldest first.
+    order: VecDeque<Vec<u8>>,
+}
+
+impl Sessions {
+    fn record(&mut self, key: &[u8], ip: Option<IpAddr>) {
+        if let Some(known) = self.known.get_mut(key) {
+            if ip.is_some() {
+                *known = ip;
+            }
+            return;
+        }
+        if self.order.len() >= MAX_SESSIONS
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.known.remove(&oldest);
+        }
+        self.order.push_back(key.to_vec());
+        self.known.insert(key.to_vec(), ip);
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Option<IpAddr>> {
+        self.known.get(key).copied()
+    }
+
+    fn forget(&mut self, key: &[u8]) {
+        if self.known.remove(key).is_some() {
+            self.order.retain(|k| k != key);
+        }
+    }
 }
 
 /// Where a match's time comes from.
@@ -137,6 +195,7 @@ impl Automaton {
                 .collect(),
             header_time: TimeCache::default(),
             times: vec![TimeCache::default(); self.rules.len()],
+            sessions: vec![Sessions::default(); self.rules.len()],
         }
     }
 
@@ -336,22 +395,52 @@ impl Automaton {
                 continue;
             }
             let rule = &self.rules[r];
-            if rule.patterns[i].ignore {
+            let pattern = &rule.patterns[i];
+            if pattern.ignore {
                 // The rule's first matching pattern says the line is no attempt.
                 scratch.reported[r] = true;
                 continue;
             }
-            let Some((ip, time)) = groups(
-                &rule.patterns[i],
+            let Some(spans) = groups(
+                pattern,
                 text,
                 &mut scratch.captures[r][i],
                 &mut scratch.locs[r][i],
             ) else {
                 continue;
             };
+            let line_ip = spans.ip.map(|s| pattern::parse_ip(&text[s]));
+            let ip = match spans.session {
+                None => line_ip.flatten(),
+                Some(s) => {
+                    let key = &text[s];
+                    let sessions = &mut scratch.sessions[r];
+                    if key.len() > MAX_SESSION_KEY {
+                        continue;
+                    }
+                    if pattern.remember {
+                        match line_ip {
+                            Some(None) => {}
+                            Some(ip) => sessions.record(key, ip),
+                            None => sessions.record(key, None),
+                        }
+                        continue;
+                    }
+                    match (sessions.get(key), line_ip) {
+                        (None, _) => continue,
+                        (Some(_), Some(ip)) => {
+                            sessions.forget(key);
+                            ip
+                        }
+                        (Some(Some(ip)), None) => Some(ip),
+                        (Some(None), None) => continue,
+                    }
+                }
+            };
             scratch.reported[r] = true;
+            let time = spans.time;
             let found = (|| {
-                let ip = pattern::parse_ip(&text[ip]).ok_or(Skip::BadAddress)?;
+                let ip = ip.ok_or(Skip::BadAddress)?;
                 let at = match (when, time) {
                     (When::Known(at), _) => Some(at),
                     // A `time` group is the rule's choice (a stamp with the year, say).
@@ -403,13 +492,32 @@ fn read_stamp(
     TimeFormat::Auto.read_cached(stamp, reference, cache)
 }
 
-/// The spans of the address and time groups of `pattern` on `text`, matched anchored.
+/// Where a pattern's groups matched on a text.
+struct Spans {
+    ip: Option<Range<usize>>,
+    time: Option<Range<usize>>,
+    session: Option<Range<usize>>,
+}
+
+/// The spans of the address, time and session groups of `pattern` on `text`, matched
+/// anchored; `None` when it does not match or a group it has took no part.
 fn groups(
     pattern: &Pattern,
     text: &[u8],
     captures: &mut Option<(backtrack::Cache, Captures)>,
     locs: &mut Option<regex::bytes::CaptureLocations>,
-) -> Option<(Range<usize>, Option<Range<usize>>)> {
+) -> Option<Spans> {
+    let spans = |span: &dyn Fn(usize) -> Option<Range<usize>>| {
+        let needed = |g: Option<usize>| match g {
+            Some(g) => span(g).map(Some),
+            None => Some(None),
+        };
+        Some(Spans {
+            ip: needed(pattern.ip_group)?,
+            time: pattern.time_group.and_then(span),
+            session: needed(pattern.session_group)?,
+        })
+    };
     if text.len() <= pattern.backtrack.max_haystack_len() {
         let (cache, caps) = captures.get_or_insert_with(|| {
             (
@@ -419,13 +527,11 @@ fn groups(
         });
         let input = Input::new(text).anchored(Anchored::Yes);
         pattern.backtrack.try_search(cache, &input, caps).ok()?;
-        let span = |g: usize| caps.get_group(g).map(|s| s.start..s.end);
-        Some((span(pattern.ip_group?)?, pattern.time_group.and_then(span)))
+        spans(&|g: usize| caps.get_group(g).map(|s| s.start..s.end))
     } else {
         let locs = locs.get_or_insert_with(|| pattern.regex.capture_locations());
         pattern.regex.captures_read(locs, text)?;
-        let span = |g: usize| locs.get(g).map(|(s, e)| s..e);
-        Some((span(pattern.ip_group?)?, pattern.time_group.and_then(span)))
+        spans(&|g: usize| locs.get(g).map(|(s, e)| s..e))
     }
 }
 
