@@ -15,9 +15,10 @@
 //! `remember: true` pattern records its session, with the address its line carries (or
 //! only that the session was seen, when it carries none), and reports nothing; another
 //! pattern with a `session` group reports only for a session recorded before, with the
-//! address its own line carries, or else the recorded one. A record that gave its mark to a
-//! line carrying the address is used up; a recorded address serves every later failure of
-//! its session. The records live in the scratch space of the thread reading the source (one
+//! address its own line carries, or else the recorded one, and with its own line's time, or
+//! else the recorded one (a log that writes the time on a line of its own). A record that
+//! gave its mark to a line carrying the address is used up; a recorded address serves every
+//! later failure of its session. The records live in the scratch space of the thread reading the source (one
 //! per file or journal rule: lines come in order), at most `MAX_SESSIONS` per rule, the
 //! oldest forgotten first. (`scan` matches batches of lines on several threads: a session
 //! whose lines fall in two batches is not joined there.)
@@ -81,20 +82,26 @@ pub(super) const MAX_SESSIONS: usize = 4096;
 /// Longest session key kept (a connection number, a queue id): longer ones are ignored.
 const MAX_SESSION_KEY: usize = 64;
 
-/// The sessions a rule has recorded: key, and the address the recording line gave.
+/// The sessions a rule has recorded, by key.
 #[derive(Debug, Clone, Default)]
 struct Sessions {
-    known: HashMap<Vec<u8>, Option<IpAddr>>,
+    known: HashMap<Vec<u8>, Record>,
     /// Keys, oldest first.
     order: VecDeque<Vec<u8>>,
 }
 
+/// What the recording lines of a session gave: the address, the time.
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    ip: Option<IpAddr>,
+    at: Option<DateTime<FixedOffset>>,
+}
+
 impl Sessions {
-    fn record(&mut self, key: &[u8], ip: Option<IpAddr>) {
+    fn record(&mut self, key: &[u8], ip: Option<IpAddr>, at: Option<DateTime<FixedOffset>>) {
         if let Some(known) = self.known.get_mut(key) {
-            if ip.is_some() {
-                *known = ip;
-            }
+            known.ip = ip.or(known.ip);
+            known.at = at.or(known.at);
             return;
         }
         if self.order.len() >= MAX_SESSIONS
@@ -103,10 +110,10 @@ impl Sessions {
             self.known.remove(&oldest);
         }
         self.order.push_back(key.to_vec());
-        self.known.insert(key.to_vec(), ip);
+        self.known.insert(key.to_vec(), Record { ip, at });
     }
 
-    fn get(&self, key: &[u8]) -> Option<Option<IpAddr>> {
+    fn get(&self, key: &[u8]) -> Option<Record> {
         self.known.get(key).copied()
     }
 
@@ -410,53 +417,53 @@ impl Automaton {
                 continue;
             };
             let line_ip = spans.ip.map(|s| pattern::parse_ip(&text[s]));
-            let ip = match spans.session {
-                None => line_ip.flatten(),
+            let time = spans.time;
+            let read_time = |scratch: &mut Scratch| match (when, time.clone()) {
+                (When::Known(at), _) => Some(at),
+                // A `time` group is the rule's choice (a stamp with the year, say).
+                (_, Some(t)) => {
+                    rule.time_format
+                        .read_cached(&text[t], reference, &mut scratch.times[r])
+                }
+                (When::Stamp(stamp), None) => {
+                    stamp.and_then(|s| read_stamp(s, reference, &mut scratch.header_time))
+                }
+                (When::Own, None) => {
+                    rule.time_format
+                        .read_cached(text, reference, &mut scratch.times[r])
+                }
+            };
+            let (ip, recorded_at) = match spans.session {
+                None => (line_ip.flatten(), None),
                 Some(s) => {
                     let key = &text[s];
-                    let sessions = &mut scratch.sessions[r];
                     if key.len() > MAX_SESSION_KEY {
                         continue;
                     }
                     if pattern.remember {
-                        match line_ip {
-                            Some(None) => {}
-                            Some(ip) => sessions.record(key, ip),
-                            None => sessions.record(key, None),
+                        if line_ip != Some(None) {
+                            let at = read_time(scratch);
+                            scratch.sessions[r].record(key, line_ip.flatten(), at);
                         }
                         continue;
                     }
+                    let sessions = &mut scratch.sessions[r];
                     match (sessions.get(key), line_ip) {
                         (None, _) => continue,
-                        (Some(_), Some(ip)) => {
+                        (Some(record), Some(ip)) => {
                             sessions.forget(key);
-                            ip
+                            (ip, record.at)
                         }
-                        (Some(Some(ip)), None) => Some(ip),
-                        (Some(None), None) => continue,
+                        (Some(record), None) if record.ip.is_some() => (record.ip, record.at),
+                        (Some(_), None) => continue,
                     }
                 }
             };
             scratch.reported[r] = true;
-            let time = spans.time;
             let found = (|| {
                 let ip = ip.ok_or(Skip::BadAddress)?;
-                let at = match (when, time) {
-                    (When::Known(at), _) => Some(at),
-                    // A `time` group is the rule's choice (a stamp with the year, say).
-                    (_, Some(t)) => {
-                        rule.time_format
-                            .read_cached(&text[t], reference, &mut scratch.times[r])
-                    }
-                    (When::Stamp(stamp), None) => {
-                        stamp.and_then(|s| read_stamp(s, reference, &mut scratch.header_time))
-                    }
-                    (When::Own, None) => {
-                        rule.time_format
-                            .read_cached(text, reference, &mut scratch.times[r])
-                    }
-                }
-                .ok_or(Skip::BadTime)?;
+                // A line without a time of its own takes its session's.
+                let at = read_time(scratch).or(recorded_at).ok_or(Skip::BadTime)?;
                 Ok(Found {
                     ip,
                     at,

@@ -569,6 +569,27 @@ mod tests {
         assert_eq!(read("conn=100 bad"), None, "the oldest is forgotten");
         assert_eq!(read("conn=101 bad"), Some(Ok("192.0.2.6".into())));
 
+        // A log that writes the time on a line of its own: the line after takes it.
+        let r = rule(
+            "name: t\npatterns:\n  - { regex: '== (?P<time>\\S+ \\S+) ==(?P<session>)$', remember: true }\n  - 'failed from <IP>(?P<session>)$'\ntime_format: '%Y-%m-%d %H:%M:%S'\n",
+        )
+        .unwrap();
+        let automaton = Automaton::new(vec![Arc::new(r)]).unwrap();
+        let mut scratch = automaton.scratch();
+        let mut read = |line: &str| {
+            let mut out = None;
+            automaton.examine(line.as_bytes(), reference, &mut scratch, |_, f| {
+                out = Some(f.map(|f| (f.ip.to_string(), f.at.naive_local().to_string())))
+            });
+            out
+        };
+        assert_eq!(read("failed from 192.0.2.7"), None, "no time recorded yet");
+        assert_eq!(read("== 2013-07-14 17:53:40 =="), None);
+        assert_eq!(
+            read("failed from 192.0.2.7"),
+            Some(Ok(("192.0.2.7".into(), "2013-07-14 17:53:40".into())))
+        );
+
         let e = rule("name: t\nprograms: [p]\npatterns: [{regex: 'x <IP>', remember: true}]\n")
             .unwrap_err()
             .to_string();
