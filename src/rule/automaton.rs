@@ -8,7 +8,23 @@
 //! their service's own lines are a third, run once over the whole line. Only for a pattern
 //! that matched are its groups (address, time) found, with a bounded backtracker anchored on
 //! the same text. Each rule reports its first matching pattern, at most once per line.
+//!
+//! Sessions: some services write the client's address on one line and the failure on
+//! another line of the same connection (`conn=1022 ... ACCEPT from IP=...`, then `conn=1022
+//! ... RESULT ... err=49`). A pattern with a `session` group joins such lines: a
+//! `remember: true` pattern records its session, with the address its line carries (or
+//! only that the session was seen, when it carries none), and reports nothing; another
+//! pattern with a `session` group reports only for a session recorded before, with the
+//! address its own line carries, or else the recorded one, and with its own line's time, or
+//! else the recorded one (a log that writes the time on a line of its own). A record that
+//! gave its mark to a line carrying the address is used up; a recorded address serves every
+//! later failure of its session. The records live in the scratch space of the thread reading the source (one
+//! per file or journal rule: lines come in order), at most `MAX_SESSIONS` per rule, the
+//! oldest forgotten first. (`scan` matches batches of lines on several threads: a session
+//! whose lines fall in two batches is not joined there.)
 
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -57,6 +73,55 @@ pub struct Scratch {
     /// Header stamps, and each rule's own times.
     header_time: TimeCache,
     times: Vec<TimeCache>,
+    /// Each rule's recorded sessions.
+    sessions: Vec<Sessions>,
+}
+
+/// Most sessions one rule keeps on record.
+pub(super) const MAX_SESSIONS: usize = 4096;
+/// Longest session key kept (a connection number, a queue id): longer ones are ignored.
+const MAX_SESSION_KEY: usize = 64;
+
+/// The sessions a rule has recorded, by key.
+#[derive(Debug, Clone, Default)]
+struct Sessions {
+    known: HashMap<Vec<u8>, Record>,
+    /// Keys, oldest first.
+    order: VecDeque<Vec<u8>>,
+}
+
+/// What the recording lines of a session gave: the address, the time.
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    ip: Option<IpAddr>,
+    at: Option<DateTime<FixedOffset>>,
+}
+
+impl Sessions {
+    fn record(&mut self, key: &[u8], ip: Option<IpAddr>, at: Option<DateTime<FixedOffset>>) {
+        if let Some(known) = self.known.get_mut(key) {
+            known.ip = ip.or(known.ip);
+            known.at = at.or(known.at);
+            return;
+        }
+        if self.order.len() >= MAX_SESSIONS
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.known.remove(&oldest);
+        }
+        self.order.push_back(key.to_vec());
+        self.known.insert(key.to_vec(), Record { ip, at });
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Record> {
+        self.known.get(key).copied()
+    }
+
+    fn forget(&mut self, key: &[u8]) {
+        if self.known.remove(key).is_some() {
+            self.order.retain(|k| k != key);
+        }
+    }
 }
 
 /// Where a match's time comes from.
@@ -137,6 +202,7 @@ impl Automaton {
                 .collect(),
             header_time: TimeCache::default(),
             times: vec![TimeCache::default(); self.rules.len()],
+            sessions: vec![Sessions::default(); self.rules.len()],
         }
     }
 
@@ -336,38 +402,68 @@ impl Automaton {
                 continue;
             }
             let rule = &self.rules[r];
-            if rule.patterns[i].ignore {
+            let pattern = &rule.patterns[i];
+            if pattern.ignore {
                 // The rule's first matching pattern says the line is no attempt.
                 scratch.reported[r] = true;
                 continue;
             }
-            let Some((ip, time)) = groups(
-                &rule.patterns[i],
+            let Some(spans) = groups(
+                pattern,
                 text,
                 &mut scratch.captures[r][i],
                 &mut scratch.locs[r][i],
             ) else {
                 continue;
             };
-            scratch.reported[r] = true;
-            let found = (|| {
-                let ip = pattern::parse_ip(&text[ip]).ok_or(Skip::BadAddress)?;
-                let at = match (when, time) {
-                    (When::Known(at), _) => Some(at),
-                    // A `time` group is the rule's choice (a stamp with the year, say).
-                    (_, Some(t)) => {
-                        rule.time_format
-                            .read_cached(&text[t], reference, &mut scratch.times[r])
+            let line_ip = spans.ip.map(|s| pattern::parse_ip(&text[s]));
+            let time = spans.time;
+            let read_time = |scratch: &mut Scratch| match (when, time.clone()) {
+                (When::Known(at), _) => Some(at),
+                // A `time` group is the rule's choice (a stamp with the year, say).
+                (_, Some(t)) => {
+                    rule.time_format
+                        .read_cached(&text[t], reference, &mut scratch.times[r])
+                }
+                (When::Stamp(stamp), None) => {
+                    stamp.and_then(|s| read_stamp(s, reference, &mut scratch.header_time))
+                }
+                (When::Own, None) => {
+                    rule.time_format
+                        .read_cached(text, reference, &mut scratch.times[r])
+                }
+            };
+            let (ip, recorded_at) = match spans.session {
+                None => (line_ip.flatten(), None),
+                Some(s) => {
+                    let key = &text[s];
+                    if key.len() > MAX_SESSION_KEY {
+                        continue;
                     }
-                    (When::Stamp(stamp), None) => {
-                        stamp.and_then(|s| read_stamp(s, reference, &mut scratch.header_time))
+                    if pattern.remember {
+                        if line_ip != Some(None) {
+                            let at = read_time(scratch);
+                            scratch.sessions[r].record(key, line_ip.flatten(), at);
+                        }
+                        continue;
                     }
-                    (When::Own, None) => {
-                        rule.time_format
-                            .read_cached(text, reference, &mut scratch.times[r])
+                    let sessions = &mut scratch.sessions[r];
+                    match (sessions.get(key), line_ip) {
+                        (None, _) => continue,
+                        (Some(record), Some(ip)) => {
+                            sessions.forget(key);
+                            (ip, record.at)
+                        }
+                        (Some(record), None) if record.ip.is_some() => (record.ip, record.at),
+                        (Some(_), None) => continue,
                     }
                 }
-                .ok_or(Skip::BadTime)?;
+            };
+            scratch.reported[r] = true;
+            let found = (|| {
+                let ip = ip.ok_or(Skip::BadAddress)?;
+                // A line without a time of its own takes its session's.
+                let at = read_time(scratch).or(recorded_at).ok_or(Skip::BadTime)?;
                 Ok(Found {
                     ip,
                     at,
@@ -403,13 +499,32 @@ fn read_stamp(
     TimeFormat::Auto.read_cached(stamp, reference, cache)
 }
 
-/// The spans of the address and time groups of `pattern` on `text`, matched anchored.
+/// Where a pattern's groups matched on a text.
+struct Spans {
+    ip: Option<Range<usize>>,
+    time: Option<Range<usize>>,
+    session: Option<Range<usize>>,
+}
+
+/// The spans of the address, time and session groups of `pattern` on `text`, matched
+/// anchored; `None` when it does not match or a group it has took no part.
 fn groups(
     pattern: &Pattern,
     text: &[u8],
     captures: &mut Option<(backtrack::Cache, Captures)>,
     locs: &mut Option<regex::bytes::CaptureLocations>,
-) -> Option<(Range<usize>, Option<Range<usize>>)> {
+) -> Option<Spans> {
+    let spans = |span: &dyn Fn(usize) -> Option<Range<usize>>| {
+        let needed = |g: Option<usize>| match g {
+            Some(g) => span(g).map(Some),
+            None => Some(None),
+        };
+        Some(Spans {
+            ip: needed(pattern.ip_group)?,
+            time: pattern.time_group.and_then(span),
+            session: needed(pattern.session_group)?,
+        })
+    };
     if text.len() <= pattern.backtrack.max_haystack_len() {
         let (cache, caps) = captures.get_or_insert_with(|| {
             (
@@ -419,13 +534,11 @@ fn groups(
         });
         let input = Input::new(text).anchored(Anchored::Yes);
         pattern.backtrack.try_search(cache, &input, caps).ok()?;
-        let span = |g: usize| caps.get_group(g).map(|s| s.start..s.end);
-        Some((span(pattern.ip_group?)?, pattern.time_group.and_then(span)))
+        spans(&|g: usize| caps.get_group(g).map(|s| s.start..s.end))
     } else {
         let locs = locs.get_or_insert_with(|| pattern.regex.capture_locations());
         pattern.regex.captures_read(locs, text)?;
-        let span = |g: usize| locs.get(g).map(|(s, e)| s..e);
-        Some((span(pattern.ip_group?)?, pattern.time_group.and_then(span)))
+        spans(&|g: usize| locs.get(g).map(|(s, e)| s..e))
     }
 }
 

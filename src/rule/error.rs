@@ -57,6 +57,10 @@ pub enum RuleError {
     EmptyMode(String),
     #[error("modes: `{0}` is listed twice")]
     DuplicateMode(String),
+    #[error(
+        "patterns[{index}] `{regex}`: remember: true records a session: the pattern needs a `(?P<session>...)` group"
+    )]
+    RememberWithoutSession { index: usize, regex: String },
     #[error("patterns combined: {0}")]
     Combined(String),
 }

@@ -86,7 +86,7 @@ impl OneOrMany {
     }
 }
 
-/// One pattern: a plain string, or `{ regex: ..., instant: true, modes: [...] }`.
+/// One pattern: a plain string, or `{ regex: ..., instant: true, modes: [...], remember: true }`.
 #[derive(Debug, Clone)]
 pub struct PatternSpec {
     pub regex: String,
@@ -97,6 +97,9 @@ pub struct PatternSpec {
     pub ignore: bool,
     /// The modes the pattern belongs to; empty: every mode.
     pub modes: Vec<String>,
+    /// The pattern records its line's session (a `session` group) instead of counting it:
+    /// see `automaton.rs`.
+    pub remember: bool,
 }
 
 impl<'de> Deserialize<'de> for PatternSpec {
@@ -111,13 +114,15 @@ impl<'de> Deserialize<'de> for PatternSpec {
             ignore: bool,
             #[serde(default)]
             modes: Vec<String>,
+            #[serde(default)]
+            remember: bool,
         }
         struct Visitor;
         impl<'de> serde::de::Visitor<'de> for Visitor {
             type Value = PatternSpec;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str(
-                    "a regex string or a map { regex: ..., instant: true|false, ignore: true|false, modes: [...] }",
+                    "a regex string or a map { regex: ..., instant: true|false, ignore: true|false, modes: [...], remember: true|false }",
                 )
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PatternSpec, E> {
@@ -126,6 +131,7 @@ impl<'de> Deserialize<'de> for PatternSpec {
                     instant: false,
                     ignore: false,
                     modes: Vec::new(),
+                    remember: false,
                 })
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
@@ -138,6 +144,7 @@ impl<'de> Deserialize<'de> for PatternSpec {
                     instant: full.instant,
                     ignore: full.ignore,
                     modes: full.modes,
+                    remember: full.remember,
                 })
             }
         }

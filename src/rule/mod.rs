@@ -54,14 +54,23 @@ struct Pattern {
     regex: Regex,
     /// Finds the groups inside a text the automaton said matches.
     backtrack: BoundedBacktracker,
-    /// Capture group index of the address (none for an `ignore` pattern).
+    /// Capture group index of the address; `None` for an `ignore` pattern, or a pattern
+    /// of a session whose address an earlier line gave (`automaton.rs`).
     ip_group: Option<usize>,
     /// Capture group index of the `time` group, if the pattern has one.
     time_group: Option<usize>,
+    /// Capture group index of the `session` group: the pattern joins the lines of one
+    /// session (a connection, a message), see `automaton.rs`.
+    session_group: Option<usize>,
+    /// Records its line's session instead of reporting it.
+    remember: bool,
     instant: bool,
     /// A match means "not an attempt".
     ignore: bool,
 }
+
+/// Name of the capture group that joins the lines of one session.
+pub const SESSION_GROUP: &str = "session";
 
 /// A rule ready to match lines, in the mode the configuration chose.
 #[derive(Debug, Clone)]
@@ -287,19 +296,36 @@ fn compile_pattern(
         &file.statuses,
     )
     .map_err(bad)?;
+    let placeholder = |source| RuleError::Placeholder {
+        index,
+        regex: regex.to_string(),
+        source,
+    };
+    // A pattern of a session may leave the address to the line that opened it.
+    let session = source.contains(&format!("(?P<{SESSION_GROUP}>"))
+        || source.contains(&format!("(?<{SESSION_GROUP}>"));
     let expanded = match pattern::expand(&source) {
         // An ignore pattern names no address.
-        Err(pattern::PatternError::NoPlaceholder) if spec.ignore => source,
-        other => other.map_err(|source| RuleError::Placeholder {
-            index,
-            regex: regex.to_string(),
-            source,
-        })?,
+        Err(pattern::PatternError::NoPlaceholder) if spec.ignore => source.clone(),
+        Err(pattern::PatternError::NoPlaceholder) if session => {
+            if source.contains("(?P<ip>") || source.contains("(?<ip>") {
+                return Err(placeholder(pattern::PatternError::ReservedGroup));
+            }
+            source.clone()
+        }
+        other => other.map_err(placeholder)?,
     };
     let anchored = build(&format!("^(?:{expanded})")).map_err(|e| bad(e.to_string()))?;
     let group = |name: &str| anchored.capture_names().position(|n| n == Some(name));
     let ip_group = group(IP_GROUP);
     let time_group = group("time");
+    let session_group = group(SESSION_GROUP);
+    if spec.remember && session_group.is_none() {
+        return Err(RuleError::RememberWithoutSession {
+            index,
+            regex: regex.to_string(),
+        });
+    }
     let backtrack = BoundedBacktracker::builder()
         .syntax(syntax_config())
         .thompson(
@@ -315,6 +341,8 @@ fn compile_pattern(
         backtrack,
         ip_group,
         time_group,
+        session_group,
+        remember: spec.remember,
         instant: spec.instant,
         ignore: spec.ignore,
     })
@@ -494,6 +522,82 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("mode `ddos` has no pattern"), "{e}");
+    }
+
+    #[test]
+    fn sessions_join_an_address_and_a_failure_on_different_lines() {
+        // The address first, the failure later (slapd), and the failure first, the address
+        // later (a service that writes the address when the connection ends).
+        let r = rule(
+            "name: t\nprograms: [p]\npatterns:\n  - { regex: 'conn=(?P<session>\\d+) from <IP>$', remember: true }\n  - 'conn=(?P<session>\\d+) bad$'\n  - { regex: 'conn=(?P<session>\\d+) failed$', remember: true }\n  - 'conn=(?P<session>\\d+) end <IP>$'\n  - 'plain <IP>$'\n",
+        )
+        .unwrap();
+        let automaton = Automaton::new(vec![Arc::new(r)]).unwrap();
+        let mut scratch = automaton.scratch();
+        let reference = chrono::Local::now();
+        let mut read = |line: &str| {
+            let mut out = None;
+            let line = format!("Nov 26 01:02:03 h p[1]: {line}");
+            automaton.examine(line.as_bytes(), reference, &mut scratch, |_, f| {
+                out = Some(f.map(|f| f.ip.to_string()).map_err(|_| ()))
+            });
+            out
+        };
+        assert_eq!(read("conn=1 from 192.0.2.1"), None, "recorded, not counted");
+        assert_eq!(read("conn=2 bad"), None, "a session never recorded");
+        assert_eq!(read("conn=1 bad"), Some(Ok("192.0.2.1".into())));
+        assert_eq!(
+            read("conn=1 bad"),
+            Some(Ok("192.0.2.1".into())),
+            "every failure"
+        );
+        assert_eq!(read("conn=1 from 192.0.2.9"), None);
+        assert_eq!(
+            read("conn=1 bad"),
+            Some(Ok("192.0.2.9".into())),
+            "a new address"
+        );
+        assert_eq!(read("conn=3 end 192.0.2.3"), None, "no failure before");
+        assert_eq!(read("conn=4 failed"), None);
+        assert_eq!(read("conn=4 bad"), None, "a mark gives no address");
+        assert_eq!(read("conn=4 end 192.0.2.4"), Some(Ok("192.0.2.4".into())));
+        assert_eq!(read("conn=4 end 192.0.2.4"), None, "the mark is used up");
+        assert_eq!(read("plain 192.0.2.5"), Some(Ok("192.0.2.5".into())));
+        for n in 0..automaton::MAX_SESSIONS + 1 {
+            read(&format!("conn={} from 192.0.2.6", 100 + n));
+        }
+        assert_eq!(read("conn=100 bad"), None, "the oldest is forgotten");
+        assert_eq!(read("conn=101 bad"), Some(Ok("192.0.2.6".into())));
+
+        // A log that writes the time on a line of its own: the line after takes it.
+        let r = rule(
+            "name: t\npatterns:\n  - { regex: '== (?P<time>\\S+ \\S+) ==(?P<session>)$', remember: true }\n  - 'failed from <IP>(?P<session>)$'\ntime_format: '%Y-%m-%d %H:%M:%S'\n",
+        )
+        .unwrap();
+        let automaton = Automaton::new(vec![Arc::new(r)]).unwrap();
+        let mut scratch = automaton.scratch();
+        let mut read = |line: &str| {
+            let mut out = None;
+            automaton.examine(line.as_bytes(), reference, &mut scratch, |_, f| {
+                out = Some(f.map(|f| (f.ip.to_string(), f.at.naive_local().to_string())))
+            });
+            out
+        };
+        assert_eq!(read("failed from 192.0.2.7"), None, "no time recorded yet");
+        assert_eq!(read("== 2013-07-14 17:53:40 =="), None);
+        assert_eq!(
+            read("failed from 192.0.2.7"),
+            Some(Ok(("192.0.2.7".into(), "2013-07-14 17:53:40".into())))
+        );
+
+        let e = rule("name: t\nprograms: [p]\npatterns: [{regex: 'x <IP>', remember: true}]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs a `(?P<session>...)` group"), "{e}");
+        let e = rule("name: t\nprograms: [p]\npatterns: ['x (?P<s>\\d+)']\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no <IP>"), "{e}");
     }
 
     #[test]

@@ -122,6 +122,7 @@ fn error_key(e: &RuleError) -> &'static str {
         | RuleError::Pattern { .. }
         | RuleError::Placeholder { .. }
         | RuleError::PatternMode { .. }
+        | RuleError::RememberWithoutSession { .. }
         | RuleError::UnknownMode { .. }
         | RuleError::Combined(_) => "patterns",
     }
