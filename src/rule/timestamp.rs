@@ -17,7 +17,8 @@
 //! format; one with a time but no date (`%H:%M:%S%.f`) gives that time on the day of the
 //! reference (see `on_the_reference_day`). A year-less time takes the year that puts it
 //! latest without being in the future (right across New Year); a time without an offset is
-//! local time.
+//! local time. A `%Z` standing alone reads a zone's name: an unambiguous abbreviation
+//! (`PDT`, `CEST`) or a numeric one (`+03`) gives its offset, any other name local time.
 
 use chrono::{
     DateTime, Datelike, Duration, FixedOffset, Local, NaiveDate, NaiveDateTime, NaiveTime,
@@ -551,6 +552,11 @@ fn read_strftime(
     text: &str,
     reference: DateTime<Local>,
 ) -> Option<DateTime<FixedOffset>> {
+    if format.contains("%Z")
+        && let Some(at) = read_zone_name(format, text, reference)
+    {
+        return Some(at);
+    }
     let has_zone = ["%z", "%:z", "%#z", "%+"]
         .iter()
         .any(|z| format.contains(z));
@@ -582,6 +588,122 @@ fn read_strftime(
             .ok()
             .map(|(n, _)| n)
     })
+}
+
+/// Unambiguous time zone abbreviations and their offsets in minutes. Left out on
+/// purpose: names that stand for several zones (CST, IST, AST, ...); a line stamped with
+/// one of them is read as local time, as chrono does with any `%Z`.
+const ZONE_NAMES: &[(&str, i32)] = &[
+    ("UTC", 0),
+    ("UT", 0),
+    ("GMT", 0),
+    ("Z", 0),
+    ("WET", 0),
+    ("WEST", 60),
+    ("BST", 60),
+    ("CET", 60),
+    ("CEST", 120),
+    ("MET", 60),
+    ("MEST", 120),
+    ("EET", 120),
+    ("EEST", 180),
+    ("MSK", 180),
+    ("SAST", 120),
+    ("NST", -210),
+    ("NDT", -150),
+    ("ADT", -180),
+    ("EST", -300),
+    ("EDT", -240),
+    ("CDT", -300),
+    ("MST", -420),
+    ("MDT", -360),
+    ("PST", -480),
+    ("PDT", -420),
+    ("AKST", -540),
+    ("AKDT", -480),
+    ("HST", -600),
+    ("HDT", -540),
+    ("JST", 540),
+    ("KST", 540),
+    ("HKT", 480),
+    ("AWST", 480),
+    ("ACST", 570),
+    ("ACDT", 630),
+    ("AEST", 600),
+    ("AEDT", 660),
+    ("NZST", 720),
+    ("NZDT", 780),
+];
+
+/// A strftime format with `%Z` standing alone between spaces (`%Z %b %e %H:%M:%S`, as
+/// Monit writes): chrono only skips a zone's name, so the name is looked up here, an
+/// abbreviation in `ZONE_NAMES` or a numeric name (`+03`, `-0330`, as the tz database
+/// names zones without an abbreviation), and the time read with that offset. `None` when
+/// the name is unknown: the caller then reads the time as local.
+fn read_zone_name(
+    format: &str,
+    text: &str,
+    reference: DateTime<Local>,
+) -> Option<DateTime<FixedOffset>> {
+    let (before, _) = format.split_once("%Z")?;
+    if !(before.is_empty() || before.ends_with(char::is_whitespace)) {
+        return None;
+    }
+    let index = before.split_whitespace().count();
+    let (start, name) = text
+        .split_whitespace()
+        .nth(index)
+        .map(|token| (token.as_ptr() as usize - text.as_ptr() as usize, token))?;
+    let minutes = match ZONE_NAMES.iter().find(|(n, _)| *n == name) {
+        Some((_, m)) => *m,
+        None => {
+            let (sign, digits) = match name.as_bytes().first()? {
+                b'+' => (1, &name[1..]),
+                b'-' => (-1, &name[1..]),
+                _ => return None,
+            };
+            if !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let (h, m) = match digits.len() {
+                2 => (digits.parse::<i32>().ok()?, 0),
+                4 => (
+                    digits[..2].parse::<i32>().ok()?,
+                    digits[2..].parse::<i32>().ok()?,
+                ),
+                _ => return None,
+            };
+            sign * (h * 60 + m)
+        }
+    };
+    let offset = format!(
+        "{}{:02}{:02}",
+        if minutes < 0 { '-' } else { '+' },
+        minutes.abs() / 60,
+        minutes.abs() % 60
+    );
+    let text = format!("{}{offset}{}", &text[..start], &text[start + name.len()..]);
+    let format = format.replacen("%Z", "%z", 1);
+    let has_year = ["%Y", "%y", "%G", "%g", "%C", "%s", "%+", "%F", "%D", "%c"]
+        .iter()
+        .any(|y| format.contains(y));
+    if has_year {
+        return DateTime::parse_and_remainder(&text, &format)
+            .ok()
+            .map(|(at, _)| at);
+    }
+    let limit = reference
+        .checked_add_signed(Duration::days(2))
+        .unwrap_or(reference);
+    let with_year = format!("%Y {format}");
+    (0..=5)
+        .map(|back| reference.year() + 1 - back)
+        .find_map(|year| {
+            DateTime::parse_and_remainder(&format!("{year} {text}"), &with_year)
+                .ok()
+                .map(|(at, _)| at)
+                .filter(|at| *at <= limit)
+        })
 }
 
 #[cfg(test)]
@@ -865,5 +987,38 @@ mod tests {
             .read(b"1386543323.250 4 x", reference("2026-01-01T00:00:00Z"))
             .unwrap();
         assert_eq!(at.timestamp_millis(), 1_386_543_323_250);
+    }
+
+    #[test]
+    fn a_zone_name_gives_its_offset() {
+        let f = TimeFormat::parse("%Z %b %e %H:%M:%S").unwrap();
+        let r = reference("2026-11-26T12:00:00Z");
+        let read = |text: &str| f.read(text.as_bytes(), r).map(|t| t.to_rfc3339());
+        assert_eq!(
+            read("[PDT Apr 16 21:05:29] error").as_deref(),
+            Some("2026-04-16T21:05:29-07:00")
+        );
+        assert_eq!(
+            read("[CEST Aug  6 10:14:52] error").as_deref(),
+            Some("2026-08-06T10:14:52+02:00")
+        );
+        assert_eq!(
+            read("+0530 Dec 31 23:59:59 x").as_deref(),
+            Some("2025-12-31T23:59:59+05:30")
+        );
+        assert_eq!(
+            read("-03 Jan  2 00:00:00 x").as_deref(),
+            Some("2026-01-02T00:00:00-03:00")
+        );
+        // An ambiguous or unknown name: local time, as chrono reads any `%Z`.
+        let local = f.read(b"CST Apr 16 21:05:29", r).unwrap();
+        assert_eq!(local_naive(local), "2026-04-16 21:05:29");
+        let year = TimeFormat::parse("%Z %Y-%m-%d %H:%M:%S").unwrap();
+        assert_eq!(
+            year.read(b"EST 2019-01-02 03:04:05 x", r)
+                .map(|t| t.to_rfc3339())
+                .as_deref(),
+            Some("2019-01-02T03:04:05-05:00")
+        );
     }
 }
