@@ -20,6 +20,7 @@ pub mod programs;
 pub mod rule;
 pub mod settings;
 pub mod source;
+pub mod status;
 pub mod store;
 pub mod time;
 pub mod web;

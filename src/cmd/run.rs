@@ -1,5 +1,7 @@
 //! `pyfilter run`: wires the watcher threads, the signal thread and the store watcher to
-//! the decision loop, which runs on the main thread and owns the `Engine`.
+//! the decision loop, which runs on the main thread and owns the `Engine`. One inotify
+//! instance (`source::hub`) serves the log files and the store's directory alike, and
+//! lives across reloads.
 //!
 //! SIGHUP reloads the configuration and rules (a bad new configuration is refused and the
 //! old one kept; counters and bans survive). SIGTERM and SIGINT stop cleanly: watchers
@@ -18,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use crossbeam_channel::{Receiver, Sender, bounded, select};
-use notify::{RecursiveMode, Watcher};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::config::StoreKind;
@@ -29,8 +30,11 @@ use crate::firewall;
 use crate::fleet;
 use crate::metrics::{self, Metrics};
 use crate::settings::Settings;
+use crate::source::hub::{Hub, Interest, Subscription};
 use crate::source::journal;
-use crate::source::watch::{self, WatchContext};
+use crate::source::plan::RulePlan;
+use crate::source::supervisor;
+use crate::source::watch::WatchContext;
 use crate::store::SqliteStore;
 use crate::store::figures::Figures;
 
@@ -60,6 +64,7 @@ impl Watchers {
         engine: &mut Engine,
         events: &Sender<Event>,
         metrics: &Arc<Metrics>,
+        hub: &Hub,
     ) -> anyhow::Result<Watchers> {
         let (stop_tx, stop_rx) = bounded::<()>(0);
         let ctx = WatchContext {
@@ -67,14 +72,14 @@ impl Watchers {
             stop: stop_rx,
             max_line: settings.config.max_line_bytes,
             metrics: Arc::clone(metrics),
+            hub: hub.clone(),
+            poll_interval: settings.config.poll_interval,
         };
         let positions = engine.saved_positions()?;
-        let specs = watch::log_specs(settings.enabled_rules());
-        for spec in &specs {
-            let names: Vec<&str> = spec.rules.iter().map(|r| &*r.name).collect();
-            log::info!("following {} for {}", spec.path, names.join(", "));
-        }
-        let mut handles = watch::spawn_all(specs, &positions, &ctx);
+        first_screen(settings);
+        engine.forget_sources();
+        let specs = supervisor::log_specs(settings.enabled_rules());
+        let mut handles = vec![supervisor::spawn_all(specs, &positions, &ctx)];
         handles.extend(journal::spawn_all(
             settings.enabled_rules(),
             &engine.saved_cursors()?,
@@ -150,9 +155,10 @@ pub fn run(
 
     let (control_tx, control) = bounded::<Control>(16);
     spawn_signal_thread(control_tx)?;
-    let (store_changed, _store_watch) = watch_store(&settings.config.sqlite.path);
+    let hub = Hub::new();
+    let (store_changed, _store_watch) = watch_store(&hub, &settings.config.sqlite.path);
 
-    let mut watchers = Watchers::start(&settings, &mut engine, &events_tx, &metrics)?;
+    let mut watchers = Watchers::start(&settings, &mut engine, &events_tx, &metrics, &hub)?;
     let rules: Vec<&str> = settings.enabled_rules().map(|r| &*r.name).collect();
     log::info!(
         "pyfilter ready: rules {}, firewall {}, store {}, {restored} bans restored",
@@ -189,7 +195,7 @@ pub fn run(
                             }
                             engine.configure(&new);
                             settings = new;
-                            watchers = Watchers::start(&settings, &mut engine, &events_tx, &metrics)?;
+                            watchers = Watchers::start(&settings, &mut engine, &events_tx, &metrics, &hub)?;
                             log::info!("configuration reloaded");
                         }
                         Err(e) => log::error!("reload refused, keeping the running configuration: {e}"),
@@ -237,41 +243,44 @@ fn spawn_signal_thread(control: Sender<Control>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Says, one line per enabled rule, what it reads now, what it waits for, and warns of a
+/// rule that has nothing to read at all (the same words as `check`).
+fn first_screen(settings: &Settings) {
+    for rule in settings.enabled_rules() {
+        let plan = RulePlan::of(rule);
+        log::info!("{}", plan.line());
+        if plan.reads_nothing() {
+            log::warn!(
+                "rule {} has nothing to read yet: none of its logs exists{}; it starts when one appears",
+                rule.name,
+                if rule.journal.is_some() {
+                    " and its journal cannot be read"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+}
+
 /// Watches the database's directory so that bans and unbans made by the CLI while the
 /// daemon runs move its next wake-up at once. Notifications are coalesced.
-fn watch_store(db: &Path) -> (Receiver<()>, Option<notify::RecommendedWatcher>) {
+fn watch_store(hub: &Hub, db: &Path) -> (Receiver<()>, Option<Subscription>) {
     let (tx, rx) = bounded::<()>(1);
     let dir = db
         .parent()
+        .filter(|d| !d.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let name = db
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let watcher = notify::recommended_watcher(move |note: notify::Result<notify::Event>| {
-        let ours = match &note {
-            Ok(e) => {
-                e.kind.is_modify()
-                    && e.paths.iter().any(|p| {
-                        p.file_name()
-                            .is_some_and(|f| f.to_string_lossy().starts_with(&name))
-                    })
-            }
-            Err(_) => true,
-        };
-        if ours {
-            let _ = tx.try_send(());
-        }
-    })
-    .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|_| w));
-    match watcher {
-        Ok(w) => (rx, Some(w)),
-        Err(e) => {
+    let name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    match hub.watch(&dir, Interest::Prefix(name), &tx) {
+        (Some(sub), None) => (rx, Some(sub)),
+        (sub, why) => {
             log::warn!(
-                "cannot watch {} for changes made by the CLI ({e}); they are picked up at the next expiry",
-                dir.display()
+                "cannot watch {} for changes made by the CLI ({}); they are picked up at the next expiry",
+                dir.display(),
+                why.map_or_else(|| "unknown".into(), |w| w.to_string())
             );
-            (crossbeam_channel::never(), None)
+            (crossbeam_channel::never(), sub)
         }
     }
 }

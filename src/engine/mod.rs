@@ -39,6 +39,7 @@ use crate::firewall::{Firewall, FirewallError};
 use crate::metrics::Metrics;
 use crate::net::display_net;
 use crate::settings::Settings;
+use crate::status::SourceTable;
 use crate::store::{BanStore, SqliteStore, StoreError};
 use apply::ActionError;
 use bookkeeping::Bookkeeping;
@@ -75,6 +76,8 @@ pub struct Engine {
     books: Bookkeeping,
     /// The daemon's counters; bans are counted here.
     metrics: Arc<Metrics>,
+    /// Every log source and its state, as the sources report it.
+    sources: SourceTable,
     /// Bans this engine made from its logs.
     pub bans: u64,
     /// When the daemon started, for its status.
@@ -116,6 +119,7 @@ impl Engine {
             expiry: Expiry::default(),
             books,
             metrics,
+            sources: SourceTable::default(),
             bans: 0,
             started: requests::Started::now(),
         }
@@ -200,7 +204,14 @@ impl Engine {
         self.books.counted(now);
         match event {
             Event::Attempt(a) => self.attempt(a),
-            Event::Position { path, position } => self.books.position(path, position, now),
+            Event::Position { path, position } => {
+                self.sources.position(&path, position.offset);
+                self.books.position(path, position, now);
+            }
+            Event::Source(news) => {
+                self.sources.news(news);
+                self.metrics.sources(self.sources.by_state());
+            }
             Event::Cursor { rule, cursor } => self.books.cursor(rule, cursor, now),
             Event::Remote(event) => {
                 let applied =
@@ -414,6 +425,16 @@ impl Engine {
             self.books.counts(self.decider.take_changes(), now);
         }
         self.books.tick(now);
+    }
+
+    /// Every log source and its state.
+    pub fn sources(&self) -> &SourceTable {
+        &self.sources
+    }
+
+    /// Forgets the sources (the watchers start again, at a reload).
+    pub fn forget_sources(&mut self) {
+        self.sources.clear();
     }
 
     /// How many (rule, address) counters are held.
