@@ -81,3 +81,259 @@ fn a_line_longer_than_max_line_bytes_is_not_matched_by_scan() {
     );
     assert!(found.contains(r#""lines":2"#), "{found}");
 }
+
+/// A daemon (firewall `none`) on `s`, and the sshd line that bans on the second attempt.
+fn daemon(s: &Setup, ns: &Netns) -> Daemon {
+    Daemon::start(s, ns)
+}
+
+fn attack(log: &std::path::Path, ip: &str) {
+    append(log, &format!("{}{}", failed(ip), failed(ip)));
+}
+
+const TWO: &str = "failed_attempts: 2\nfirewall: { backend: none }";
+
+#[test]
+fn a_log_that_appears_later_is_followed_without_a_reload() {
+    let ns = Netns::new();
+    let s = Setup::new(TWO);
+    let d = daemon(&s, &ns);
+    d.wait_log("absent, followed when they appear");
+    assert!(!d.output().contains("no longer followed"), "{}", d.output());
+    attack(&s.log(), "192.0.2.60");
+    ban_recorded(&s, "192.0.2.60");
+    d.wait_log("appeared; following it");
+}
+
+#[test]
+fn a_log_replaced_by_a_directory_and_back_is_followed_again() {
+    let ns = Netns::new();
+    let s = Setup::new(TWO);
+    append(&s.log(), "");
+    let d = daemon(&s, &ns);
+    std::fs::remove_file(s.log()).unwrap();
+    std::fs::create_dir(s.log()).unwrap();
+    d.wait_log("is now a directory");
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::remove_dir(s.log()).unwrap();
+    attack(&s.log(), "192.0.2.61");
+    ban_recorded(&s, "192.0.2.61");
+    let out = d.output();
+    assert!(!out.contains("Is a directory"), "{out}");
+}
+
+#[test]
+fn a_log_deleted_and_created_again_is_followed_from_its_start() {
+    let ns = Netns::new();
+    let s = Setup::new(TWO);
+    append(&s.log(), "");
+    let d = daemon(&s, &ns);
+    std::fs::remove_file(s.log()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    attack(&s.log(), "192.0.2.62");
+    ban_recorded(&s, "192.0.2.62");
+    drop(d);
+}
+
+#[test]
+fn a_log_whose_directories_are_created_later_is_followed() {
+    let ns = Netns::new();
+    let s = Setup::new("");
+    let log = s.path("late/a/b/auth.log");
+    s.write_config(&format!(
+        "{TWO}\nrules:\n  sshd: {{ log_files: ['{}'] }}",
+        log.display()
+    ));
+    let d = daemon(&s, &ns);
+    std::fs::create_dir(s.path("late")).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    std::fs::create_dir_all(s.path("late/a/b")).unwrap();
+    attack(&log, "192.0.2.63");
+    ban_recorded(&s, "192.0.2.63");
+    drop(d);
+}
+
+#[test]
+fn a_line_written_to_the_rotated_file_after_the_new_one_has_data_is_read() {
+    let ns = Netns::new();
+    let s = Setup::new(TWO);
+    append(&s.log(), "");
+    let d = daemon(&s, &ns);
+    let old = s.path("auth.log.1");
+    std::fs::rename(s.log(), &old).unwrap();
+    append(&s.log(), &failed("192.0.2.64"));
+    d.wait_log("rotated; following the new file");
+    std::thread::sleep(Duration::from_millis(300));
+    // The writer had not reopened its log yet: its next line lands in the old file.
+    append(&old, &failed("192.0.2.64"));
+    ban_recorded(&s, "192.0.2.64");
+}
+
+#[test]
+fn created_state_is_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::new("firewall: { backend: none }");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 000 && exec {BIN} -c {} ban 192.0.2.65",
+            s.config().display()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mode = |p: &str| {
+        std::fs::metadata(s.path(p))
+            .map(|m| m.permissions().mode() & 0o777)
+            .ok()
+    };
+    assert_eq!(mode("db"), Some(0o700));
+    assert_eq!(mode("db/pyfilter.db"), Some(0o600));
+    for extra in ["db/pyfilter.db-wal", "db/pyfilter.db-shm"] {
+        assert!(
+            matches!(mode(extra), None | Some(0o600)),
+            "{extra}: {:o}",
+            mode(extra).unwrap_or(0)
+        );
+    }
+}
+
+/// Appends one entry to a journal file, as journald would (systemd-journal-remote writes
+/// real journal files from the export format).
+fn journal_entry(file: &std::path::Path, message: &str) {
+    let export = file.with_extension("export");
+    let micros = chrono::Utc::now().timestamp_micros();
+    std::fs::write(
+        &export,
+        format!("__REALTIME_TIMESTAMP={micros}\n_HOSTNAME=web1\nSYSLOG_IDENTIFIER=sshd\n_PID=4242\n_COMM=sshd\nMESSAGE={message}\n\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new("/lib/systemd/systemd-journal-remote")
+        .arg(format!("--output={}", file.display()))
+        .arg(&export)
+        .output()
+        .expect("systemd-journal-remote (scripts/test installs it)");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn the_journal_fallback_and_an_auth_log_created_later_are_both_followed() {
+    let ns = Netns::new();
+    let s = Setup::new("");
+    let journal = s.path("system.journal");
+    s.write_config(&format!(
+        "{TWO}\nrules:\n  sshd: {{ log_files: ['{}'], journal: {{ file: '{}', match: [_COMM=sshd] }} }}",
+        s.log().display(),
+        journal.display()
+    ));
+    journal_entry(&journal, "Server listening on 0.0.0.0 port 22.");
+    let check = stdout(&s.cli(None, &["check"]));
+    let d = daemon(&s, &ns);
+    d.wait_log("following the journal for sshd");
+    // `check` and the first screen say the same.
+    let line = format!(
+        "sshd: journal ({}, _COMM=sshd); absent, followed when they appear: {}",
+        journal.display(),
+        s.log().display()
+    );
+    assert!(check.contains(&line), "{check}");
+    d.wait_log(&line);
+    std::thread::sleep(Duration::from_millis(300));
+    attack(&s.log(), "192.0.2.66");
+    ban_recorded(&s, "192.0.2.66");
+    for _ in 0..2 {
+        journal_entry(
+            &journal,
+            "Failed password for root from 192.0.2.67 port 22 ssh2",
+        );
+    }
+    ban_recorded(&s, "192.0.2.67");
+}
+
+/// A child process, run as `uid`, holding every inotify instance that user may have
+/// (`fs.inotify.max_user_instances`), until dropped.
+struct InotifyHog {
+    pid: libc::pid_t,
+}
+
+impl InotifyHog {
+    fn take_all(uid: u32) -> InotifyHog {
+        let mut pipe = [0; 2];
+        // SAFETY: plain system calls; between fork and the child's end only async-signal-
+        // safe calls are made (no allocation, no lock).
+        unsafe {
+            assert_eq!(libc::pipe(pipe.as_mut_ptr()), 0);
+            let pid = libc::fork();
+            assert!(pid >= 0, "fork");
+            if pid == 0 {
+                libc::close(pipe[0]);
+                let ok = libc::setgroups(0, std::ptr::null()) == 0
+                    && libc::setgid(uid) == 0
+                    && libc::setuid(uid) == 0;
+                let mut taken = 0u32;
+                while ok && libc::inotify_init1(libc::IN_CLOEXEC) >= 0 {
+                    taken += 1;
+                }
+                let full = ok && *libc::__errno_location() == libc::EMFILE && taken > 0;
+                let byte: u8 = if full { b'y' } else { b'n' };
+                libc::write(pipe[1], (&raw const byte).cast(), 1);
+                loop {
+                    libc::pause();
+                }
+            }
+            libc::close(pipe[1]);
+            let mut byte = 0u8;
+            assert_eq!(libc::read(pipe[0], (&raw mut byte).cast(), 1), 1);
+            libc::close(pipe[0]);
+            let hog = InotifyHog { pid };
+            assert_eq!(byte, b'y', "the hog could not take every inotify instance");
+            hog
+        }
+    }
+}
+
+impl Drop for InotifyHog {
+    fn drop(&mut self) {
+        // SAFETY: a child this test forked.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
+#[test]
+fn with_no_inotify_instance_left_the_daemon_polls_and_still_bans() {
+    // A user of the test's own (no account needed: the kernel counts instances by uid),
+    // so no other process shares its instances.
+    let uid = 60_000 + std::process::id() % 5_000;
+    let ns = Netns::new();
+    let s = Setup::new("failed_attempts: 2\nfirewall: { backend: none }\npoll_interval: 200ms");
+    append(&s.log(), "");
+    let owner = std::process::Command::new("chown")
+        .args(["-R", &format!("{uid}:{uid}")])
+        .arg(s.dir.path())
+        .status()
+        .unwrap();
+    assert!(owner.success());
+    let _hog = InotifyHog::take_all(uid);
+    let (u, g) = (format!("--reuid={uid}"), format!("--regid={uid}"));
+    let mut as_user = ns.command("setpriv");
+    as_user.args([&u, &g, "--clear-groups"]).arg(BIN);
+    let d = Daemon::start_by(&s, as_user, &[]);
+    d.wait_log("no inotify instance left for this user");
+    let out = d.output();
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains("WARN") && l.contains("no inotify instance left"))
+            .count(),
+        1,
+        "one warning, naming the sysctl: {out}"
+    );
+    assert!(
+        out.contains("sysctl -w fs.inotify.max_user_instances="),
+        "{out}"
+    );
+    attack(&s.log(), "192.0.2.68");
+    ban_recorded(&s, "192.0.2.68");
+}

@@ -32,7 +32,7 @@ use crate::metrics::{self, Metrics};
 use crate::settings::Settings;
 use crate::source::hub::{Hub, Interest, Subscription};
 use crate::source::journal;
-use crate::source::plan::RulePlan;
+use crate::source::plan::{RulePlan, nothing_to_read};
 use crate::source::supervisor;
 use crate::source::watch::WatchContext;
 use crate::store::SqliteStore;
@@ -156,7 +156,11 @@ pub fn run(
     let (control_tx, control) = bounded::<Control>(16);
     spawn_signal_thread(control_tx)?;
     let hub = Hub::new();
-    let (store_changed, _store_watch) = watch_store(&hub, &settings.config.sqlite.path);
+    let store = watch_store(
+        &hub,
+        &settings.config.sqlite.path,
+        settings.config.poll_interval,
+    );
 
     let mut watchers = Watchers::start(&settings, &mut engine, &events_tx, &metrics, &hub)?;
     let rules: Vec<&str> = settings.enabled_rules().map(|r| &*r.name).collect();
@@ -216,7 +220,8 @@ pub fn run(
                     asked.answer(answer);
                 }
             }
-            recv(store_changed) -> _ => engine.refresh_expiry(),
+            recv(store.changed) -> _ => engine.refresh_expiry(),
+            recv(store.tick) -> _ => engine.refresh_expiry(),
             default(timeout) => {}
         }
         engine.tick();
@@ -250,22 +255,24 @@ fn first_screen(settings: &Settings) {
         let plan = RulePlan::of(rule);
         log::info!("{}", plan.line());
         if plan.reads_nothing() {
-            log::warn!(
-                "rule {} has nothing to read yet: none of its logs exists{}; it starts when one appears",
-                rule.name,
-                if rule.journal.is_some() {
-                    " and its journal cannot be read"
-                } else {
-                    ""
-                }
-            );
+            log::warn!("{}", nothing_to_read(rule));
         }
     }
 }
 
+/// How the decision loop hears of the CLI's changes to the store.
+struct StoreWatch {
+    changed: Receiver<()>,
+    /// Where inotify cannot serve the store's directory.
+    tick: Receiver<Instant>,
+    _sub: Option<Subscription>,
+}
+
 /// Watches the database's directory so that bans and unbans made by the CLI while the
-/// daemon runs move its next wake-up at once. Notifications are coalesced.
-fn watch_store(hub: &Hub, db: &Path) -> (Receiver<()>, Option<Subscription>) {
+/// daemon runs move its next wake-up at once. Notifications are coalesced. Where inotify
+/// cannot serve it, the store is looked at every `poll_interval` instead (the cause is
+/// logged once, by the logs' watchers, which meet it too).
+fn watch_store(hub: &Hub, db: &Path, every: Duration) -> StoreWatch {
     let (tx, rx) = bounded::<()>(1);
     let dir = db
         .parent()
@@ -273,14 +280,24 @@ fn watch_store(hub: &Hub, db: &Path) -> (Receiver<()>, Option<Subscription>) {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     match hub.watch(&dir, Interest::Prefix(name), &tx) {
-        (Some(sub), None) => (rx, Some(sub)),
+        (Some(sub), None) => StoreWatch {
+            changed: rx,
+            tick: crossbeam_channel::never(),
+            _sub: Some(sub),
+        },
         (sub, why) => {
-            log::warn!(
-                "cannot watch {} for changes made by the CLI ({}); they are picked up at the next expiry",
+            log::debug!(
+                "{}: changes made by the CLI are looked for every {}: {}",
                 dir.display(),
+                crate::duration::format_duration(every),
                 why.map_or_else(|| "unknown".into(), |w| w.to_string())
             );
-            (crossbeam_channel::never(), sub)
+            // Ticks coalesce as wake-ups do: a slow loop never finds a backlog.
+            StoreWatch {
+                changed: rx,
+                tick: crossbeam_channel::tick(every),
+                _sub: sub,
+            }
         }
     }
 }

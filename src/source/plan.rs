@@ -54,7 +54,7 @@ impl RulePlan {
         }
     }
 
-    /// Nothing to read now: no log there and no journal.
+    /// Nothing to read now: no log there and no journal (see `nothing_to_read`).
     pub fn reads_nothing(&self) -> bool {
         self.present.is_empty() && self.journal.is_none()
     }
@@ -79,5 +79,47 @@ impl RulePlan {
             ));
         }
         format!("{}: {}", self.rule, parts.join("; "))
+    }
+}
+
+/// The warning for an enabled rule with nothing to read now.
+pub fn nothing_to_read(rule: &Rule) -> String {
+    format!(
+        "rule {} has nothing to read yet: none of its logs exists{}; it starts reading when one appears",
+        rule.name,
+        if rule.journal.is_some() {
+            " and its journal cannot be read here"
+        } else {
+            ""
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_says_what_is_followed_what_is_awaited_and_the_journal() {
+        let plan = RulePlan {
+            rule: "sshd".into(),
+            present: vec!["/var/log/auth.log".into()],
+            absent: vec!["/var/log/secure".into()],
+            journal: None,
+        };
+        assert_eq!(
+            plan.line(),
+            "sshd: following /var/log/auth.log; absent, followed when they appear: /var/log/secure"
+        );
+        let nothing = RulePlan {
+            present: vec![],
+            ..plan
+        };
+        assert!(nothing.reads_nothing());
+        assert!(
+            nothing
+                .line()
+                .starts_with("sshd: nothing to read yet; absent")
+        );
     }
 }

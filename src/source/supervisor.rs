@@ -214,13 +214,13 @@ impl Supervisor {
     fn look(&mut self, fresh: Fresh) {
         let mut appeared = Vec::new();
         for (i, w) in self.waiting.iter_mut().enumerate() {
-            if w.path.is_file() {
-                appeared.push(i);
-                continue;
-            }
+            // Watched first, looked at after: a file created in between is not missed.
             let why = w.watches.update(&self.ctx.hub, &self.wake_tx);
             w.blind = why.is_some();
             warn(&self.ctx, why, &w.spec.path);
+            if w.path.is_file() {
+                appeared.push(i);
+            }
         }
         for i in appeared.into_iter().rev() {
             let w = self.waiting.remove(i);

@@ -39,20 +39,17 @@ impl WatchSet {
     /// Watches what the path needs now, dropping what it no longer needs. Returns why it
     /// must (also) be polled, if it must.
     pub fn update(&mut self, hub: &Hub, wake: &Sender<()>) -> Option<Blind> {
-        let wanted = wanted_dirs(&self.pattern);
-        self.subs
-            .retain(|dir, _| wanted.iter().any(|(d, _)| d == dir));
         let mut blind = None;
-        for (dir, interest) in wanted {
-            if self.subs.contains_key(&dir) {
-                continue;
+        let mut wanted = wanted_dirs(&self.pattern);
+        // A directory created while the watch was being armed sent its event to no one:
+        // look again until what is wanted holds still.
+        for _ in 0..8 {
+            blind = self.subscribe(&wanted, hub, wake);
+            let now = wanted_dirs(&self.pattern);
+            if now == wanted {
+                break;
             }
-            let (sub, why) = hub.watch(&dir, interest, wake);
-            if let Some(sub) = sub {
-                sub.wake_on_any(self.any);
-                self.subs.insert(dir, sub);
-            }
-            blind = blind.or(why);
+            wanted = now;
         }
         if blind.is_none() {
             // Still on a filesystem without events, though subscribed long ago.
@@ -61,6 +58,29 @@ impl WatchSet {
                 .keys()
                 .find_map(|d| crate::source::hub::silent_filesystem(d))
                 .map(Blind::Filesystem);
+        }
+        blind
+    }
+
+    fn subscribe(
+        &mut self,
+        wanted: &[(PathBuf, Interest)],
+        hub: &Hub,
+        wake: &Sender<()>,
+    ) -> Option<Blind> {
+        self.subs
+            .retain(|dir, _| wanted.iter().any(|(d, _)| d == dir));
+        let mut blind = None;
+        for (dir, interest) in wanted {
+            if self.subs.contains_key(dir) {
+                continue;
+            }
+            let (sub, why) = hub.watch(dir, interest.clone(), wake);
+            if let Some(sub) = sub {
+                sub.wake_on_any(self.any);
+                self.subs.insert(dir.clone(), sub);
+            }
+            blind = blind.or(why);
         }
         blind
     }
