@@ -218,6 +218,51 @@ pub struct SourceStatus {
     pub cut: u64,
 }
 
+/// The sources as `status` prints them for people: one line each, then why it polls or
+/// failed, when it does.
+pub fn render_sources(rows: &[SourceStatus]) -> String {
+    let mut out = String::new();
+    let width = rows.iter().map(|r| r.label().len()).max().unwrap_or(0);
+    for r in rows {
+        let mut facts = vec![format!("rules {}", r.rules.join(", "))];
+        match r.state {
+            SourceState::Absent => facts.push("followed when it appears".into()),
+            _ => {
+                if let Some(p) = r.position {
+                    facts.push(format!("at byte {p}"));
+                }
+                facts.push(format!("{} lines, {} matches", r.lines, r.matches));
+                if let Some(t) = &r.last_line {
+                    facts.push(format!("last line {t}"));
+                }
+            }
+        }
+        if r.cut > 0 {
+            facts.push(format!("{} too long, not matched", r.cut));
+        }
+        out.push_str(&format!(
+            "  {:<9} {:<width$}  {}\n",
+            r.state.as_str(),
+            r.label(),
+            facts.join("; ")
+        ));
+        if let Some(why) = &r.why {
+            out.push_str(&format!("  {:<9} {:<width$}  {why}\n", "", ""));
+        }
+    }
+    out
+}
+
+impl SourceStatus {
+    /// The path, or `journal (rule)`.
+    pub fn label(&self) -> String {
+        match self.kind.as_str() {
+            "journal" => format!("journal ({})", self.name),
+            _ => self.name.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,5 +311,11 @@ mod tests {
         );
         let json = serde_json::to_string(&rows[0]).unwrap();
         assert!(json.contains(r#""state":"following""#), "{json}");
+        let text = render_sources(&rows);
+        assert!(
+            text.contains("  following /var/log/auth.log  rules sshd; at byte 120; 3 lines, 2 matches; last line "),
+            "{text}"
+        );
+        assert!(text.contains("following journal (sshd)"), "{text}");
     }
 }
