@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod metrics;
 pub mod net;
 pub mod programs;
+pub mod resident;
 pub mod rule;
 pub mod settings;
 pub mod source;

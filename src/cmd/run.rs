@@ -114,6 +114,7 @@ pub fn run(
     mut settings: Settings,
     metrics_addr: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
+    crate::resident::limit_arenas();
     // First: a daemon already at work on this state, or a port already taken, stops
     // this one before it has touched anything.
     let paths = Paths::beside(&settings.config.sqlite.path);
@@ -170,6 +171,11 @@ pub fn run(
         settings.config.firewall.backend,
         settings.config.sqlite.path.display()
     );
+    let shed = crate::resident::shed();
+    log::debug!(
+        "start-up pages given back: {} KiB of code and constants",
+        shed / 1024
+    );
 
     loop {
         let timeout = engine.deadline().map_or(Duration::from_secs(3600), |d| {
@@ -201,6 +207,7 @@ pub fn run(
                             settings = new;
                             watchers = Watchers::start(&settings, &mut engine, &events_tx, &metrics, &hub)?;
                             log::info!("configuration reloaded");
+                            crate::resident::shed();
                         }
                         Err(e) => log::error!("reload refused, keeping the running configuration: {e}"),
                     }
