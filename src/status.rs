@@ -34,7 +34,9 @@ impl fmt::Display for SourceId {
 }
 
 /// Where a source stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceState {
     /// Read as it changes, woken by inotify.
@@ -42,6 +44,7 @@ pub enum SourceState {
     /// Read every `poll_interval`: inotify cannot be had for it (see `why`).
     Polling,
     /// Not there (yet): read from its start when it appears.
+    #[default]
     Absent,
     /// Reading failed (see `why`); tried again, later and later.
     Failed,
@@ -196,8 +199,10 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// One source as `status --json` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One source as `status --json` shows it. A reader defaults what it does not find, as
+/// the rest of the status does.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SourceStatus {
     /// `file` or `journal`.
     pub kind: String,

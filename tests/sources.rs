@@ -321,7 +321,7 @@ fn with_no_inotify_instance_left_the_daemon_polls_and_still_bans() {
     let mut as_user = ns.command("setpriv");
     as_user.args([&u, &g, "--clear-groups"]).arg(BIN);
     let d = Daemon::start_by(&s, as_user, &[]);
-    d.wait_log("no inotify instance left for this user");
+    d.wait_log("polled every 200ms instead: no inotify instance left for this user");
     let out = d.output();
     assert_eq!(
         out.lines()
@@ -336,4 +336,103 @@ fn with_no_inotify_instance_left_the_daemon_polls_and_still_bans() {
     );
     attack(&s.log(), "192.0.2.68");
     ban_recorded(&s, "192.0.2.68");
+    let st = status(&s);
+    assert_eq!(st["inotify"], false, "{st}");
+    assert_eq!(st["sources"][0]["state"], "polling", "{st}");
+    assert!(
+        st["sources"][0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("max_user_instances"),
+        "{st}"
+    );
+}
+
+/// `status --json`, parsed.
+fn status(s: &Setup) -> serde_json::Value {
+    let out = s.cli(None, &["status", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+/// Each source's state in `status`, by name.
+fn states(s: &Setup) -> Vec<(String, String)> {
+    let st = status(s);
+    let mut v: Vec<(String, String)> = st["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_owned(),
+                r["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn status_lists_every_source_with_its_state_and_says_when_no_daemon_runs() {
+    let ns = Netns::new();
+    let s = Setup::new("");
+    let absent = s.path("secure");
+    s.write_config(&format!(
+        "{TWO}\nrules:\n  sshd: {{ log_files: ['{}', '{}'] }}",
+        s.log().display(),
+        absent.display()
+    ));
+    let out = s.cli(None, &["status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no daemon runs"), "{}", stderr(&out));
+    append(&s.log(), "");
+    let d = daemon(&s, &ns);
+    let (log, secure) = (s.log().display().to_string(), absent.display().to_string());
+    wait_for(BAN_WAIT, "both sources in status", || states(&s).len() == 2);
+    assert_eq!(
+        states(&s),
+        [
+            (log.clone(), "following".into()),
+            (secure.clone(), "absent".into())
+        ]
+    );
+    attack(&s.log(), "192.0.2.69");
+    ban_recorded(&s, "192.0.2.69");
+    let st = status(&s);
+    let row = st["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == log.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (row["lines"].as_u64(), row["matches"].as_u64()),
+        (Some(2), Some(2)),
+        "{row}"
+    );
+    assert!(
+        row["position"].as_u64().unwrap() > 0 && row["last_line"].is_string(),
+        "{row}"
+    );
+    assert_eq!(
+        (st["bans_active"].as_u64(), st["bans_made"].as_u64()),
+        (Some(1), Some(1)),
+        "{st}"
+    );
+    append(&absent, "");
+    wait_for(BAN_WAIT, "the late log to be followed", || {
+        states(&s)
+            == [
+                (log.clone(), "following".into()),
+                (secure.clone(), "following".into()),
+            ]
+    });
+    let text = stdout(&s.cli(None, &["status"]));
+    assert!(
+        text.contains("sources: 2 following, 0 polling, 0 absent, 0 failed"),
+        "{text}"
+    );
+    drop(d);
 }

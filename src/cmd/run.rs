@@ -223,6 +223,7 @@ pub fn run(
             },
             recv(asked) -> asked => {
                 if let Ok(asked) = asked {
+                    engine.inotify = hub.has_instance();
                     let answer = engine.answer(&settings, asked.request.clone());
                     asked.answer(answer);
                 }

@@ -78,6 +78,10 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     /// Every log source and its state, as the sources report it.
     sources: SourceTable,
+    /// The sync thread's link to Redis: up, down, or not heard of yet.
+    link: Option<bool>,
+    /// Whether the daemon's inotify instance exists (for `status`).
+    pub inotify: bool,
     /// Bans this engine made from its logs.
     pub bans: u64,
     /// When the daemon started, for its status.
@@ -120,6 +124,8 @@ impl Engine {
             books,
             metrics,
             sources: SourceTable::default(),
+            link: None,
+            inotify: true,
             bans: 0,
             started: requests::Started::now(),
         }
@@ -222,6 +228,7 @@ impl Engine {
                 }
             }
             Event::Link(link) => {
+                self.link = Some(matches!(link, crate::event::Link::Up(_)));
                 if self.applied.link(link) {
                     match self.reconcile() {
                         Ok((banned, unbanned)) => log::info!(
