@@ -8,12 +8,61 @@
 //!   need no arena of their own.
 //! - Read-only mappings of files with no private page (the code and constants of the
 //!   binary, libc and the loader) are dropped from the page tables (`MADV_DONTNEED`: the
-//!   pages stay in the page cache and come back on first use) and read page by page from
-//!   then on (`MADV_RANDOM`, without the kernel's fault-around), so the daemon holds the
-//!   code it runs, not its neighbours. A mapping holding private pages (relocated data)
-//!   is left alone: dropping those would lose the relocations.
+//!   pages stay in the page cache and come back on first use, without read-ahead:
+//!   `MADV_RANDOM`), so the daemon holds the code it runs, not what start-up ran nor what
+//!   the kernel mapped around it. A mapping holding private pages (relocated data) is
+//!   left alone: dropping those would lose the relocations.
+//!
+//! The daemon sheds once ready, and again whenever it has been quiet for `QUIET` (`Idle`):
+//! what a burst of work faulted in is given back when the burst is over.
 
 use std::fs;
+use std::time::{Duration, Instant};
+
+/// How long without an event or a request makes the daemon idle.
+pub const QUIET: Duration = Duration::from_secs(20);
+
+/// When the decision loop sheds: once per quiet spell.
+#[derive(Debug)]
+pub struct Idle {
+    since: Instant,
+    shed: bool,
+}
+
+impl Default for Idle {
+    fn default() -> Idle {
+        Idle {
+            since: Instant::now(),
+            shed: false,
+        }
+    }
+}
+
+impl Idle {
+    /// Something happened: a new quiet spell starts.
+    pub fn busy(&mut self) {
+        self.since = Instant::now();
+        self.shed = false;
+    }
+
+    /// When to wake up to shed, if this spell has not shed yet.
+    pub fn due(&self) -> Option<Instant> {
+        (!self.shed).then(|| self.since + QUIET)
+    }
+
+    /// Sheds when the spell has lasted `QUIET`.
+    pub fn tick(&mut self, now: Instant) {
+        if !self.shed && now >= self.since + QUIET {
+            let given = shed();
+            log::debug!(
+                "quiet for {}s: {} KiB of code and constants given back",
+                QUIET.as_secs(),
+                given / 1024
+            );
+            self.shed = true;
+        }
+    }
+}
 
 /// Most malloc arenas: the main one and one for every other thread to share.
 const ARENAS: libc::c_int = 2;
@@ -144,6 +193,18 @@ Anonymous:           900 kB
         // The code, yes; the relocated (private) read-only data, the data and the heap, no.
         assert_eq!(shed, [true, false, false, false]);
         assert_eq!(maps[0].rss_kb, 6000);
+    }
+
+    #[test]
+    fn a_quiet_spell_sheds_once_and_activity_starts_another() {
+        let mut idle = Idle::default();
+        let due = idle.due().unwrap();
+        idle.tick(due - Duration::from_secs(1));
+        assert_eq!(idle.due(), Some(due), "not yet");
+        idle.tick(due);
+        assert_eq!(idle.due(), None, "shed once");
+        idle.busy();
+        assert!(idle.due().unwrap() > due);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 """Footprint of the idle daemon: memory by kind, threads, inotify instances.
 
 Two daemons, each in a network namespace of its own with the default iptables backend,
-measured 2 s after 'pyfilter ready' without log activity:
+measured idle: 22 s after 'pyfilter ready' without log activity (the daemon gives back
+what start-up touched once it has been quiet for 20 s):
   - default: the shipped configuration and rules on a host that has only auth.log (every
     rule's log_files moved under a fake root where only var/log/auth.log exists);
   - all rules: every shipped rule enabled, each with its first log file existing.
@@ -26,7 +27,8 @@ TOOLS = (("iptables", "iptables"),)
 
 RSS_TARGET_KB = 8 * 1024
 INOTIFY_TARGET = 1
-THREADS_TARGET = 6
+THREADS_TARGET = 6            # default configuration: one file thread, and the daemon's own
+IDLE_AFTER_S = 22.0
 PHASES = (("default", "default configuration, only auth.log"),
           ("all", "every rule enabled, each log there"))
 
@@ -34,7 +36,7 @@ PHASES = (("default", "default configuration, only auth.log"),
 def measure(run, res):
     for phase, what in PHASES:
         note(f"footprint: {what}")
-        res[phase] = in_own_netns("footprint", run.tmp, 60, phase=phase,
+        res[phase] = in_own_netns("footprint", run.tmp, 90, phase=phase,
                                   backend="iptables", pyfilter=run.pyfilter)
 
 
@@ -126,7 +128,7 @@ def in_netns(ctx, res):
     daemon = Daemon(ctx["pyfilter"], cfg)
     res["daemon"] = daemon
     res["startup_ms"] = daemon.ready_after(15) * 1000
-    time.sleep(2.0)
+    time.sleep(IDLE_AFTER_S)
     pid = daemon.pid
     with open(f"/proc/{pid}/status") as f:
         status = {k: v.split()[0] for k, _, v in
@@ -139,7 +141,7 @@ def in_netns(ctx, res):
 
 def report(run, res):
     problems, misses = run.report.problems, run.report.misses
-    say("7. Footprint of the idle daemon (iptables backend, 2 s after ready)")
+    say(f"7. Footprint of the idle daemon (iptables backend, {IDLE_AFTER_S:g} s after ready)")
     for phase, what in PHASES:
         r = res.get(phase, {})
         if driver_problems(run.report, f"footprint/{phase}", r):
@@ -148,13 +150,15 @@ def report(run, res):
         k = r["kinds"]
         rss_ok = r["rss_kb"] <= RSS_TARGET_KB
         ino_ok = r["inotify"] == INOTIFY_TARGET
-        thr_ok = r["threads"] <= THREADS_TARGET
+        thr_ok = phase != "default" or r["threads"] <= THREADS_TARGET
         target = f"target <= {mib(RSS_TARGET_KB)}    {verdict(rss_ok)}" \
             if phase == "default" else "(no target)"
         say(f"   {what:44}VmRSS {mib(r['rss_kb']):>10}   {target}")
         say(f"      binary {mib(k['binary'])}, heap {mib(k['heap'])}, other anonymous "
             f"{mib(k['anon'])}, libc and loader {mib(k['libc'])}, rest {mib(k['other'])}")
-        say(f"      threads {r['threads']} (target <= {THREADS_TARGET}: {verdict(thr_ok)}), "
+        thr = f"target <= {THREADS_TARGET}: {verdict(thr_ok)}" if phase == "default" \
+            else "one per log"
+        say(f"      threads {r['threads']} ({thr}), "
             f"inotify instances {r['inotify']} (target {INOTIFY_TARGET}: "
             f"{verdict(ino_ok)}), descriptors {r['fds']}, ready after "
             f"{r['startup_ms']:.0f} ms")

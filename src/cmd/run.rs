@@ -177,12 +177,15 @@ pub fn run(
         shed / 1024
     );
 
+    let mut idle = crate::resident::Idle::default();
     loop {
-        let timeout = engine.deadline().map_or(Duration::from_secs(3600), |d| {
+        let wake = [engine.deadline(), idle.due()].into_iter().flatten().min();
+        let timeout = wake.map_or(Duration::from_secs(3600), |d| {
             d.saturating_duration_since(Instant::now())
         });
         select! {
             recv(events) -> event => {
+                idle.busy();
                 if let Ok(event) = event {
                     engine.receive(std::iter::once(event).chain(events.try_iter()));
                 }
@@ -222,6 +225,7 @@ pub fn run(
                 Err(_) => return Ok(()),
             },
             recv(asked) -> asked => {
+                idle.busy();
                 if let Ok(asked) = asked {
                     engine.inotify = hub.has_instance();
                     let answer = engine.answer(&settings, asked.request.clone());
@@ -233,6 +237,7 @@ pub fn run(
             default(timeout) => {}
         }
         engine.tick();
+        idle.tick(Instant::now());
     }
 }
 
