@@ -34,7 +34,7 @@ use crate::source::hub::{Hub, Interest, Subscription};
 use crate::source::journal;
 use crate::source::plan::{RulePlan, nothing_to_read};
 use crate::source::supervisor;
-use crate::source::watch::WatchContext;
+use crate::source::watch::{Compile, WatchContext};
 use crate::store::SqliteStore;
 use crate::store::figures::Figures;
 
@@ -65,6 +65,7 @@ impl Watchers {
         events: &Sender<Event>,
         metrics: &Arc<Metrics>,
         hub: &Hub,
+        compile: Option<Compile>,
     ) -> anyhow::Result<Watchers> {
         let (stop_tx, stop_rx) = bounded::<()>(0);
         let ctx = WatchContext {
@@ -74,6 +75,7 @@ impl Watchers {
             metrics: Arc::clone(metrics),
             hub: hub.clone(),
             poll_interval: settings.config.poll_interval,
+            compile,
         };
         let positions = engine.saved_positions()?;
         first_screen(settings);
@@ -163,7 +165,14 @@ pub fn run(
         settings.config.poll_interval,
     );
 
-    let mut watchers = Watchers::start(&settings, &mut engine, &events_tx, &metrics, &hub)?;
+    let mut watchers = Watchers::start(
+        &settings,
+        &mut engine,
+        &events_tx,
+        &metrics,
+        &hub,
+        rule_compiler(config_path),
+    )?;
     let rules: Vec<&str> = settings.enabled_rules().map(|r| &*r.name).collect();
     log::info!(
         "pyfilter ready: rules {}, firewall {}, store {}, {restored} bans restored",
@@ -171,6 +180,7 @@ pub fn run(
         settings.config.firewall.backend,
         settings.config.sqlite.path.display()
     );
+    keep_needed_rules(&mut settings);
     let shed = crate::resident::shed();
     log::debug!(
         "start-up pages given back: {} KiB of code and constants",
@@ -208,7 +218,8 @@ pub fn run(
                             }
                             engine.configure(&new);
                             settings = new;
-                            watchers = Watchers::start(&settings, &mut engine, &events_tx, &metrics, &hub)?;
+                            watchers = Watchers::start(&settings, &mut engine, &events_tx, &metrics, &hub, rule_compiler(config_path))?;
+                            keep_needed_rules(&mut settings);
                             log::info!("configuration reloaded");
                             crate::resident::shed();
                         }
@@ -259,6 +270,33 @@ fn spawn_signal_thread(control: Sender<Control>) -> anyhow::Result<()> {
             }
         })?;
     Ok(())
+}
+
+/// Compiles rules by name from the configuration as it is now (the one just loaded),
+/// for a log that appears; `None` when it cannot be read again (every rule is then kept
+/// compiled).
+fn rule_compiler(config_path: Option<&Path>) -> Option<Compile> {
+    let (source, text) = crate::config::read(config_path).ok()?;
+    let name = source.name();
+    Some(Arc::new(move |names: &[Arc<str>]| {
+        let settings =
+            Settings::from_text(&name, &text, source.clone()).map_err(|e| e.to_string())?;
+        Ok(settings
+            .rules
+            .into_iter()
+            .filter(|r| names.contains(&r.name))
+            .map(Arc::new)
+            .collect())
+    }))
+}
+
+/// Lets go of the compiled rules that have nothing to read now (most of the daemon's
+/// memory is compiled rules); the watchers compile a rule again when a log of its
+/// appears. The engine took every rule's numbers already.
+fn keep_needed_rules(settings: &mut Settings) {
+    settings
+        .rules
+        .retain(|r| r.enabled && !RulePlan::of(r).reads_nothing());
 }
 
 /// Says, one line per enabled rule, what it reads now, what it waits for, and warns of a

@@ -7,6 +7,10 @@
 //! on one thread ("sources"), woken by the hub for the directories it watches, by a file
 //! thread's end, every `poll_interval` when inotify cannot serve a waited-for log, and
 //! at a restart's time.
+//!
+//! Compiled rules are most of the daemon's memory: a rule that reads none of the logs
+//! there at start is not kept compiled for the logs waited for; it is compiled again
+//! (`WatchContext::compile`) when one of them appears.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -22,6 +26,7 @@ use crate::source::follow::{Follower, Fresh};
 use crate::source::hub::Blind;
 use crate::source::watch::{FileWatch, WatchContext, backoff};
 use crate::source::watchset::{WatchSet, is_glob};
+use crate::status::SourceNews;
 use crate::status::{SourceCounters, SourceId, SourceState};
 
 /// Stack of a file thread: matching works on the heap, and a thread's untouched stack
@@ -32,7 +37,10 @@ const FILE_STACK: usize = 512 * 1024;
 #[derive(Clone)]
 pub struct LogSpec {
     pub path: String,
+    /// The rules reading it, compiled (those kept; see `names`).
     pub rules: Vec<Arc<Rule>>,
+    /// Every rule reading it, by name.
+    pub names: Vec<Arc<str>>,
     /// Rules of this spec reading their journal now, since none of their files existed
     /// at start: when the file appears it is followed too.
     pub journal_rules: Vec<String>,
@@ -53,12 +61,14 @@ pub fn log_specs<'a>(rules: impl Iterator<Item = &'a Rule>) -> Vec<LogSpec> {
                     specs.push(LogSpec {
                         path: path.clone(),
                         rules: Vec::new(),
+                        names: Vec::new(),
                         journal_rules: Vec::new(),
                     });
                     specs.last_mut().expect("pushed")
                 }
             };
             spec.rules.push(Arc::clone(&rule));
+            spec.names.push(Arc::clone(&rule.name));
             if on_journal {
                 spec.journal_rules.push(rule.name.to_string());
             }
@@ -108,6 +118,8 @@ struct Supervisor {
     wake: Receiver<()>,
     waiting: Vec<Waiting>,
     globs: Vec<Glob>,
+    /// The rules the running file threads read.
+    running_rules: HashSet<Arc<str>>,
     /// Every file with a thread, by path; joined at stop.
     files: HashMap<PathBuf, JoinHandle<()>>,
     /// How many times each file's thread died lately.
@@ -131,6 +143,7 @@ pub fn spawn_all(specs: Vec<LogSpec>, positions: &Positions, ctx: &WatchContext)
         wake,
         waiting: Vec::new(),
         globs: Vec::new(),
+        running_rules: HashSet::new(),
         files: HashMap::new(),
         failures: HashMap::new(),
         ended_tx,
@@ -150,13 +163,7 @@ pub fn spawn_all(specs: Vec<LogSpec>, positions: &Positions, ctx: &WatchContext)
             if path.is_file() {
                 sup.start(path, spec.rules, counters, Fresh::AtEnd);
             } else {
-                ctx.report(
-                    SourceId::File(path.clone()),
-                    SourceState::Absent,
-                    None,
-                    &spec.rules,
-                    &counters,
-                );
+                report_absent(ctx, &path, &spec, &counters);
                 sup.waiting.push(Waiting {
                     watches: WatchSet::new(spec.path.clone()),
                     path,
@@ -169,6 +176,7 @@ pub fn spawn_all(specs: Vec<LogSpec>, positions: &Positions, ctx: &WatchContext)
     }
     // Files matching a glob now are placed before the daemon says it is ready.
     sup.look(Fresh::AtEnd);
+    sup.release_unused();
     std::thread::Builder::new()
         .name("sources".into())
         .stack_size(FILE_STACK)
@@ -176,7 +184,49 @@ pub fn spawn_all(specs: Vec<LogSpec>, positions: &Positions, ctx: &WatchContext)
         .expect("spawning a thread")
 }
 
+/// Says a waited-for log is absent.
+fn report_absent(
+    ctx: &WatchContext,
+    path: &std::path::Path,
+    spec: &LogSpec,
+    counters: &Arc<SourceCounters>,
+) {
+    let _ = ctx.events.send(crate::event::Event::Source(SourceNews {
+        id: SourceId::File(path.to_path_buf()),
+        state: SourceState::Absent,
+        why: None,
+        rules: spec.names.iter().map(|n| n.to_string()).collect(),
+        counters: Arc::clone(counters),
+    }));
+}
+
 impl Supervisor {
+    /// Lets go of the compiled rules no running file reads (compiled again when a log
+    /// of theirs appears).
+    fn release_unused(&mut self) {
+        if self.ctx.compile.is_none() {
+            return;
+        }
+        let in_use = &self.running_rules;
+        let keep = |spec: &mut LogSpec| spec.rules.retain(|r| in_use.contains(&r.name));
+        self.waiting.iter_mut().for_each(|w| keep(&mut w.spec));
+        self.globs.iter_mut().for_each(|g| keep(&mut g.spec));
+    }
+
+    /// The compiled rules of `spec`, compiling those let go.
+    fn compiled(&self, spec: &mut LogSpec) -> Result<Vec<Arc<Rule>>, String> {
+        let missing: Vec<Arc<str>> = spec
+            .names
+            .iter()
+            .filter(|n| !spec.rules.iter().any(|r| &r.name == *n))
+            .cloned()
+            .collect();
+        if let (false, Some(compile)) = (missing.is_empty(), &self.ctx.compile) {
+            spec.rules.extend(compile(&missing)?);
+        }
+        Ok(spec.rules.clone())
+    }
+
     fn run(mut self) {
         loop {
             let tick = self.next_look().map_or_else(never, after);
@@ -213,6 +263,7 @@ impl Supervisor {
     /// the others.
     fn look(&mut self, fresh: Fresh) {
         let mut appeared = Vec::new();
+        let mut again = Vec::new();
         for (i, w) in self.waiting.iter_mut().enumerate() {
             // Watched first, looked at after: a file created in between is not missed.
             let why = w.watches.update(&self.ctx.hub, &self.wake_tx);
@@ -223,7 +274,18 @@ impl Supervisor {
             }
         }
         for i in appeared.into_iter().rev() {
-            let w = self.waiting.remove(i);
+            let mut w = self.waiting.remove(i);
+            let rules = match self.compiled(&mut w.spec) {
+                Ok(rules) => rules,
+                Err(e) => {
+                    log::error!(
+                        "{}: appeared, but its rules do not compile now: {e}; tried again at its next change, followed after a reload",
+                        w.path.display()
+                    );
+                    again.push(w);
+                    continue;
+                }
+            };
             log::info!("{}: appeared; following it", w.path.display());
             if !w.spec.journal_rules.is_empty() {
                 log::warn!(
@@ -232,10 +294,13 @@ impl Supervisor {
                     w.spec.journal_rules.join(", ")
                 );
             }
-            self.start(w.path, w.spec.rules, w.counters, Fresh::AtStart);
+            self.start(w.path, rules, w.counters, Fresh::AtStart);
         }
+        // Never dropped: waited for still.
+        self.waiting.extend(again);
         let mut new = Vec::new();
-        for g in &mut self.globs {
+        let mut globs = std::mem::take(&mut self.globs);
+        for g in &mut globs {
             let why = g.watches.update(&self.ctx.hub, &self.wake_tx);
             g.blind = why.is_some();
             warn(&self.ctx, why, &g.spec.path);
@@ -245,10 +310,18 @@ impl Supervisor {
                     && !self.files.contains_key(&path)
                     && !new.iter().any(|(p, _)| p == &path)
                 {
-                    new.push((path, g.spec.rules.clone()));
+                    match self.compiled(&mut g.spec) {
+                        Ok(rules) => new.push((path, rules)),
+                        Err(e) => log::error!(
+                            "{}: matches {}, but its rules do not compile now: {e}",
+                            path.display(),
+                            g.spec.path
+                        ),
+                    }
                 }
             }
         }
+        self.globs = globs;
         for (path, rules) in new {
             if fresh == Fresh::AtStart {
                 log::info!("{}: matches a log glob; following it", path.display());
@@ -266,6 +339,8 @@ impl Supervisor {
         counters: Arc<SourceCounters>,
         fresh: Fresh,
     ) {
+        self.running_rules
+            .extend(rules.iter().map(|r| Arc::clone(&r.name)));
         let saved = self.positions.get(&path).copied();
         self.launch(path, rules, counters, saved, fresh);
     }

@@ -45,7 +45,14 @@ pub struct WatchContext {
     pub hub: Hub,
     /// How often a file inotify cannot serve is read.
     pub poll_interval: Duration,
+    /// Compiles rules by name, for a log that appears: compiled rules are most of the
+    /// daemon's memory, so those with nothing to read are not kept. `None`: every rule
+    /// is kept compiled.
+    pub compile: Option<Compile>,
 }
+
+/// Compiles the named rules (from the configuration the daemon runs), or says why not.
+pub type Compile = Arc<dyn Fn(&[Arc<str>]) -> Result<Vec<Arc<Rule>>, String> + Send + Sync>;
 
 impl WatchContext {
     /// Tells the decision thread a source's state.
@@ -282,6 +289,7 @@ mod tests {
             metrics: Arc::default(),
             hub,
             poll_interval: Duration::from_millis(50),
+            compile: None,
         }
     }
 
