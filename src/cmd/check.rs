@@ -88,6 +88,7 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
     admin_status(settings, &mut warnings);
     println!();
     println!("rules:");
+    let mut idle = Vec::new();
     for rule in &settings.rules {
         let state = if rule.enabled { "enabled" } else { "disabled" };
         println!(
@@ -109,7 +110,7 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
         let plan = RulePlan::of(rule);
         println!("    {}", plan.line());
         if plan.reads_nothing() {
-            warnings.push(nothing_to_read(rule));
+            idle.push(rule);
         }
         if plan.journal.is_some() && !crate::programs::installed("journalctl") {
             warnings.push(format!("rule {} reads the journal, but journalctl is not installed (apt-get install systemd)", rule.name));
@@ -121,6 +122,7 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
             ));
         }
     }
+    warnings.extend(nothing_to_read(&idle));
     let tools: &[(&str, &str)] = match c.firewall.backend {
         Backend::Iptables => &[("iptables", "iptables")],
         Backend::Ipset => &[("iptables", "iptables"), ("ipset", "ipset")],

@@ -29,6 +29,7 @@ use crate::event::Event;
 use crate::firewall;
 use crate::fleet;
 use crate::metrics::{self, Metrics};
+use crate::rule::Rule;
 use crate::settings::Settings;
 use crate::source::hub::{Hub, Interest, Subscription};
 use crate::source::journal;
@@ -305,9 +306,13 @@ fn first_screen(settings: &Settings) {
     for rule in settings.enabled_rules() {
         let plan = RulePlan::of(rule);
         log::info!("{}", plan.line());
-        if plan.reads_nothing() {
-            log::warn!("{}", nothing_to_read(rule));
-        }
+    }
+    let idle: Vec<&Rule> = settings
+        .enabled_rules()
+        .filter(|r| RulePlan::of(r).reads_nothing())
+        .collect();
+    if let Some(warning) = nothing_to_read(&idle) {
+        log::warn!("{warning}");
     }
 }
 

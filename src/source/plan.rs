@@ -82,17 +82,29 @@ impl RulePlan {
     }
 }
 
-/// The warning for an enabled rule with nothing to read now.
-pub fn nothing_to_read(rule: &Rule) -> String {
-    format!(
-        "rule {} has nothing to read yet: none of its logs exists{}; it starts reading when one appears",
-        rule.name,
-        if rule.journal.is_some() {
-            " and its journal cannot be read here"
-        } else {
-            ""
-        }
-    )
+/// The one warning for the enabled rules with nothing to read now, if any.
+pub fn nothing_to_read(rules: &[&Rule]) -> Option<String> {
+    match rules {
+        [] => None,
+        [rule] => Some(format!(
+            "rule {} has nothing to read yet: none of its logs exists{}; it starts reading when one appears",
+            rule.name,
+            if rule.journal.is_some() {
+                " and its journal cannot be read here"
+            } else {
+                ""
+            }
+        )),
+        _ => Some(format!(
+            "{} enabled rules have nothing to read yet (none of their logs exists; each starts reading when one appears): {}",
+            rules.len(),
+            rules
+                .iter()
+                .map(|r| &*r.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
 }
 
 #[cfg(test)]
