@@ -1,6 +1,6 @@
 //! What the decision thread hears, over its one bounded channel: attempts found by the
-//! log and journal watchers, how far each source was read, and the sync thread's news
-//! of other servers' bans and of its link to Redis.
+//! log and journal watchers, how far each source was read and how it stands, and the
+//! sync thread's news of other servers' bans and of its link to Redis.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -11,6 +11,8 @@ use std::time::Instant;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use ipnet::IpNet;
+
+use crate::status::SourceNews;
 
 /// A failed attempt found in a log.
 #[derive(Debug, Clone)]
@@ -39,6 +41,8 @@ pub enum Event {
         rule: String,
         cursor: String,
     },
+    /// A source's state changed (for `status`).
+    Source(SourceNews),
     /// Another server's ban or unban (from the sync thread).
     Remote(RemoteEvent),
     /// The sync thread's link to Redis went up or down.

@@ -8,6 +8,7 @@ use crate::config::{Backend, StoreKind};
 use crate::duration::format_duration;
 use crate::net::display_net;
 use crate::settings::Settings;
+use crate::source::plan::{RulePlan, nothing_to_read};
 
 pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<ExitCode> {
     if let Some(name) = show_regex {
@@ -106,6 +107,7 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
     admin_status(settings, &mut warnings);
     println!();
     println!("rules:");
+    let mut idle = Vec::new();
     for rule in &settings.rules {
         let state = if rule.enabled { "enabled" } else { "disabled" };
         let mode = match &rule.mode {
@@ -127,39 +129,14 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
         if !rule.enabled {
             continue;
         }
-        for file in &rule.log_files {
-            let exists = if file.contains(['*', '?', '[']) {
-                glob::glob(file).map(|g| g.count()).unwrap_or(0) > 0
-            } else {
-                std::path::Path::new(file).exists()
-            };
-            println!(
-                "    {file}{}",
-                if exists {
-                    ""
-                } else {
-                    "  (not there yet: followed when it appears)"
-                }
-            );
+        // The same words as `run`'s first screen.
+        let plan = RulePlan::of(rule);
+        println!("    {}", plan.line());
+        if plan.reads_nothing() {
+            idle.push(rule);
         }
-        if let Some(journal) = &rule.journal {
-            let state = if crate::source::journal::reads_journal(rule) {
-                "read now: none of the files exists"
-            } else {
-                "used when none of the files exists"
-            };
-            println!(
-                "    journal {} ({state})",
-                journal
-                    .file
-                    .as_ref()
-                    .map_or("(system)".to_string(), |f| f.display().to_string())
-            );
-            if crate::source::journal::reads_journal(rule)
-                && !crate::programs::installed("journalctl")
-            {
-                warnings.push(format!("rule {} reads the journal, but journalctl is not installed (apt-get install systemd)", rule.name));
-            }
+        if plan.journal.is_some() && !crate::programs::installed("journalctl") {
+            warnings.push(format!("rule {} reads the journal, but journalctl is not installed (apt-get install systemd)", rule.name));
         }
         if rule.log_files.is_empty() && rule.journal.is_none() {
             warnings.push(format!(
@@ -168,12 +145,7 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
             ));
         }
     }
-    if !settings
-        .enabled_rules()
-        .any(|r| r.log_files.iter().any(|f| std::path::Path::new(f).exists()))
-    {
-        warnings.push("none of the enabled rules' log files exists yet".into());
-    }
+    warnings.extend(nothing_to_read(&idle));
     let tools: &[(&str, &str)] = match c.firewall.backend {
         Backend::Iptables => &[("iptables", "iptables")],
         Backend::Ipset => &[("iptables", "iptables"), ("ipset", "ipset")],

@@ -108,7 +108,7 @@ impl<W: Write> Scan<'_, W> {
         self.lines += totals.lines;
         if totals.capped > 0 {
             log::warn!(
-                "{name}: {} lines longer than max_line_bytes were cut",
+                "{name}: {} lines longer than max_line_bytes were not matched (cut, a line could name any address)",
                 totals.capped
             );
         }

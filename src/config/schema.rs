@@ -31,8 +31,12 @@ pub struct Config {
     pub store: StoreKind,
     pub sqlite: SqliteConfig,
     pub redis: RedisConfig,
-    /// Longest line kept, in bytes; the rest of a longer line is dropped.
+    /// Longest line matched, in bytes; a longer line is counted and never matched.
     pub max_line_bytes: usize,
+    /// How often a log is read where inotify cannot serve it (no instance or watch left,
+    /// a filesystem without events).
+    #[serde(deserialize_with = "de_duration")]
+    pub poll_interval: Duration,
     /// Count and ban IPv6 attackers by this prefix length (64: a whole /64 as one).
     pub ipv6_prefix: u8,
     /// Most (rule, address) counters held at once.
@@ -63,6 +67,7 @@ impl Default for Config {
             sqlite: SqliteConfig::default(),
             redis: RedisConfig::default(),
             max_line_bytes: 16 * 1024,
+            poll_interval: Duration::from_secs(1),
             ipv6_prefix: 128,
             max_tracked: 1_000_000,
             rules: BTreeMap::new(),

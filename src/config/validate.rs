@@ -130,6 +130,10 @@ const CHECKS: &[(&str, Check)] = &[
         (!(16..=128).contains(&c.ipv6_prefix)).then(|| "must be between 16 and 128".into())
     }),
     ("max_line_bytes", |c| at_least(c.max_line_bytes, 256)),
+    ("poll_interval", |c| {
+        let ms = c.poll_interval.as_millis();
+        (!(100..=600_000).contains(&ms)).then(|| "must be between 100ms and 10m".into())
+    }),
     ("max_tracked", |c| at_least(c.max_tracked, 1000)),
 ];
 

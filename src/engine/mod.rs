@@ -40,6 +40,7 @@ use crate::firewall::{Firewall, FirewallError};
 use crate::metrics::Metrics;
 use crate::net::display_net;
 use crate::settings::Settings;
+use crate::status::SourceTable;
 use crate::store::{BanStore, SqliteStore, StoreError};
 use apply::ActionError;
 use bookkeeping::Bookkeeping;
@@ -76,6 +77,12 @@ pub struct Engine {
     books: Bookkeeping,
     /// The daemon's counters; bans are counted here.
     metrics: Arc<Metrics>,
+    /// Every log source and its state, as the sources report it.
+    sources: SourceTable,
+    /// The sync thread's link to Redis: up, down, or not heard of yet.
+    link: Option<bool>,
+    /// Whether the daemon's inotify instance exists (for `status`).
+    pub inotify: bool,
     /// Bans this engine made from its logs.
     pub bans: u64,
     /// When the daemon started, for its status.
@@ -117,6 +124,9 @@ impl Engine {
             expiry: Expiry::default(),
             books,
             metrics,
+            sources: SourceTable::default(),
+            link: None,
+            inotify: true,
             bans: 0,
             started: requests::Started::now(),
         }
@@ -201,10 +211,18 @@ impl Engine {
         self.books.counted(now);
         match event {
             Event::Attempt(a) => self.attempt(a),
-            Event::Position { path, position } => self.books.position(path, position, now),
+            Event::Position { path, position } => {
+                self.sources.position(&path, position.offset);
+                self.books.position(path, position, now);
+            }
+            Event::Source(news) => {
+                self.sources.news(news);
+                self.metrics.sources(self.sources.by_state());
+            }
             Event::Cursor { rule, cursor } => self.books.cursor(rule, cursor, now),
             Event::Remote(event) => self.applied.queue_remote(event),
             Event::Link(link) => {
+                self.link = Some(matches!(link, crate::event::Link::Up(_)));
                 if self.applied.link(link) {
                     match self.reconcile() {
                         Ok((banned, unbanned)) => log::info!(
@@ -414,6 +432,16 @@ impl Engine {
             self.books.counts(self.decider.take_changes(), now);
         }
         self.books.tick(now);
+    }
+
+    /// Every log source and its state.
+    pub fn sources(&self) -> &SourceTable {
+        &self.sources
+    }
+
+    /// Forgets the sources (the watchers start again, at a reload).
+    pub fn forget_sources(&mut self) {
+        self.sources.clear();
     }
 
     /// How many (rule, address) counters are held.

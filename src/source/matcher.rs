@@ -18,6 +18,7 @@ use crossbeam_channel::Sender;
 use crate::event::{Attempt, Event};
 use crate::metrics::{Metrics, RuleStats};
 use crate::rule::{Automaton, Found, Rule, RuleError, Scratch, Skip};
+use crate::status::SourceCounters;
 
 /// What a matcher reads, as its messages name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +40,8 @@ pub struct Matcher {
     stats: Vec<Arc<RuleStats>>,
     events: Sender<Event>,
     metrics: Arc<Metrics>,
+    /// The source's own counts, which `status` shows.
+    counters: Arc<SourceCounters>,
     /// Lines skipped so far by any rule: the first is the loud one.
     skipped: u64,
     /// Lines read since they were last added to the metrics: one atomic add per read,
@@ -52,6 +55,7 @@ impl Matcher {
         rules: &[Arc<Rule>],
         events: Sender<Event>,
         metrics: Arc<Metrics>,
+        counters: Arc<SourceCounters>,
     ) -> Result<Matcher, RuleError> {
         let automaton = Automaton::new(rules.to_vec())?;
         Ok(Matcher {
@@ -61,6 +65,7 @@ impl Matcher {
             stats: rules.iter().map(|r| metrics.rule(&r.name)).collect(),
             events,
             metrics,
+            counters,
             skipped: 0,
             lines: 0,
         })
@@ -93,6 +98,7 @@ impl Matcher {
             match result {
                 Ok(found) => {
                     stats.attempts.fetch_add(1, Relaxed);
+                    self.counters.matches.fetch_add(1, Relaxed);
                     let attempt = Attempt {
                         rule: Arc::clone(&rule.name),
                         ip: found.ip,
@@ -123,7 +129,9 @@ impl Matcher {
 
     /// Adds the lines read since the last call to the metrics.
     pub fn count_lines(&mut self) {
-        self.metrics.lines_read(std::mem::take(&mut self.lines));
+        let n = std::mem::take(&mut self.lines);
+        self.metrics.lines_read(n);
+        self.counters.read(n);
     }
 }
 
@@ -187,6 +195,7 @@ mod tests {
             rules,
             tx,
             Arc::clone(&metrics),
+            Arc::default(),
         )
         .expect("the rules combine");
         (m, rx, metrics)

@@ -188,6 +188,11 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot create the database {path} private to its owner: {source}")]
+    CreateFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("SQLite database {path}: {source}")]
     Sqlite {
         path: PathBuf,
