@@ -58,6 +58,13 @@ pub enum Command {
         #[arg(long, value_name = "RULE")]
         show_regex: Option<String>,
     },
+    /// What the running daemon follows (each source and its state), counts, bans,
+    /// firewall, store and fleet link; exit 1 when no daemon runs.
+    Status {
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove everything pyfilter put in the firewall (its chain and jumps), nothing else.
     Flush,
     /// Bring the bans of an existing PyFilter installation into this store (idempotent), or

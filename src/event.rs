@@ -1,7 +1,7 @@
 //! What the decision thread hears, over its one bounded channel: attempts found by the
-//! log and journal watchers, how far each source was read, and the sync thread's news
-//! of other servers' bans, of this server's bans recorded by other processes, and of its
-//! link to Redis.
+//! log and journal watchers, how far each source was read and how it stands, and the
+//! sync thread's news of other servers' bans, of this server's bans recorded by other
+//! processes, and of its link to Redis.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,6 +14,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use ipnet::IpNet;
 
 use crate::ban::Change;
+use crate::status::SourceNews;
 
 /// A failed attempt found in a log.
 #[derive(Debug, Clone)]
@@ -42,6 +43,8 @@ pub enum Event {
         rule: String,
         cursor: String,
     },
+    /// A source's state changed (for `status`).
+    Source(SourceNews),
     /// Another server's ban or unban (from the sync thread).
     Remote(RemoteEvent),
     /// The sync thread's link to Redis went up or down.

@@ -15,6 +15,7 @@ pub mod list;
 pub mod prune;
 pub mod run;
 pub mod scan;
+pub mod status;
 pub mod unban;
 
 use crate::cli::UsageError;

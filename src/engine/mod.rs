@@ -20,6 +20,7 @@ mod bookkeeping;
 pub mod counter;
 mod decide;
 mod feed;
+mod held;
 pub mod manual;
 mod reconcile;
 mod requests;
@@ -40,6 +41,7 @@ use crate::firewall::{Firewall, FirewallError};
 use crate::metrics::Metrics;
 use crate::net::display_net;
 use crate::settings::Settings;
+use crate::status::SourceTable;
 use crate::store::{BanStore, SqliteStore, StoreError};
 use apply::ActionError;
 use bookkeeping::Bookkeeping;
@@ -76,6 +78,12 @@ pub struct Engine {
     books: Bookkeeping,
     /// The daemon's counters; bans are counted here.
     metrics: Arc<Metrics>,
+    /// Every log source and its state, as the sources report it.
+    sources: SourceTable,
+    /// The sync thread's link to Redis: up, down, or not heard of yet.
+    link: Option<bool>,
+    /// Whether the daemon's inotify instance exists (for `status`).
+    pub inotify: bool,
     /// Bans this engine made from its logs.
     pub bans: u64,
     /// When the daemon started, for its status.
@@ -124,6 +132,9 @@ impl Engine {
             expiry: Expiry::default(),
             books,
             metrics,
+            sources: SourceTable::default(),
+            link: None,
+            inotify: true,
             bans: 0,
             started: requests::Started::now(),
             feed: None,
@@ -225,18 +236,19 @@ impl Engine {
         self.books.counted(now);
         match event {
             Event::Attempt(a) => self.attempt(a),
-            Event::Position { path, position } => self.books.position(path, position, now),
-            Event::Cursor { rule, cursor } => self.books.cursor(rule, cursor, now),
-            Event::Remote(event) => {
-                let applied =
-                    self.applied
-                        .remote(self.firewall.as_mut(), self.decider.ignore(), event);
-                if let Some(until) = applied {
-                    self.expiry.no_later_than(until);
-                }
+            Event::Position { path, position } => {
+                self.sources.position(&path, position.offset);
+                self.books.position(path, position, now);
             }
             Event::Changed(change) => self.heard.push(change),
+            Event::Source(news) => {
+                self.sources.news(news);
+                self.metrics.sources(self.sources.by_state());
+            }
+            Event::Cursor { rule, cursor } => self.books.cursor(rule, cursor, now),
+            Event::Remote(event) => self.applied.queue_remote(event),
             Event::Link(link) => {
+                self.link = Some(matches!(link, crate::event::Link::Up(_)));
                 if self.applied.link(link) {
                     match self.reconcile() {
                         Ok((banned, unbanned)) => log::info!(
@@ -259,6 +271,12 @@ impl Engine {
     /// Applies the batch's bans, with the refused ones whose retry is due: one store
     /// transaction and one firewall batch.
     fn commit(&mut self) {
+        let fleet = self
+            .applied
+            .apply_remote(self.firewall.as_mut(), self.decider.ignore());
+        if let Some(until) = fleet {
+            self.expiry.no_later_than(until);
+        }
         let now = Instant::now();
         let mut batch = std::mem::take(&mut self.pending);
         // Bans the firewall refused earlier go with this batch.
@@ -454,6 +472,16 @@ impl Engine {
             self.books.counts(self.decider.take_changes(), now);
         }
         self.books.tick(now);
+    }
+
+    /// Every log source and its state.
+    pub fn sources(&self) -> &SourceTable {
+        &self.sources
+    }
+
+    /// Forgets the sources (the watchers start again, at a reload).
+    pub fn forget_sources(&mut self) {
+        self.sources.clear();
     }
 
     /// How many (rule, address) counters are held.

@@ -153,6 +153,16 @@ impl Engine {
             firewall: self.firewall.name().to_string(),
             store: store.to_string(),
             store_location: location,
+            fleet: (c.store == StoreKind::Redis && c.redis.sync).then(|| {
+                match self.link {
+                    Some(true) => "up",
+                    Some(false) => "down",
+                    None => "connecting",
+                }
+                .to_string()
+            }),
+            inotify: self.inotify,
+            sources: self.sources().snapshot(),
         }
     }
 }
