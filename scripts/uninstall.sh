@@ -6,7 +6,7 @@
 #
 #   sudo scripts/uninstall.sh [--purge] [--prefix /usr/local] [--destdir DIR] [--no-flush]
 #
-# --purge        also remove /etc/pyfilter and /var/lib/pyfilter
+# --purge        also remove /etc/pyfilter, /var/lib/pyfilter and the pyfilter user and group
 # --prefix DIR   the --prefix given to install.sh (/usr/local)
 # --destdir DIR  remove files under DIR only: nothing is stopped, flushed or reloaded
 # --no-flush     leave pyfilter's chain, sets or table in the firewall
@@ -118,6 +118,16 @@ else
             say "kept       $destdir$dir/ (--purge removes it)"
         fi
     done
+fi
+
+# The admin's system user and group, made by install.sh.
+if [ "$purge" = 1 ] && [ -z "$destdir" ]; then
+    if getent passwd pyfilter >/dev/null; then
+        userdel pyfilter && say "removed    user pyfilter"
+    fi
+    if getent group pyfilter >/dev/null; then
+        groupdel pyfilter && say "removed    group pyfilter"
+    fi
 fi
 
 if [ -z "$destdir" ] && systemd_running; then

@@ -58,6 +58,13 @@ pub enum Command {
         #[arg(long, value_name = "RULE")]
         show_regex: Option<String>,
     },
+    /// What the running daemon follows (each source and its state), counts, bans,
+    /// firewall, store and fleet link; exit 1 when no daemon runs.
+    Status {
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove everything pyfilter put in the firewall (its chain and jumps), nothing else.
     Flush,
     /// Bring the bans of an existing PyFilter installation into this store (idempotent), or
@@ -92,8 +99,8 @@ pub struct ImportArgs {
     /// How long imported bans last from now [default: forever, as in PyFilter]
     #[arg(long = "for", value_name = "DURATION")]
     pub duration: Option<String>,
-    /// Record them without putting them in the firewall now (the daemon's next start,
-    /// or reconcile, does).
+    /// Only record them, without root: a running daemon puts them in the firewall as it
+    /// does any recorded ban; a stopped one at its next start.
     #[arg(long)]
     pub no_firewall: bool,
 }

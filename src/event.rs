@@ -1,6 +1,7 @@
 //! What the decision thread hears, over its one bounded channel: attempts found by the
-//! log and journal watchers, how far each source was read, and the sync thread's news
-//! of other servers' bans and of its link to Redis.
+//! log and journal watchers, how far each source was read and how it stands, and the
+//! sync thread's news of other servers' bans, of this server's bans recorded by other
+//! processes, and of its link to Redis.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -11,6 +12,9 @@ use std::time::Instant;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use ipnet::IpNet;
+
+use crate::ban::Change;
+use crate::status::SourceNews;
 
 /// A failed attempt found in a log.
 #[derive(Debug, Clone)]
@@ -39,10 +43,16 @@ pub enum Event {
         rule: String,
         cursor: String,
     },
+    /// A source's state changed (for `status`).
+    Source(SourceNews),
     /// Another server's ban or unban (from the sync thread).
     Remote(RemoteEvent),
     /// The sync thread's link to Redis went up or down.
     Link(Link),
+    /// A ban of this server was recorded or lifted in the shared store (by the daemon
+    /// itself, or by another process: the admin): this server's own event on the ban
+    /// channel.
+    Changed(Change),
 }
 
 /// Where reading a log file stopped: the file's identity and the offset just past the

@@ -91,6 +91,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Scan(args) => cmd::scan::run(&settings, args),
         Command::Check { show_regex } => cmd::check::run(&settings, show_regex.as_deref()),
         Command::Flush => cmd::flush::run(&settings),
+        Command::Status { json } => cmd::status::run(&settings, *json),
         Command::Import(args) => cmd::import::run(&settings, args),
         Command::Admin(args) => cmd::admin::run(settings, args),
         Command::Completions { .. } => unreachable!("handled before loading the configuration"),

@@ -276,6 +276,9 @@ fn a_user_signs_in_sees_the_dashboard_bans_and_unbans_by_hand_and_signs_out() {
     }
     seed_history(&s.path("db/pyfilter.db"));
     create_user(&s);
+    // The daemon owns the firewall: the admin records, the daemon applies.
+    append(&s.log(), "");
+    let daemon = Daemon::start(&s, &ns);
     let _admin = Admin::start(&s, &ns);
     let b = Browser::start(&ns.path(), &screenshots());
 
@@ -331,7 +334,7 @@ fn a_user_signs_in_sees_the_dashboard_bans_and_unbans_by_hand_and_signs_out() {
     assert_eq!(b.alert_text(), None, "no script of the reason ran");
     b.shot("details");
 
-    // A ban by hand goes into this server's firewall at once...
+    // A ban by hand goes into this server's firewall at once, by the daemon...
     let ip = "198.51.100.23";
     ban_by_hand(
         &b,
@@ -340,13 +343,44 @@ fn a_user_signs_in_sees_the_dashboard_bans_and_unbans_by_hand_and_signs_out() {
         "probing the mail server by hand",
         Some("ban-form"),
     );
-    assert!(ns.has_ban(ip), "{}", ns.rules("iptables", "PYFILTER"));
+    // (The page waits a second for it; a busy machine may take longer, and the page
+    // then says the daemon is applying it: read again.)
+    wait_for(
+        Duration::from_secs(10),
+        "the daemon to apply the ban",
+        || ns.has_ban(ip),
+    );
+    b.goto(&b.url());
+    assert_eq!(b.find("#here").text(), "in force in this server's firewall");
     b.shot("banned");
     // ...and an unban from its details page takes it out.
     unban_here(&b);
-    assert!(!ns.has_ban(ip), "{}", ns.rules("iptables", "PYFILTER"));
+    wait_for(
+        Duration::from_secs(10),
+        "the daemon to lift the ban",
+        || !ns.has_ban(ip),
+    );
+    b.goto(&b.url());
+    assert_eq!(b.find("#here").text(), "out of this server's firewall");
     // The command-line bans were left alone.
     assert!(ns.has_ban("203.0.113.7") && ns.has_ban("192.0.2.44"));
+
+    // With the daemon stopped, a ban is recorded and said to wait for it; its next start
+    // applies it.
+    let (_, status, _) = daemon.stop();
+    assert!(status.success());
+    let waiting = "192.0.2.99";
+    ban_by_hand(&b, waiting, "1h", "while the daemon is away", None);
+    assert!(
+        b.find("#here")
+            .text()
+            .contains("the daemon is not running here"),
+        "{}",
+        b.find("#here").text()
+    );
+    assert!(!ns.has_ban(waiting));
+    let _daemon = Daemon::start(&s, &ns);
+    assert!(ns.has_ban(waiting), "{}", ns.rules("iptables", "PYFILTER"));
 
     // The history, whole and searched.
     b.find(r#"nav a[href="/history"]"#).click();
@@ -411,6 +445,10 @@ fn a_ban_made_in_the_browser_reaches_a_second_server_through_redis() {
         sa.path("admin.log").display()
     ));
     create_user(&sa);
+    // A's daemon applies the bans A's admin records.
+    append(&sa.log(), "");
+    let daemon_a = Daemon::start(&sa, &ns_a);
+    daemon_a.wait_log("sync: connected");
     let _admin = Admin::start(&sa, &ns_a);
     let b = Browser::start(&ns_a.path(), &screenshots());
 

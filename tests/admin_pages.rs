@@ -235,6 +235,7 @@ fn with_redis_a_fleet_shares_users_and_an_admin_ban_is_published_at_once() {
     let mut sub = Command::new("redis-cli")
         .arg("-s")
         .arg(redis.socket())
+        .args(["--no-auth-warning", "-a", common::ADMIN_PASSWORD])
         .args(["SUBSCRIBE", "pyfilter:events"])
         .stdout(Stdio::piped())
         .spawn()

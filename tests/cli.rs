@@ -131,8 +131,8 @@ fn scan_json_follows_the_contract() {
             format!(r#"{{"type":"match","file":"{f}","line":3,"rule":"sshd","ip":"192.0.2.1","time":"2024-07-20T14:42:12+00:00","instant":false}}"#),
             r#"{"type":"ban","rule":"sshd","ip":"192.0.2.1","time":"2024-07-20T14:42:12+00:00","attempts":3}"#.to_string(),
             format!(r#"{{"type":"match","file":"{f}","line":4,"rule":"sshd","ip":"192.0.2.1","time":"2024-07-20T14:42:13+00:00","instant":false}}"#),
-            // Ignored addresses are reported as matches, never banned.
-            format!(r#"{{"type":"match","file":"{f}","line":6,"rule":"sshd","ip":"192.0.2.9","time":"2024-07-20T14:43:01+00:00","instant":false}}"#),
+            // Ignored addresses are reported as matches, marked, never banned.
+            format!(r#"{{"type":"match","file":"{f}","line":6,"rule":"sshd","ip":"192.0.2.9","time":"2024-07-20T14:43:01+00:00","instant":false,"ignored":true}}"#),
             r#"{"type":"summary","lines":6,"matched":5,"bans":1}"#.to_string(),
         ]
     );

@@ -191,7 +191,7 @@ fn a_server_killed_and_restarted_converges() {
 fn check_and_the_cli_say_exactly_what_is_wrong_with_redis() {
     let redis = RedisServer::start();
     let s = Setup::new(&format!(
-        "store: redis\nfirewall: {{ backend: none }}\nredis: {{ url: '{}?db=99' }}",
+        "store: redis\nfirewall: {{ backend: none }}\nredis: {{ url: '{}&db=99' }}",
         redis.url()
     ));
     let out = s.cli(None, &["check"]);
@@ -218,4 +218,82 @@ fn check_and_the_cli_say_exactly_what_is_wrong_with_redis() {
         "{}",
         stdout(&out)
     );
+}
+
+#[test]
+fn the_readme_acl_line_is_the_one_every_redis_test_runs_as() {
+    let readme = include_str!("../README.md");
+    let line = format!("ACL SETUSER pyfilter on >LONG-RANDOM-PASSWORD {ACL_RULES}");
+    assert!(readme.contains(&line), "the README must show: {line}");
+    // And the fleet's tests do connect as that user.
+    let redis = RedisServer::start();
+    let a = Member::new("a", &redis).start();
+    wait_for(WAIT, "a to subscribe", || {
+        a.log().contains("sync: connected")
+    });
+    a.attack("192.0.2.60");
+    wait_for(WAIT, "a's ban", || a.ns.has_ban("192.0.2.60"));
+    let clients = redis.cli(&["CLIENT", "LIST"]);
+    assert!(
+        clients
+            .lines()
+            .filter(|l| l.contains(" user=pyfilter "))
+            .count()
+            >= 2,
+        "the store and the subscriber: {clients}"
+    );
+}
+
+#[test]
+fn a_command_the_acl_user_may_not_run_is_named_not_taken_for_an_outage() {
+    let redis = RedisServer::start();
+    redis.cli(&["ACL", "SETUSER", "pyfilter", "-evalsha"]);
+    let s = Setup::new(&format!(
+        "store: redis\nfirewall: {{ backend: none }}\nredis: {{ url: '{}' }}",
+        redis.url()
+    ));
+    let out = s.cli(None, &["ban", "192.0.2.61"]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("refused the command EVALSHA to pyfilter's user"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("outbox"),
+        "not queued as if Redis were away: {said}"
+    );
+}
+
+#[test]
+fn a_ban_the_store_lost_is_recorded_again_not_lifted() {
+    // As when a primary dies after taking a ban and before its replica had it: Redis
+    // holds no trace of it, yet the server that made it did.
+    let redis = RedisServer::start();
+    let a = Member::new("a", &redis).start();
+    let b = Member::new("b", &redis).start();
+    a.attack("192.0.2.80");
+    everywhere(&[&a, &b], "192.0.2.80", true);
+    let id = redis.cli(&["HGET", "pyfilter:active", "192.0.2.80/32"]);
+    redis.cli(&["HDEL", "pyfilter:active", "192.0.2.80/32"]);
+    redis.cli(&["ZREM", "pyfilter:expiry", "192.0.2.80/32"]);
+    redis.cli(&["ZREM", "pyfilter:history", id.trim()]);
+    redis.cli(&[
+        "DEL",
+        &format!("pyfilter:ban:{}", id.trim()),
+        "pyfilter:bans_of:192.0.2.80/32",
+    ]);
+    wait_for(WAIT, "a to record it again", || {
+        a.log().contains("the store lost the ban of 192.0.2.80")
+    });
+    assert_eq!(
+        redis
+            .cli(&["HEXISTS", "pyfilter:active", "192.0.2.80/32"])
+            .trim(),
+        "1"
+    );
+    // Neither server lifted it meanwhile.
+    std::thread::sleep(Duration::from_secs(3));
+    everywhere(&[&a, &b], "192.0.2.80", true);
+    assert!(!a.log().contains("unbanned 192.0.2.80"), "{}", a.log());
 }

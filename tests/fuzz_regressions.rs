@@ -2,9 +2,11 @@
 //! library functions. Each input is kept as found under fuzz/regressions/<target>/.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use chrono::{DateTime, Local, TimeZone};
 use pyfilter::config::ConfigSource;
+use pyfilter::rule::Automaton;
 use pyfilter::rule::timestamp::{TimeCache, TimeFormat};
 use pyfilter::settings::Settings;
 
@@ -48,9 +50,13 @@ fn timestamp_ten_byte_line_through_a_rule() {
     let settings =
         Settings::from_text(Path::new("test.yml"), &text, ConfigSource::Embedded).unwrap();
     let rule = settings.rule("bare-address").expect("rule loaded");
-    let mut scratch = rule.scratch();
+    let automaton = Automaton::new(vec![Arc::new(rule.clone())]).unwrap();
+    let mut scratch = automaton.scratch();
     // Must not panic; the line holds no time, so it is skipped as BadTime.
-    let got = rule.examine(b"10.0.0.123", reference(), &mut scratch);
+    let mut got = None;
+    automaton.examine(b"10.0.0.123", reference(), &mut scratch, |_, f| {
+        got = Some(f)
+    });
     assert!(matches!(got, Some(Err(_))), "{got:?}");
 }
 

@@ -38,7 +38,7 @@ fn pyfilter_sqlite_and_redis_bans_are_imported_once() {
             "--pyfilter-sqlite",
             legacy.to_str().unwrap(),
             "--pyfilter-redis",
-            &redis.url(),
+            &redis.admin_url(),
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -67,7 +67,7 @@ fn pyfilter_sqlite_and_redis_bans_are_imported_once() {
             "--pyfilter-sqlite",
             legacy.to_str().unwrap(),
             "--pyfilter-redis",
-            &redis.url(),
+            &redis.admin_url(),
         ],
     );
     assert!(

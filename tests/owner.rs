@@ -2,6 +2,9 @@
 //! guarantee. Real iptables inside a network namespace of the test's own, a real SQLite
 //! file, real `pyfilter` processes racing each other.
 
+#[allow(dead_code)]
+#[path = "common/admin.rs"]
+mod admin;
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
@@ -11,8 +14,19 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Addresses raced over in the concurrency tests.
-const RACED: [&str; 2] = ["192.0.2.41", "2001:db8::43"];
+/// Rounds of racing commands, each over addresses of its own.
+const ROUNDS: u8 = 2;
+
+/// Bans (and as many unbans) of one address started at once in a round.
+const RACERS: usize = 3;
+
+/// The addresses raced over in `round`: one of each family.
+fn raced(round: u8) -> [String; 2] {
+    [
+        format!("192.0.2.{}", 40 + round),
+        format!("2001:db8::{}", 40 + round),
+    ]
+}
 
 /// How many rules of pyfilter's chain drop `ip` (more than one is a duplicate).
 fn kernel_rules(ns: &Netns, ip: &str) -> usize {
@@ -37,12 +51,41 @@ fn store_bans(s: &Setup, ns: &Netns, ip: &str) -> usize {
         .count()
 }
 
-/// A CLI command started inside `ns`, not waited for.
-fn spawn_cli(s: &Setup, ns: &Netns, args: &[&str]) -> Child {
+/// A `PATH` whose `iptables` and `ip6tables` take 50 ms more to start, as on a busy
+/// host: the gap between a command's firewall change and its record widens, so racing
+/// commands that do not take turns interleave there almost every time.
+fn slow_firewall_path(s: &Setup) -> String {
+    let dir = s.path("slowbin");
+    std::fs::create_dir_all(&dir).unwrap();
+    for tool in ["iptables", "ip6tables"] {
+        let real = ["/usr/sbin", "/sbin", "/usr/bin"]
+            .iter()
+            .map(|d| std::path::Path::new(d).join(tool))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{tool} must be installed"));
+        let wrapper = dir.join(tool);
+        std::fs::write(
+            &wrapper,
+            format!("#!/bin/sh\nsleep 0.05\nexec {} \"$@\"\n", real.display()),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// A CLI command started inside `ns` with `path`, not waited for.
+fn spawn_cli(s: &Setup, ns: &Netns, path: &str, args: &[&str]) -> Child {
     ns.command(BIN)
         .arg("-c")
         .arg(s.config())
         .args(args)
+        .env("PATH", path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -50,16 +93,14 @@ fn spawn_cli(s: &Setup, ns: &Netns, args: &[&str]) -> Child {
         .unwrap()
 }
 
-/// Ten bans and ten unbans of each raced address, all started at once, interleaved.
-fn race_bans_and_unbans(s: &Setup, ns: &Netns) {
+/// `RACERS` bans and as many unbans of each address of `round`, all started at once,
+/// interleaved; every one must succeed.
+fn race_bans_and_unbans(s: &Setup, ns: &Netns, path: &str, round: u8) {
     let mut children = Vec::new();
-    for round in 0..10 {
-        for ip in RACED {
-            children.push(spawn_cli(s, ns, &["ban", ip, "--for", "1h"]));
-            children.push(spawn_cli(s, ns, &["unban", ip]));
-        }
-        if round == 4 {
-            std::thread::sleep(Duration::from_millis(5));
+    for _ in 0..RACERS {
+        for ip in &raced(round) {
+            children.push(spawn_cli(s, ns, path, &["ban", ip, "--for", "1h"]));
+            children.push(spawn_cli(s, ns, path, &["unban", ip]));
         }
     }
     for child in children {
@@ -73,10 +114,10 @@ fn race_bans_and_unbans(s: &Setup, ns: &Netns) {
     }
 }
 
-/// Store and kernel agree on every raced address: one rule for an active ban, none
+/// Store and kernel agree on every address of `round`: one rule for an active ban, none
 /// without, never a duplicate.
-fn assert_agreement(s: &Setup, ns: &Netns) {
-    for ip in RACED {
+fn assert_agreement(s: &Setup, ns: &Netns, round: u8) {
+    for ip in &raced(round) {
         let (kernel, store) = (kernel_rules(ns, ip), store_bans(s, ns, ip));
         assert!(store <= 1, "{ip}: {store} active bans in the store");
         assert_eq!(
@@ -91,25 +132,33 @@ fn concurrent_bans_and_unbans_with_the_daemon_running_leave_store_and_kernel_agr
     let ns = Netns::new();
     let s = Setup::new("firewall: { backend: iptables }");
     append(&s.log(), "");
-    let d = Daemon::start(&s, &ns);
-    for _ in 0..2 {
-        race_bans_and_unbans(&s, &ns);
-        assert_agreement(&s, &ns);
+    let path = slow_firewall_path(&s);
+    let mut run = ns.command(BIN);
+    run.env("PATH", &path);
+    let d = Daemon::start_by(&s, run, &[]);
+    for round in 0..ROUNDS {
+        race_bans_and_unbans(&s, &ns, &path, round);
+        assert_agreement(&s, &ns, round);
     }
     // And the daemon still agrees with itself after a restart.
     let (_, status, _) = d.stop();
     assert!(status.success());
     let _d = Daemon::start(&s, &ns);
-    assert_agreement(&s, &ns);
+    for round in 0..ROUNDS {
+        assert_agreement(&s, &ns, round);
+    }
 }
 
 #[test]
 fn concurrent_bans_and_unbans_without_a_daemon_take_turns_under_the_lock() {
     let ns = Netns::new();
     let s = Setup::new("firewall: { backend: iptables }");
-    for _ in 0..2 {
-        race_bans_and_unbans(&s, &ns);
-        assert_agreement(&s, &ns);
+    // The database exists before the race, as on any server that ever ran pyfilter.
+    assert!(s.cli(Some(&ns), &["list"]).status.success());
+    let path = slow_firewall_path(&s);
+    for round in 0..ROUNDS {
+        race_bans_and_unbans(&s, &ns, &path, round);
+        assert_agreement(&s, &ns, round);
     }
 }
 
@@ -287,4 +336,160 @@ fn ban_unban_and_flush_go_through_the_running_daemon() {
     assert_eq!(stdout(&out).trim(), "unbanned 192.0.2.82");
     d.wait_log("unbanned 192.0.2.82 (unbanned by hand)");
     assert!(!ns.has_ban("192.0.2.82"));
+}
+
+/// A group of the test's own, by number (nothing is added to the system's users), and
+/// `nobody`: the admin's user in these tests, as `pyfilter` is in production.
+const GROUP: u32 = 64_999;
+const NOBODY: u32 = 65_534;
+
+/// Lays out `s` as scripts/install.sh does /var/lib/pyfilter: the state directory
+/// root:GROUP 2770, so what the daemon (umask 0007) creates there is the group's to
+/// write; the test's directory is opened for the group to reach the configuration.
+fn shared_state(s: &Setup) -> std::path::PathBuf {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    let state = s.path("db");
+    std::fs::create_dir_all(&state).unwrap();
+    chown(&state, Some(0), Some(GROUP)).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o2770)).unwrap();
+    chown(s.dir.path(), Some(0), Some(GROUP)).unwrap();
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o750)).unwrap();
+    state
+}
+
+/// `program` run as the daemon's unit runs it: root, umask 0007.
+fn with_umask_0007(ns: &Netns, program: &str) -> std::process::Command {
+    let mut c = ns.command("sh");
+    c.args(["-c", "umask 0007 && exec \"$0\" \"$@\"", program]);
+    c
+}
+
+/// `program` run as `nobody` in GROUP, with no capability, outside the namespace (the
+/// admin never touches a firewall).
+fn unprivileged(program: &str) -> std::process::Command {
+    let mut c = std::process::Command::new("setpriv");
+    c.arg(format!("--reuid={NOBODY}"))
+        .arg(format!("--regid={NOBODY}"))
+        .arg(format!("--groups={GROUP}"))
+        .args(["--inh-caps=-all", "--", "sh", "-c"])
+        .arg("umask 0007 && exec \"$0\" \"$@\"")
+        .arg(program);
+    c
+}
+
+#[test]
+fn the_admin_as_an_unprivileged_user_records_and_the_root_daemon_applies() {
+    let ns = Netns::new();
+    let s = Setup::new("");
+    let state = shared_state(&s);
+    s.write_config(&format!(
+        "firewall: {{ backend: iptables }}\nadmin:\n  log: {}",
+        state.join("admin.log").display()
+    ));
+    append(&s.log(), "");
+    let d = Daemon::start_by(&s, with_umask_0007(&ns, BIN), &[]);
+    admin::add_user(&s, "alice", admin::PASSWORD);
+    let a = admin::Admin::start_by(&s, unprivileged(BIN), &[]);
+    let cookie = a.sign_in("alice", admin::PASSWORD).unwrap();
+    let csrf = a.csrf(&cookie);
+
+    // A ban from the admin: recorded by nobody, put in the kernel by the daemon.
+    let r = a.post(
+        "/ban",
+        &cookie,
+        &[("csrf", &csrf), ("ip", "192.0.2.91"), ("duration", "1h")],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    d.wait_log("banned 192.0.2.91 (recorded by another process");
+    assert!(ns.has_ban("192.0.2.91"));
+    let details = a.get(r.header("location"), Some(&cookie));
+    assert!(
+        details.body.contains("in force in this server's firewall"),
+        "{}",
+        details.body
+    );
+
+    // And its unban.
+    let r = a.post(
+        "/unban",
+        &cookie,
+        &[("csrf", &csrf), ("ip", "192.0.2.91"), ("reason", "mistake")],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    d.wait_log("unbanned 192.0.2.91 (lifted by another process)");
+    assert!(!ns.has_ban("192.0.2.91"));
+
+    // `prune` by the same user beside the running daemon: it lifts in the store only,
+    // and the daemon takes the ban out of the kernel. The daemon is paused meanwhile,
+    // so that the expiry is prune's and the kernel is seen untouched by it.
+    let r = a.post(
+        "/ban",
+        &cookie,
+        &[("csrf", &csrf), ("ip", "192.0.2.92"), ("duration", "1s")],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    d.wait_log("banned 192.0.2.92 (recorded by another process");
+    d.signal(libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(2100));
+    let out = unprivileged(BIN)
+        .arg("-c")
+        .arg(s.config())
+        .arg("prune")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let printed = stdout(&out);
+    d.signal(libc::SIGCONT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(printed.starts_with("1 expired bans lifted"), "{printed}");
+    d.wait_log("unbanned 192.0.2.92 (lifted by another process)");
+    assert!(!ns.has_ban("192.0.2.92"));
+}
+
+#[test]
+fn an_import_beside_a_running_daemon_is_applied_by_the_daemon_in_one_batch() {
+    const N: u32 = 12_000;
+    let ns = Netns::new();
+    let s = Setup::new("firewall: { backend: iptables }");
+    append(&s.log(), "");
+    let legacy = s.path("pyfilter-legacy.db");
+    let db = rusqlite::Connection::open(&legacy).unwrap();
+    db.execute_batch(
+        "CREATE TABLE banned_ip (ip TEXT, time_banned REAL, server_name TEXT, log_msg TEXT); BEGIN",
+    )
+    .unwrap();
+    for i in 0..N {
+        let ip = std::net::Ipv4Addr::from(0x0a10_0000 + i);
+        db.execute(
+            "INSERT INTO banned_ip VALUES (?1, 1700000000, 'old-1', 'Failed password')",
+            [ip.to_string()],
+        )
+        .unwrap();
+    }
+    db.execute_batch("COMMIT").unwrap();
+    let d = Daemon::start(&s, &ns);
+    // Paused: whatever reaches the kernel before it goes on, the import put there.
+    d.signal(libc::SIGSTOP);
+    let out = s.cli(
+        Some(&ns),
+        &["import", "--pyfilter-sqlite", legacy.to_str().unwrap()],
+    );
+    let rules = ns.rules("iptables", "PYFILTER").lines().count();
+    d.signal(libc::SIGCONT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with(&format!("{N} bans imported")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(rules <= 1, "the import changed the kernel: {rules} rules");
+    d.wait_log(&format!(
+        "{N} networks changed by other processes: {N} bans"
+    ));
+    let held = ns
+        .rules("iptables", "PYFILTER")
+        .lines()
+        .filter(|l| l.contains(" -s 10.16."))
+        .count();
+    assert_eq!(held, N as usize);
 }

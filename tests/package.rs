@@ -141,8 +141,8 @@ fn the_package_passes_lintian_installs_checks_and_purges_to_nothing() {
     }
     assert_eq!(
         mode(&root.join("var/lib/pyfilter")),
-        0o700,
-        "the state directory"
+        0o2770,
+        "the state directory: root and the admin's group, setgid, nothing for others"
     );
     let conffiles = run(
         "dpkg-query",

@@ -102,3 +102,71 @@ fn summary_and_history_pages_from_the_indexes_match_the_whole_history() {
     assert_eq!(store.ban(10).unwrap().unwrap().reason, "line 9");
     assert_eq!(store.ban(1000).unwrap(), None);
 }
+
+/// The active bans read a page at a time, as restore and reconcile do: every one is
+/// there, even when bans are lifted between two pages (their ranks shift), and what a
+/// page missed is still found active when asked.
+#[test]
+fn active_pages_hold_every_active_ban_even_while_others_are_lifted() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = RedisConfig {
+        url: redis.url(),
+        sync: false,
+        ..RedisConfig::default()
+    };
+    let mut store = RedisStore::open(
+        &config,
+        &dir.path().join("local.db"),
+        Duration::from_secs(3600),
+        "a",
+    )
+    .unwrap();
+    let now = Utc::now();
+    let ban = |i: u32, minutes: i64| NewBan {
+        net: format!("10.{}.{}.{}/32", i >> 16, (i >> 8) & 255, i & 255)
+            .parse()
+            .unwrap(),
+        rule: "sshd".into(),
+        reason: String::new(),
+        attempts: 1,
+        server: "a".into(),
+        source: Origin::Log,
+        banned_at: now,
+        expires_at: Some(now + chrono::Duration::minutes(minutes)),
+    };
+    // 25,000 bans; the first 3,000 end first, so they hold the lowest ranks.
+    let bans: Vec<NewBan> = (0..25_000)
+        .map(|i| ban(i, if i < 3000 { 5 } else { 60 }))
+        .collect();
+    assert_eq!(store.record_many(&bans).unwrap().len(), 25_000);
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = 0;
+    let mut pages = 0;
+    loop {
+        let page = store.active_page(cursor).unwrap();
+        seen.extend(page.bans.iter().map(|b| b.net));
+        pages += 1;
+        if pages == 1 {
+            // Lifted while the pages are read: every later rank moves down by 900.
+            let lifted: Vec<_> = bans[..900].iter().map(|b| b.net).collect();
+            store.lift_many(&lifted, now, "test").unwrap();
+        }
+        match page.next {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    let missed: Vec<_> = bans[900..]
+        .iter()
+        .map(|b| b.net)
+        .filter(|n| !seen.contains(n))
+        .collect();
+    assert!(missed.is_empty(), "{} active bans missed", missed.len());
+    assert_eq!(
+        store
+            .still_active(&[bans[0].net, bans[24_999].net])
+            .unwrap(),
+        [false, true]
+    );
+}

@@ -171,6 +171,7 @@ class Daemon:
         self.at, self.line = {}, {}
         self.exec_at = None       # when the guard exec'd it (in a Netns)
         self.remote_bans = {}     # ip -> (server, rule)
+        self.remote_at = {}       # ip -> clock() when its line was read
         self.local_bans = 0
         self.eof = False
         self.cond = threading.Condition()
@@ -195,6 +196,7 @@ class Daemon:
                 m = self.BANNED_REMOTE.search(line)
                 if m:
                     self.remote_bans[m.group(1)] = (m.group(2), m.group(3))
+                    self.remote_at.setdefault(m.group(1), t)
                     if len(self.remote_bans) > 3:
                         self.cond.notify_all()
                         continue

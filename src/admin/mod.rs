@@ -2,7 +2,7 @@
 //! bans and unbans, `/api/bans` and `/metrics` — served by the one pyfilter binary.
 //!
 //! HTTP workers (`http`) only read requests and write responses; one thread, the
-//! `Admin`, owns the store, the firewall, the sessions and the sign-in limiter and
+//! `Admin`, owns the store, the sessions and the sign-in limiter and
 //! answers requests one at a time, so no state is shared between threads. That also
 //! makes password checks (argon2id, deliberately slow) queue rather than pile up.
 //!
@@ -26,12 +26,10 @@ mod views;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use anyhow::Context;
 use chrono::Utc;
 use crossbeam_channel::{Sender, bounded};
 
 use crate::cli::UsageError;
-use crate::firewall::Firewall;
 use crate::settings::Settings;
 use crate::store::{AdminStore, SqliteStore, StoreError};
 use crate::web::{Request, Response, Server};
@@ -102,7 +100,6 @@ pub struct Admin {
     settings: Settings,
     /// The bans and the users and tokens.
     store: Box<dyn AdminStore>,
-    firewall: Box<dyn Firewall>,
     /// The local SQLite file: the daemon's saved counters, for `/metrics`.
     local: SqliteStore,
     sessions: Sessions,
@@ -120,7 +117,9 @@ struct Signed {
 }
 
 impl Admin {
-    /// Opens the store, the accounts and the firewall; refuses to start without a user.
+    /// Opens the store and the accounts; refuses to start without a user. The admin never
+    /// touches the firewall: it records bans and unbans, and the daemon, the firewall's
+    /// one owner, applies them (so the admin needs no privilege).
     pub fn open(settings: Settings) -> anyhow::Result<Admin> {
         let mut store = crate::store::open_admin(&settings)?;
         if store.user_count()? == 0 {
@@ -130,10 +129,6 @@ impl Admin {
             .into());
         }
         let local = SqliteStore::open(&settings.config.sqlite.path)?;
-        let mut firewall = crate::firewall::open(&settings.config.firewall)?;
-        firewall
-            .init()
-            .context("the admin bans and unbans in the firewall, as `pyfilter ban` does")?;
         let c = &settings.config.admin;
         let geo = match &c.geoip {
             Some(path) => Some(geo::Geo::open(path).map_err(UsageError)?),
@@ -147,7 +142,6 @@ impl Admin {
             geo,
             store,
             local,
-            firewall,
             settings,
         })
     }

@@ -179,11 +179,39 @@ pub fn dashboard(viewer: &Viewer, d: &Dashboard) -> String {
     page("Dashboard", Some(viewer), body)
 }
 
+/// Whether this server's firewall agrees with a ban's record (its ban, or its lift).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Here {
+    /// The daemon applied it.
+    Applied,
+    /// The daemon runs and has not applied it yet.
+    Pending,
+    /// No daemon runs here: it applies it when it starts.
+    NoDaemon,
+    /// The store could not say.
+    Unknown,
+}
+
+impl Here {
+    fn text(self, active: bool) -> &'static str {
+        match (self, active) {
+            (Here::Applied, true) => "in force in this server's firewall",
+            (Here::Applied, false) => "out of this server's firewall",
+            (Here::Pending, _) => "recorded; the daemon is applying it",
+            (Here::NoDaemon, _) => {
+                "recorded, waiting: the daemon is not running here; it applies this when it starts"
+            }
+            (Here::Unknown, _) => "unknown (the store did not say)",
+        }
+    }
+}
+
 pub fn ban_details(
     viewer: &Viewer,
     ban: &Ban,
     earlier: &[Ban],
     country: Option<String>,
+    here: Here,
     now: DateTime<Utc>,
 ) -> String {
     let ip = display_net(&ban.net);
@@ -220,6 +248,10 @@ pub fn ban_details(
                         " "
                         (Text(ban.lift_reason.as_deref().unwrap_or("")))
                     }
+                }
+                dt { "This server" }
+                dd id="here" class={ "here " (format!("{here:?}").to_lowercase()) } {
+                    (here.text(ban.lifted_at.is_none()))
                 }
                 dt { "Rule" } dd { (Text(&ban.rule)) }
                 dt { "Banned by" } dd { "server " b { (Text(&ban.server)) } ", " (origin(ban)) }
@@ -346,9 +378,9 @@ pub fn ban_form(
             button type="submit" id="ban-submit" { "Ban" }
         }
         p class="hint" {
-            "The ban goes into this server's firewall at once"
+            "The ban is recorded, and the daemon puts it into this server's firewall at once"
             @if viewer.fleet { ", and through Redis into every other server's" }
-            ". Addresses in the ignore list are refused."
+            " (a stopped daemon does when it starts). Addresses in the ignore list are refused."
         }
     };
     page("Ban an address", Some(viewer), body)
@@ -435,7 +467,7 @@ mod tests {
     fn markup_in_a_bans_reason_rule_and_server_comes_out_escaped() {
         let now = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
         let ban = hostile_ban(now);
-        let details = ban_details(&viewer(), &ban, &[], None, now);
+        let details = ban_details(&viewer(), &ban, &[], None, Here::Applied, now);
         assert_no_markup_from(&details);
         assert!(details.contains(&format!(
             r#"<pre class="reason" id="reason">reason {ESCAPED}</pre>"#

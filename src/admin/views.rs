@@ -1,16 +1,19 @@
 //! What a signed-in user sees and does: the dashboard, a ban's details, the history
-//! search, and manual bans and unbans (checked as the CLI checks them, applied to the
-//! firewall first, then recorded — and with Redis published to the fleet).
+//! search, and manual bans and unbans (checked as the CLI checks them, recorded in the
+//! store — and with Redis published to the fleet — for the daemon to apply: whether it
+//! has, here, is shown with each ban).
 
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Local, NaiveDate, NaiveTime, Utc};
 
 use super::Admin;
 use super::html::{self, Viewer};
-use super::pages::{self, BanForm, HistoryForm};
+use super::pages::{self, BanForm, Here, HistoryForm};
 use crate::ban::{Ban, BanQuery, Recorded};
-use crate::engine::apply;
+use crate::config::StoreKind;
+use crate::control::{Paths, lock};
 use crate::engine::manual::{self, ManualError};
 use crate::net::{display_net, parse_net};
 use crate::web::{Request, Response};
@@ -79,9 +82,10 @@ impl Admin {
         crate::ban::mark_remote(&self.settings.config, &mut bans);
         crate::ban::mark_remote(&self.settings.config, &mut earlier);
         let country = self.geo.as_ref().and_then(|g| g.country_of(&bans[0].net));
+        let here = self.here(bans[0].id);
         Ok(Response::html(
             200,
-            pages::ban_details(viewer, &bans[0], &earlier, country, now),
+            pages::ban_details(viewer, &bans[0], &earlier, country, here, now),
         ))
     }
 
@@ -197,8 +201,10 @@ impl Admin {
             Err(ManualError::Duration(e)) => return refuse(&format!("For: {e}")),
             Err(e) => return refuse(&e.to_string()),
         };
-        match apply::ban(self.store.as_mut(), self.firewall.as_mut(), &new)? {
+        let recorded = self.store.record_many(std::slice::from_ref(&new))?.pop();
+        match recorded.ok_or_else(|| anyhow::anyhow!("the store recorded nothing"))? {
             Recorded::New(ban) => {
+                self.await_daemon(ban.id);
                 self.audit.event(
                     client,
                     viewer.user,
@@ -247,8 +253,10 @@ impl Admin {
             },
             viewer.user
         );
-        match apply::unban(self.store.as_mut(), self.firewall.as_mut(), &net, &reason)? {
+        let lifted = self.store.lift_many(&[net], Utc::now(), &reason)?.pop();
+        match lifted {
             Some(ban) => {
+                self.await_daemon(ban.id);
                 self.audit.event(
                     client,
                     viewer.user,
@@ -264,6 +272,42 @@ impl Admin {
                     &format!("{} was not banned.", display_net(&net)),
                 ),
             )),
+        }
+    }
+}
+
+impl Admin {
+    /// Whether this server's firewall agrees with the latest change of ban `id`: the
+    /// daemon applied it, is about to, or is not running.
+    fn here(&mut self, id: i64) -> Here {
+        let lock = Paths::beside(&self.settings.config.sqlite.path).lock;
+        let running = lock::daemon_running(&lock);
+        let applied = match self.settings.config.store {
+            // Published with the change: a running daemon applies it as it hears it.
+            StoreKind::Redis => running,
+            StoreKind::Sqlite => match (self.local.change_of(id), self.local.feed_applied()) {
+                (Ok(Some(change)), Ok(read)) => read.is_some_and(|read| read >= change),
+                // No change kept: older than what the daemon read (or than the feed).
+                (Ok(None), Ok(_)) => true,
+                (Err(e), _) | (_, Err(e)) => {
+                    log::warn!("cannot tell whether the daemon applied ban {id}: {e}");
+                    return Here::Unknown;
+                }
+            },
+        };
+        match (applied, running) {
+            (true, _) => Here::Applied,
+            (false, true) => Here::Pending,
+            (false, false) => Here::NoDaemon,
+        }
+    }
+
+    /// Gives a running daemon a moment to apply a change just recorded, so that the page
+    /// shown next says it is in force (it takes milliseconds; the wait ends at a second).
+    fn await_daemon(&mut self, id: i64) {
+        let start = Instant::now();
+        while self.here(id) == Here::Pending && start.elapsed() < Duration::from_secs(1) {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }

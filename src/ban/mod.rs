@@ -1,5 +1,6 @@
 //! Bans as every stage sees them: who decided one (`Origin`), a ban about to be recorded
-//! (`NewBan`), a recorded one (`Ban`), what recording it did (`Recorded`), and the JSON
+//! (`NewBan`), a recorded one (`Ban`), what recording it did (`Recorded`), one change of
+//! a recorded ban as the daemon hears of it (`Change`), and the JSON
 //! form programs read (`list --json`, the admin's `/api/bans`). The questions asked of
 //! the bans as a whole (`query`) sit beside them, so the admin and the metrics need no
 //! store to name them.
@@ -101,6 +102,17 @@ pub enum Recorded {
     New(Ban),
     /// The address was already banned; nothing changed.
     AlreadyBanned(Ban),
+}
+
+/// One change of a recorded ban, as the daemon hears of it: from the store's change feed
+/// (SQLite) or from this server's own events on the ban channel (Redis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Change {
+    pub net: IpNet,
+    /// The ban's id in the store (`None` when the event did not carry it).
+    pub ban: Option<i64>,
+    /// Lifted, or (`false`) recorded.
+    pub lifted: bool,
 }
 
 /// One ban in `list --json` and the admin's `/api/bans`.

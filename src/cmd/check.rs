@@ -8,6 +8,7 @@ use crate::config::{Backend, StoreKind};
 use crate::duration::format_duration;
 use crate::net::display_net;
 use crate::settings::Settings;
+use crate::source::plan::{RulePlan, nothing_to_read};
 
 pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<ExitCode> {
     if let Some(name) = show_regex {
@@ -64,8 +65,27 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
     match c.store {
         StoreKind::Sqlite => println!("store: sqlite {}", c.sqlite.path.display()),
         StoreKind::Redis => {
+            let tls = match (&c.redis.tls_ca, &c.redis.tls_cert) {
+                (Some(ca), Some(cert)) => format!(
+                    ", TLS checked against {}, client certificate {}",
+                    ca.display(),
+                    cert.display()
+                ),
+                (Some(ca), None) => format!(", TLS checked against {}", ca.display()),
+                (None, Some(cert)) => format!(", client certificate {}", cert.display()),
+                (None, None) => String::new(),
+            };
+            let sentinels = if c.redis.uses_sentinel() {
+                format!(
+                    ", primary `{}` from sentinels {}",
+                    c.redis.master.as_deref().unwrap_or_default(),
+                    c.redis.sentinels.join(", ")
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "store: redis {} (prefix {}, sync {}, channel {}, reconcile every {}); local positions and outbox in {}",
+                "store: redis {}{sentinels}{tls} (prefix {}, sync {}, channel {}, reconcile every {}); local positions and outbox in {}",
                 crate::config::redacted(&c.redis.url),
                 c.redis.prefix,
                 if c.redis.sync { "on" } else { "off" },
@@ -88,10 +108,15 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
     notify_status(settings, &mut warnings);
     println!();
     println!("rules:");
+    let mut idle = Vec::new();
     for rule in &settings.rules {
         let state = if rule.enabled { "enabled" } else { "disabled" };
+        let mode = match &rule.mode {
+            Some(m) => format!("mode {m} of {}, ", rule.modes.join(" ")),
+            None => String::new(),
+        };
         println!(
-            "  {} ({state}, {}, {} within {} -> ban {}) from {}",
+            "  {} ({state}, {mode}{}, {} within {} -> ban {}) from {}",
             rule.name,
             crate::words::counted(rule.pattern_count(), "pattern"),
             crate::words::counted(rule.limits.failed_attempts.get(), "attempt"),
@@ -105,39 +130,14 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
         if !rule.enabled {
             continue;
         }
-        for file in &rule.log_files {
-            let exists = if file.contains(['*', '?', '[']) {
-                glob::glob(file).map(|g| g.count()).unwrap_or(0) > 0
-            } else {
-                std::path::Path::new(file).exists()
-            };
-            println!(
-                "    {file}{}",
-                if exists {
-                    ""
-                } else {
-                    "  (not there yet: followed when it appears)"
-                }
-            );
+        // The same words as `run`'s first screen.
+        let plan = RulePlan::of(rule);
+        println!("    {}", plan.line());
+        if plan.reads_nothing() {
+            idle.push(rule);
         }
-        if let Some(journal) = &rule.journal {
-            let state = if crate::source::journal::reads_journal(rule) {
-                "read now: none of the files exists"
-            } else {
-                "used when none of the files exists"
-            };
-            println!(
-                "    journal {} ({state})",
-                journal
-                    .file
-                    .as_ref()
-                    .map_or("(system)".to_string(), |f| f.display().to_string())
-            );
-            if crate::source::journal::reads_journal(rule)
-                && !crate::programs::installed("journalctl")
-            {
-                warnings.push(format!("rule {} reads the journal, but journalctl is not installed (apt-get install systemd)", rule.name));
-            }
+        if plan.journal.is_some() && !crate::programs::installed("journalctl") {
+            warnings.push(format!("rule {} reads the journal, but journalctl is not installed (apt-get install systemd)", rule.name));
         }
         if rule.log_files.is_empty() && rule.journal.is_none() {
             warnings.push(format!(
@@ -146,12 +146,7 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
             ));
         }
     }
-    if !settings
-        .enabled_rules()
-        .any(|r| r.log_files.iter().any(|f| std::path::Path::new(f).exists()))
-    {
-        warnings.push("none of the enabled rules' log files exists yet".into());
-    }
+    warnings.extend(nothing_to_read(&idle));
     let tools: &[(&str, &str)] = match c.firewall.backend {
         Backend::Iptables => &[("iptables", "iptables")],
         Backend::Ipset => &[("iptables", "iptables"), ("ipset", "ipset")],
@@ -170,39 +165,76 @@ pub fn run(settings: &Settings, show_regex: Option<&str>) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-/// Connects to Redis once, as the daemon would, and says precisely what failed.
+/// Connects to Redis once, as the daemon would, and says precisely what failed. With
+/// sentinels, prints first what each of them says of the primary and its replicas.
 fn redis_status(settings: &Settings) -> Result<(), String> {
     let c = &settings.config;
-    let client =
-        ::redis::Client::open(c.redis.url.as_str()).map_err(|e| format!("redis: bad URL: {e}"))?;
-    let url = crate::config::redacted(&c.redis.url);
-    let mut conn = client
-        .get_connection_with_timeout(c.redis.timeout)
-        .map_err(|e| {
-            let why = if e.is_connection_refusal() {
-                "connection refused (is redis-server running, and listening there?)".to_string()
-            } else if e.is_timeout() {
-                "timed out (firewall, wrong host?)".to_string()
-            } else if e.to_string().to_lowercase().contains("auth")
-                || e.to_string().contains("NOAUTH")
-                || e.to_string().contains("WRONGPASS")
-            {
-                format!("authentication failed ({e}); check the user and password in the URL")
-            } else if e.to_string().to_lowercase().contains("tls")
-                || e.to_string().to_lowercase().contains("certificate")
-            {
-                format!("TLS failed ({e})")
-            } else if e.to_string().contains("DB index") || e.to_string().contains("invalid DB") {
-                format!("wrong database number ({e})")
-            } else {
-                e.to_string()
-            };
-            format!("redis {url}: {why}")
-        })?;
+    let endpoint = crate::fleet::Endpoint::new(&c.redis).map_err(|e| format!("redis: {e}"))?;
+    let url = endpoint.describe();
+    let views = endpoint.sentinel_views();
+    if !views.is_empty() {
+        sentinel_report(&views, c.redis.master.as_deref().unwrap_or_default());
+    }
+    let mut conn = endpoint.connect().map_err(|e| {
+        let text = e.to_string();
+        let lower = text.to_lowercase();
+        let why = if e.is_connection_refusal() {
+            "connection refused (is redis-server running, and listening there?)".to_string()
+        } else if e.is_timeout() {
+            "timed out (firewall, wrong host?)".to_string()
+        } else if lower.contains("auth") || text.contains("NOAUTH") || text.contains("WRONGPASS") {
+            format!("authentication failed ({e}); check the user and password in the URL")
+        } else if lower.contains("tls") || lower.contains("certificate") {
+            format!("TLS failed ({e}); check redis.tls_ca, tls_cert and tls_key")
+        } else if text.contains("DB index") || text.contains("invalid DB") {
+            format!("wrong database number ({e})")
+        } else {
+            text
+        };
+        format!("redis {url}: {why}")
+    })?;
     ::redis::cmd("PING")
         .query::<String>(&mut conn)
         .map_err(|e| format!("redis {url}: PING failed: {e}"))?;
     Ok(())
+}
+
+/// Each sentinel's answer, then whether they agree on the primary.
+fn sentinel_report(views: &[crate::fleet::SentinelView], master: &str) {
+    println!("redis sentinels for `{master}`:");
+    let mut named: Vec<&str> = Vec::new();
+    for v in views {
+        match &v.primary {
+            Ok(primary) => {
+                named.push(primary);
+                let replicas = if v.replicas.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.replicas.join(", ")
+                };
+                println!(
+                    "  {}: primary {primary}, replicas {replicas}; {}",
+                    v.sentinel, v.quorum
+                );
+            }
+            Err(why) => println!("  {}: no answer ({why})", v.sentinel),
+        }
+    }
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for p in &named {
+        match counts.iter_mut().find(|(q, _)| q == p) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((p, 1)),
+        }
+    }
+    counts.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    match counts.first() {
+        Some((primary, n)) => println!(
+            "redis primary: {primary} ({n} of {} sentinels agree)",
+            views.len()
+        ),
+        None => println!("redis primary: unknown (no sentinel answered)"),
+    }
 }
 
 /// The admin's settings, and what would stop `pyfilter admin` from starting: no user,

@@ -8,6 +8,10 @@
 //! differ between PyFilter versions, so each is looked up among its known spellings.
 //! Addresses are parsed, never trusted: a row that names no valid address is reported
 //! and skipped. Importing twice changes nothing: an address already banned is kept.
+//!
+//! While the daemon runs, the import only records the bans and the daemon puts them in
+//! the firewall (one owner for the kernel); with none, the import does both under the
+//! state lock.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -19,6 +23,7 @@ use crate::ban::{NewBan, Origin, Recorded};
 use crate::cli::ImportArgs;
 use crate::cli::UsageError;
 use crate::cmd::progress::{self, Progress, Unit};
+use crate::control::{self, Applier, Paths};
 use crate::duration::BanTime;
 use crate::engine::apply;
 use crate::net::parse_net;
@@ -86,9 +91,19 @@ pub fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ExitCode> {
     let mut firewall = if args.no_firewall {
         None
     } else {
-        let mut firewall = crate::firewall::open(&settings.config.firewall)?;
-        firewall.init()?;
-        Some(firewall)
+        let paths = Paths::beside(&settings.config.sqlite.path);
+        if !control::lock::daemon_running(&paths.lock) {
+            crate::firewall::check_privilege(&settings.config.firewall)?;
+        }
+        match control::applier(&paths)? {
+            // The daemon puts them in the firewall as it hears of them, in batches.
+            Applier::Daemon => None,
+            Applier::Here(lock) => {
+                let mut firewall = crate::firewall::open(&settings.config.firewall)?;
+                firewall.init()?;
+                Some((firewall, lock))
+            }
+        }
     };
     let mut progress = Progress::new(
         "import",
@@ -102,7 +117,7 @@ pub fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<ExitCode> {
     for slice in bans.chunks(IMPORT_SLICE) {
         recorded.extend(match firewall.as_mut() {
             None => store.record_many(slice)?,
-            Some(firewall) => apply::ban_many(store.as_mut(), firewall.as_mut(), slice)?,
+            Some((firewall, _lock)) => apply::ban_many(store.as_mut(), firewall.as_mut(), slice)?,
         });
         progress.add(slice.len() as u64);
     }

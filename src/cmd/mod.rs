@@ -1,8 +1,9 @@
 //! One file per subcommand. `run` wires the daemon's threads to the decision thread; the
 //! others are short-lived: each opens the same store and firewall modules the daemon
 //! uses, does its one job and exits. Those that change the firewall (`ban`, `unban`,
-//! `flush`) ask the running daemon over its control socket, and change it themselves
-//! only when none runs, under the state lock (`control`).
+//! `flush`) ask the running daemon over its control socket; those that record many bans
+//! or lifts (`prune`, `import`) only write the store while it runs, and it applies them.
+//! With no daemon, they change the firewall themselves under the state lock (`control`).
 
 pub mod admin;
 pub mod ban;
@@ -15,6 +16,7 @@ pub mod progress;
 pub mod prune;
 pub mod run;
 pub mod scan;
+pub mod status;
 pub mod unban;
 
 use crate::cli::UsageError;

@@ -1,5 +1,7 @@
 //! `pyfilter run`: wires the watcher threads, the signal thread and the store watcher to
-//! the decision loop, which runs on the main thread and owns the `Engine`.
+//! the decision loop, which runs on the main thread and owns the `Engine`. One inotify
+//! instance (`source::hub`) serves the log files and the store's directory alike, and
+//! lives across reloads.
 //!
 //! SIGHUP reloads the configuration and rules (a bad new configuration is refused and the
 //! old one kept; counters and bans survive). SIGTERM and SIGINT stop cleanly: watchers
@@ -18,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use crossbeam_channel::{Receiver, Sender, bounded, select};
-use notify::{RecursiveMode, Watcher};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::config::StoreKind;
@@ -29,9 +30,13 @@ use crate::firewall;
 use crate::fleet;
 use crate::metrics::{self, Metrics};
 use crate::notifier::Notifier;
+use crate::rule::Rule;
 use crate::settings::Settings;
+use crate::source::hub::{Hub, Interest, Subscription};
 use crate::source::journal;
-use crate::source::watch::{self, WatchContext};
+use crate::source::plan::{RulePlan, nothing_to_read};
+use crate::source::supervisor;
+use crate::source::watch::{Compile, WatchContext};
 use crate::store::SqliteStore;
 use crate::store::figures::Figures;
 
@@ -61,6 +66,8 @@ impl Watchers {
         engine: &mut Engine,
         events: &Sender<Event>,
         metrics: &Arc<Metrics>,
+        hub: &Hub,
+        compile: Option<Compile>,
     ) -> anyhow::Result<Watchers> {
         let (stop_tx, stop_rx) = bounded::<()>(0);
         let ctx = WatchContext {
@@ -68,14 +75,15 @@ impl Watchers {
             stop: stop_rx,
             max_line: settings.config.max_line_bytes,
             metrics: Arc::clone(metrics),
+            hub: hub.clone(),
+            poll_interval: settings.config.poll_interval,
+            compile,
         };
         let positions = engine.saved_positions()?;
-        let specs = watch::log_specs(settings.enabled_rules());
-        for spec in &specs {
-            let names: Vec<&str> = spec.rules.iter().map(|r| &*r.name).collect();
-            log::info!("following {} for {}", spec.path, names.join(", "));
-        }
-        let mut handles = watch::spawn_all(specs, &positions, &ctx);
+        first_screen(settings);
+        engine.forget_sources();
+        let specs = supervisor::log_specs(settings.enabled_rules());
+        let mut handles = vec![supervisor::spawn_all(specs, &positions, &ctx)];
         handles.extend(journal::spawn_all(
             settings.enabled_rules(),
             &engine.saved_cursors()?,
@@ -110,6 +118,7 @@ pub fn run(
     mut settings: Settings,
     metrics_addr: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
+    crate::resident::limit_arenas();
     // First: a daemon already at work on this state, or a port already taken, stops
     // this one before it has touched anything.
     let paths = Paths::beside(&settings.config.sqlite.path);
@@ -154,9 +163,21 @@ pub fn run(
 
     let (control_tx, control) = bounded::<Control>(16);
     spawn_signal_thread(control_tx)?;
-    let (store_changed, _store_watch) = watch_store(&settings.config.sqlite.path);
+    let hub = Hub::new();
+    let store = watch_store(
+        &hub,
+        &settings.config.sqlite.path,
+        settings.config.poll_interval,
+    );
 
-    let mut watchers = Watchers::start(&settings, &mut engine, &events_tx, &metrics)?;
+    let mut watchers = Watchers::start(
+        &settings,
+        &mut engine,
+        &events_tx,
+        &metrics,
+        &hub,
+        rule_compiler(config_path),
+    )?;
     let rules: Vec<&str> = settings.enabled_rules().map(|r| &*r.name).collect();
     log::info!(
         "pyfilter ready: rules {}, firewall {}, store {}, {} restored",
@@ -165,13 +186,22 @@ pub fn run(
         settings.config.sqlite.path.display(),
         crate::words::counted(restored, "ban")
     );
+    keep_needed_rules(&mut settings);
+    let shed = crate::resident::shed();
+    log::debug!(
+        "start-up pages given back: {} KiB of code and constants",
+        shed / 1024
+    );
 
+    let mut idle = crate::resident::Idle::default();
     loop {
-        let timeout = engine.deadline().map_or(Duration::from_secs(3600), |d| {
+        let wake = [engine.deadline(), idle.due()].into_iter().flatten().min();
+        let timeout = wake.map_or(Duration::from_secs(3600), |d| {
             d.saturating_duration_since(Instant::now())
         });
         select! {
             recv(events) -> event => {
+                idle.busy();
                 if let Ok(event) = event {
                     engine.receive(std::iter::once(event).chain(events.try_iter()));
                 }
@@ -197,8 +227,10 @@ pub fn run(
                                 engine.notify(Notifier::start(&new.config.notify, &metrics)?).stop();
                             }
                             settings = new;
-                            watchers = Watchers::start(&settings, &mut engine, &events_tx, &metrics)?;
+                            watchers = Watchers::start(&settings, &mut engine, &events_tx, &metrics, &hub, rule_compiler(config_path))?;
+                            keep_needed_rules(&mut settings);
                             log::info!("configuration reloaded");
+                            crate::resident::shed();
                         }
                         Err(e) => log::error!("reload refused, keeping the running configuration: {e}"),
                     }
@@ -214,15 +246,19 @@ pub fn run(
                 Err(_) => return Ok(()),
             },
             recv(asked) -> asked => {
+                idle.busy();
                 if let Ok(asked) = asked {
+                    engine.inotify = hub.has_instance();
                     let answer = engine.answer(&settings, asked.request.clone());
                     asked.answer(answer);
                 }
             }
-            recv(store_changed) -> _ => engine.refresh_expiry(),
+            recv(store.changed) -> _ => engine.store_changed(),
+            recv(store.tick) -> _ => engine.store_changed(),
             default(timeout) => {}
         }
         engine.tick();
+        idle.tick(Instant::now());
     }
 }
 
@@ -246,41 +282,87 @@ fn spawn_signal_thread(control: Sender<Control>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Watches the database's directory so that bans and unbans made by the CLI while the
-/// daemon runs move its next wake-up at once. Notifications are coalesced.
-fn watch_store(db: &Path) -> (Receiver<()>, Option<notify::RecommendedWatcher>) {
+/// Compiles rules by name from the configuration as it is now (the one just loaded),
+/// for a log that appears; `None` when it cannot be read again (every rule is then kept
+/// compiled).
+fn rule_compiler(config_path: Option<&Path>) -> Option<Compile> {
+    let (source, text) = crate::config::read(config_path).ok()?;
+    let name = source.name();
+    Some(Arc::new(move |names: &[Arc<str>]| {
+        let settings =
+            Settings::from_text(&name, &text, source.clone()).map_err(|e| e.to_string())?;
+        Ok(settings
+            .rules
+            .into_iter()
+            .filter(|r| names.contains(&r.name))
+            .map(Arc::new)
+            .collect())
+    }))
+}
+
+/// Lets go of the compiled rules that have nothing to read now (most of the daemon's
+/// memory is compiled rules); the watchers compile a rule again when a log of its
+/// appears. The engine took every rule's numbers already.
+fn keep_needed_rules(settings: &mut Settings) {
+    settings
+        .rules
+        .retain(|r| r.enabled && !RulePlan::of(r).reads_nothing());
+}
+
+/// Says, one line per enabled rule, what it reads now, what it waits for, and warns of a
+/// rule that has nothing to read at all (the same words as `check`).
+fn first_screen(settings: &Settings) {
+    for rule in settings.enabled_rules() {
+        let plan = RulePlan::of(rule);
+        log::info!("{}", plan.line());
+    }
+    let idle: Vec<&Rule> = settings
+        .enabled_rules()
+        .filter(|r| RulePlan::of(r).reads_nothing())
+        .collect();
+    if let Some(warning) = nothing_to_read(&idle) {
+        log::warn!("{warning}");
+    }
+}
+
+/// How the decision loop hears of the CLI's changes to the store.
+struct StoreWatch {
+    changed: Receiver<()>,
+    /// Where inotify cannot serve the store's directory.
+    tick: Receiver<Instant>,
+    _sub: Option<Subscription>,
+}
+
+/// Watches the database's directory so that bans and unbans other processes record (the
+/// admin, `prune`, `import`) reach the firewall, and move the next wake-up, at once. Notifications are coalesced. Where inotify
+/// cannot serve it, the store is looked at every `poll_interval` instead (the cause is
+/// logged once, by the logs' watchers, which meet it too).
+fn watch_store(hub: &Hub, db: &Path, every: Duration) -> StoreWatch {
     let (tx, rx) = bounded::<()>(1);
     let dir = db
         .parent()
+        .filter(|d| !d.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let name = db
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let watcher = notify::recommended_watcher(move |note: notify::Result<notify::Event>| {
-        let ours = match &note {
-            Ok(e) => {
-                e.kind.is_modify()
-                    && e.paths.iter().any(|p| {
-                        p.file_name()
-                            .is_some_and(|f| f.to_string_lossy().starts_with(&name))
-                    })
-            }
-            Err(_) => true,
-        };
-        if ours {
-            let _ = tx.try_send(());
-        }
-    })
-    .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|_| w));
-    match watcher {
-        Ok(w) => (rx, Some(w)),
-        Err(e) => {
-            log::warn!(
-                "cannot watch {} for changes made by the CLI ({e}); they are picked up at the next expiry",
-                dir.display()
+    let name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    match hub.watch(&dir, Interest::Prefix(name), &tx) {
+        (Some(sub), None) => StoreWatch {
+            changed: rx,
+            tick: crossbeam_channel::never(),
+            _sub: Some(sub),
+        },
+        (sub, why) => {
+            log::debug!(
+                "{}: changes made by the CLI are looked for every {}: {}",
+                dir.display(),
+                crate::duration::format_duration(every),
+                why.map_or_else(|| "unknown".into(), |w| w.to_string())
             );
-            (crossbeam_channel::never(), None)
+            // Ticks coalesce as wake-ups do: a slow loop never finds a backlog.
+            StoreWatch {
+                changed: rx,
+                tick: crossbeam_channel::tick(every),
+                _sub: sub,
+            }
         }
     }
 }

@@ -168,6 +168,23 @@ pub fn in_words(message: &str) -> String {
     format!("must be {wanted}, not {found}")
 }
 
+impl ConfigError {
+    /// An error about the nested keys `path` (`["rules", "sshd", "mode"]`), located at the
+    /// line that defines the last of them, even inside `{ ... }`.
+    pub fn at_path(
+        file: impl AsRef<Path>,
+        text: &str,
+        path: &[&str],
+        message: impl fmt::Display,
+    ) -> ConfigError {
+        ConfigError {
+            file: file.as_ref().to_path_buf(),
+            line: locate(text, path),
+            message: format!("{}: {message}", path.join(".")),
+        }
+    }
+}
+
 /// The 1-based line where the nested `keys` are defined, following them down the text.
 fn locate(text: &str, keys: &[&str]) -> Option<usize> {
     let lines: Vec<&str> = text.lines().collect();

@@ -19,6 +19,7 @@ pub use schema::{
     Action, AdminConfig, Backend, Config, FirewallConfig, Increment, JournalSpec, RedisConfig,
     RuleOverride, SqliteConfig, StoreKind, redacted,
 };
+pub use validate::sentinel_addr;
 use validate::validate;
 
 /// Where pyfilter looks for its configuration unless `-c` says otherwise.
@@ -258,5 +259,49 @@ mod tests {
         );
         let e = load("rules:\n  sshd: { request_time: 200000000000d }\n").unwrap_err();
         assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn sentinel_and_tls_settings_are_checked_and_located() {
+        let ok = load(
+            "store: redis\nredis:\n  url: rediss://pyfilter:pw@any/0\n  sentinels: [10.0.0.5:26379, 'sentinel-2:26379', '[2001:db8::5]:26379']\n  master: fleet\n  tls_ca: /etc/pyfilter/ca.pem\n",
+        )
+        .unwrap();
+        assert_eq!(ok.redis.sentinels.len(), 3);
+        assert_eq!(
+            sentinel_addr("[2001:db8::5]:26379"),
+            Some(("2001:db8::5".into(), 26379))
+        );
+        for (text, line, says) in [
+            (
+                "store: redis\nredis:\n  sentinels: [10.0.0.5]\n  master: fleet\n",
+                3,
+                "`10.0.0.5` is not host:port",
+            ),
+            (
+                "store: redis\nredis:\n  sentinels: [10.0.0.5:26379]\n",
+                3,
+                "need redis.master beside them",
+            ),
+            (
+                "store: redis\nredis:\n  master: fleet\n",
+                3,
+                "needs redis.sentinels beside it",
+            ),
+            (
+                "store: redis\nredis:\n  url: redis://h/0\n  tls_ca: /ca.pem\n",
+                4,
+                "needs a rediss:// URL",
+            ),
+            (
+                "store: redis\nredis:\n  url: rediss://h/0\n  tls_cert: /c.pem\n",
+                4,
+                "needs redis.tls_key beside it",
+            ),
+        ] {
+            let e = load(text).unwrap_err();
+            assert_eq!(e.line, Some(line), "{text}: {e}");
+            assert!(e.to_string().contains(says), "{text}: {e}");
+        }
     }
 }

@@ -31,8 +31,12 @@ pub struct Config {
     pub store: StoreKind,
     pub sqlite: SqliteConfig,
     pub redis: RedisConfig,
-    /// Longest line kept, in bytes; the rest of a longer line is dropped.
+    /// Longest line matched, in bytes; a longer line is counted and never matched.
     pub max_line_bytes: usize,
+    /// How often a log is read where inotify cannot serve it (no instance or watch left,
+    /// a filesystem without events).
+    #[serde(deserialize_with = "de_duration")]
+    pub poll_interval: Duration,
     /// Count and ban IPv6 attackers by this prefix length (64: a whole /64 as one).
     pub ipv6_prefix: u8,
     /// Most (rule, address) counters held at once.
@@ -65,6 +69,7 @@ impl Default for Config {
             sqlite: SqliteConfig::default(),
             redis: RedisConfig::default(),
             max_line_bytes: 16 * 1024,
+            poll_interval: Duration::from_secs(1),
             ipv6_prefix: 128,
             max_tracked: 1_000_000,
             rules: BTreeMap::new(),
@@ -149,6 +154,8 @@ pub struct RuleOverride {
     pub urls: Option<Vec<String>>,
     /// For rules whose patterns use `<STATUS>`.
     pub statuses: Option<Vec<u16>>,
+    /// Which of the rule's modes runs (`aggressive`, ...): its default mode when unset.
+    pub mode: Option<String>,
 }
 
 /// Which journal entries a rule reads: `journalctl` matches (`FIELD=value`; one field
@@ -280,9 +287,28 @@ pub struct RedisConfig {
     /// How long connecting may take before Redis counts as unreachable.
     #[serde(deserialize_with = "de_duration")]
     pub timeout: Duration,
+    /// Redis Sentinel: the sentinels to ask where the primary is (`host:port` each). With
+    /// them, `url` gives only the scheme, user, password and database.
+    pub sentinels: Vec<String>,
+    /// The name the sentinels know the primary by (`sentinel monitor NAME ...`).
+    pub master: Option<String>,
+    /// The sentinels' own password (their `requirepass`), and user when they use ACLs.
+    pub sentinel_user: Option<String>,
+    pub sentinel_password: Option<String>,
+    /// TLS (`rediss://`): the certificate authority (PEM) that signed Redis's certificate,
+    /// instead of the public authorities built in.
+    pub tls_ca: Option<PathBuf>,
+    /// TLS: a client certificate and its key (PEM), for a Redis with `tls-auth-clients`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl RedisConfig {
+    /// Whether the primary is found through Redis Sentinel.
+    pub fn uses_sentinel(&self) -> bool {
+        !self.sentinels.is_empty()
+    }
+
     pub fn channel(&self) -> String {
         self.channel
             .clone()
@@ -325,6 +351,13 @@ impl Default for RedisConfig {
             channel: None,
             reconcile_every: Duration::from_secs(60),
             timeout: Duration::from_secs(2),
+            sentinels: Vec::new(),
+            master: None,
+            sentinel_user: None,
+            sentinel_password: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -69,6 +69,52 @@ const CHECKS: &[(&str, Check)] = &[
             redacted(url)
         ))
     }),
+    ("redis.sentinels", |c| {
+        let r = redis_in_use(c)?;
+        r.sentinels
+            .iter()
+            .find(|s| sentinel_addr(s).is_none())
+            .map(|bad| format!("`{bad}` is not host:port (write it like 10.0.0.5:26379)"))
+    }),
+    ("redis.sentinels", |c| {
+        let r = redis_in_use(c)?;
+        (r.uses_sentinel() && r.master.as_deref().is_none_or(|m| m.trim().is_empty())).then(|| {
+            "need redis.master beside them: the name of `sentinel monitor NAME ...`".into()
+        })
+    }),
+    ("redis.master", |c| {
+        let r = redis_in_use(c)?;
+        (r.master.is_some() && !r.uses_sentinel())
+            .then(|| "needs redis.sentinels beside it: list at least one, as host:port".into())
+    }),
+    ("redis.url", |c| {
+        let r = redis_in_use(c)?;
+        (r.uses_sentinel() && r.url.starts_with("redis+unix:")).then(|| {
+            "cannot be a unix socket with redis.sentinels: write redis://[user:password@]any/DB (or rediss://); the sentinels name the host".into()
+        })
+    }),
+    ("redis.tls_ca", |c| {
+        let r = redis_in_use(c)?;
+        (r.tls_ca.is_some() && !r.url.starts_with("rediss://"))
+            .then(|| "needs a rediss:// URL in redis.url (TLS)".into())
+    }),
+    ("redis.tls_cert", |c| {
+        let r = redis_in_use(c)?;
+        (r.tls_cert.is_some() && r.tls_key.is_none()).then(|| {
+            "needs redis.tls_key beside it: the certificate and its key go together".into()
+        })
+    }),
+    ("redis.tls_key", |c| {
+        let r = redis_in_use(c)?;
+        (r.tls_key.is_some() && r.tls_cert.is_none()).then(|| {
+            "needs redis.tls_cert beside it: the certificate and its key go together".into()
+        })
+    }),
+    ("redis.tls_cert", |c| {
+        let r = redis_in_use(c)?;
+        (r.tls_cert.is_some() && !r.url.starts_with("rediss://"))
+            .then(|| "needs a rediss:// URL in redis.url (TLS)".into())
+    }),
     ("redis.prefix", |c| {
         redis_in_use(c)?
             .prefix
@@ -84,6 +130,10 @@ const CHECKS: &[(&str, Check)] = &[
         (!(16..=128).contains(&c.ipv6_prefix)).then(|| "must be between 16 and 128".into())
     }),
     ("max_line_bytes", |c| at_least(c.max_line_bytes, 256)),
+    ("poll_interval", |c| {
+        let ms = c.poll_interval.as_millis();
+        (!(100..=600_000).contains(&ms)).then(|| "must be between 100ms and 10m".into())
+    }),
     ("max_tracked", |c| at_least(c.max_tracked, 1000)),
     ("notify", |c| {
         c.notify.iter().enumerate().find_map(|(i, n)| {
@@ -116,6 +166,14 @@ fn valid_name(name: &str, max: usize) -> bool {
 
 fn at_least<T: PartialOrd + std::fmt::Display>(value: T, least: T) -> Option<String> {
     (value < least).then(|| format!("must be at least {least}"))
+}
+
+/// `host:port` of a sentinel, the host a name or an address (IPv6 in brackets).
+pub fn sentinel_addr(text: &str) -> Option<(String, u16)> {
+    let (host, port) = text.trim().rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port.parse().ok().filter(|p| *p > 0)?;
+    (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| (host.to_string(), port))
 }
 
 /// The `redis` section, when it matters: the store is Redis.

@@ -1,6 +1,8 @@
 //! The CLI's side of the control socket: send one request to the running daemon and
 //! wait for its answer; or, when no daemon runs, take the state lock and let the caller
-//! change the firewall itself.
+//! change the firewall itself. Commands that write many records (`prune`, `import`) need
+//! no answer: with a daemon running they only write the store and the daemon applies
+//! what they recorded by the store's change path (`applier`).
 
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
@@ -47,6 +49,38 @@ pub fn route(paths: &Paths, request: &Request) -> Result<Route, ControlError> {
     }
 }
 
+/// Who puts in the kernel what a command records.
+#[derive(Debug)]
+pub enum Applier {
+    /// The running daemon, as it hears of the records (the change feed, or with Redis
+    /// this server's events): the command only writes the store.
+    Daemon,
+    /// No daemon runs: the caller, holding the lock.
+    Here(StateLock),
+}
+
+/// Whether a daemon runs on this state, and with none the state lock, waited for while
+/// another command holds it. Needs only read access to the lock file while a daemon
+/// runs, so a command run by the admin's user writes the store for the daemon to apply.
+pub fn applier(paths: &Paths) -> Result<Applier, ControlError> {
+    let start = Instant::now();
+    loop {
+        if lock::daemon_running(&paths.lock) {
+            return Ok(Applier::Daemon);
+        }
+        if let Some(lock) = StateLock::try_for_command(&paths.lock)? {
+            return Ok(Applier::Here(lock));
+        }
+        if start.elapsed() > LOCK_WAIT {
+            return Err(ControlError::Busy {
+                pid: lock::holder(&paths.lock).map(|h| h.pid),
+                lock: paths.lock.clone(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Sends one request to the daemon listening on `socket`. `None`: no daemon listens.
 pub fn ask(socket: &Path, request: &Request) -> Result<Option<Answer>, ControlError> {
     let err = |source| ControlError::Ask {
@@ -78,4 +112,34 @@ pub fn ask(socket: &Path, request: &Request) -> Result<Option<Answer>, ControlEr
             path: socket.to_path_buf(),
             message: e.to_string(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(dir: &Path) -> Paths {
+        Paths::beside(&dir.join("pyfilter.db"))
+    }
+
+    #[test]
+    fn a_running_daemon_applies_and_without_one_the_command_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = paths(dir.path());
+        let daemon = StateLock::for_daemon(&paths.lock).unwrap();
+        assert!(matches!(applier(&paths).unwrap(), Applier::Daemon));
+        drop(daemon);
+        let Applier::Here(held) = applier(&paths).unwrap() else {
+            panic!("no daemon runs: the command applies")
+        };
+        // Another command waits for it.
+        let waiting = std::thread::spawn({
+            let paths = paths.clone();
+            move || matches!(applier(&paths), Ok(Applier::Here(_)))
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!waiting.is_finished(), "it waits while the lock is held");
+        drop(held);
+        assert!(waiting.join().unwrap());
+    }
 }

@@ -79,7 +79,8 @@ impl StateLock {
             source,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
+            // The state directory's mode is chosen in one place, whoever creates it first.
+            crate::store::sqlite::private::create_dir(dir).map_err(io)?;
         }
         // Readable by the group: the admin reads who holds it.
         let mut file = OpenOptions::new()

@@ -14,7 +14,7 @@ pub mod server;
 
 use std::path::{Path, PathBuf};
 
-pub use client::{Route, route};
+pub use client::{Applier, Route, applier, route};
 pub use lock::StateLock;
 pub use protocol::{Answer, Request};
 pub use server::{Asked, ControlSocket, listen};

@@ -193,6 +193,12 @@ pub struct Status {
     pub store: String,
     /// The SQLite file, or the Redis URL without its password.
     pub store_location: String,
+    /// The link to the fleet's Redis (`up`, `down`, `connecting`); absent without sync.
+    pub fleet: Option<String>,
+    /// Whether the daemon has its inotify instance (without it, every log is polled).
+    pub inotify: bool,
+    /// Every log source and its state.
+    pub sources: Vec<crate::status::SourceStatus>,
 }
 
 /// Longest request line read, in bytes: a ban's reason is the largest field.

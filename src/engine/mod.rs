@@ -19,6 +19,8 @@ pub mod apply;
 mod bookkeeping;
 pub mod counter;
 mod decide;
+mod feed;
+mod held;
 pub mod manual;
 mod reconcile;
 mod requests;
@@ -31,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use crate::ban::{NewBan, Recorded};
+use crate::ban::{Change, NewBan, Recorded};
 use crate::config::StoreKind;
 use crate::event::{Attempt, Cursors, Event, Positions};
 use crate::firewall::reopen::Reopening;
@@ -40,6 +42,7 @@ use crate::metrics::Metrics;
 use crate::net::display_net;
 use crate::notifier::Notifier;
 use crate::settings::Settings;
+use crate::status::SourceTable;
 use crate::store::{BanStore, SqliteStore, StoreError};
 use apply::ActionError;
 use bookkeeping::Bookkeeping;
@@ -76,12 +79,25 @@ pub struct Engine {
     books: Bookkeeping,
     /// The daemon's counters; bans are counted here.
     metrics: Arc<Metrics>,
+    /// Every log source and its state, as the sources report it.
+    sources: SourceTable,
+    /// The sync thread's link to Redis: up, down, or not heard of yet.
+    link: Option<bool>,
+    /// Whether the daemon's inotify instance exists (for `status`).
+    pub inotify: bool,
     /// Bans this engine made from its logs.
     pub bans: u64,
     /// When the daemon started, for its status.
     started: requests::Started,
     /// Who is told of bans and unbans (`notify:`); offering never waits.
     notifier: Notifier,
+    /// How far the store's change feed is applied (`None`: the store has none).
+    feed: Option<i64>,
+    /// Changes this daemon made itself, skipped when they come back by the feed or the
+    /// ban channel.
+    own: feed::Own,
+    /// This server's changes heard on the ban channel (Redis), applied after the batch.
+    heard: Vec<Change>,
 }
 
 impl Engine {
@@ -119,9 +135,15 @@ impl Engine {
             expiry: Expiry::default(),
             books,
             metrics,
+            sources: SourceTable::default(),
+            link: None,
+            inotify: true,
             bans: 0,
             started: requests::Started::now(),
             notifier: Notifier::default(),
+            feed: None,
+            own: feed::Own::default(),
+            heard: Vec::new(),
         }
     }
 
@@ -148,12 +170,21 @@ impl Engine {
     /// holds already stays: a ban the last run could not record (a full disk) protects
     /// until its lines, read again, record it. Returns how many were restored.
     pub fn restore(&mut self) -> Result<usize, EngineError> {
+        // Read before the active bans: a change made meanwhile is read again, harmlessly.
+        let feed = self.store.feed_end()?;
         let restored = self.applied.restore(
             self.firewall.as_mut(),
             self.store.as_mut(),
             self.decider.ignore(),
             self.unrecorded.bans(),
         )?;
+        self.feed = feed;
+        self.own.clear();
+        if let Some(end) = feed
+            && let Err(e) = self.store.feed_read(end, Utc::now().timestamp())
+        {
+            log::warn!("cannot note how far the store's changes are applied: {e}");
+        }
         self.refresh_expiry();
         Ok(restored)
     }
@@ -168,6 +199,8 @@ impl Engine {
         )?;
         self.refresh_expiry();
         self.books.counted(Instant::now());
+        // The firewall agrees with the store: what is still to be heard of is harmless.
+        self.own.clear();
         Ok(done)
     }
 
@@ -189,6 +222,9 @@ impl Engine {
             self.handle(event);
         }
         self.commit();
+        if !self.heard.is_empty() {
+            self.apply_heard();
+        }
     }
 
     /// Handles all of `arrived`, batch after batch (what the watchers sent before they
@@ -210,22 +246,26 @@ impl Engine {
         self.books.counted(now);
         match event {
             Event::Attempt(a) => self.attempt(a),
-            Event::Position { path, position } => self.books.position(path, position, now),
+            Event::Position { path, position } => {
+                self.sources.position(&path, position.offset);
+                self.books.position(path, position, now);
+            }
+            Event::Changed(change) => self.heard.push(change),
+            Event::Source(news) => {
+                self.sources.news(news);
+                self.metrics.sources(self.sources.by_state());
+            }
             Event::Cursor { rule, cursor } => self.books.cursor(rule, cursor, now),
             Event::Remote(event) => {
                 let known = match &event {
                     crate::event::RemoteEvent::Unban { net, .. } => self.applied.get(net),
                     crate::event::RemoteEvent::Ban { .. } => None,
                 };
-                self.notifier.remote(&event, known);
-                let applied =
-                    self.applied
-                        .remote(self.firewall.as_mut(), self.decider.ignore(), event);
-                if let Some(until) = applied {
-                    self.expiry.no_later_than(until);
-                }
+                self.notifier.remote(&event, known.as_ref());
+                self.applied.queue_remote(event);
             }
             Event::Link(link) => {
+                self.link = Some(matches!(link, crate::event::Link::Up(_)));
                 if self.applied.link(link) {
                     match self.reconcile() {
                         Ok((banned, unbanned)) => log::info!(
@@ -250,6 +290,12 @@ impl Engine {
     /// Applies the batch's bans, with the refused ones whose retry is due: one store
     /// transaction and one firewall batch.
     fn commit(&mut self) {
+        let fleet = self
+            .applied
+            .apply_remote(self.firewall.as_mut(), self.decider.ignore());
+        if let Some(until) = fleet {
+            self.expiry.no_later_than(until);
+        }
         let now = Instant::now();
         let mut batch = std::mem::take(&mut self.pending);
         // Bans the firewall refused earlier go with this batch.
@@ -262,6 +308,7 @@ impl Engine {
                 for r in recorded {
                     match r {
                         Recorded::New(ban) => {
+                            self.own.made(ban.id, false);
                             self.bans += 1;
                             self.metrics.banned();
                             self.notifier.banned(&ban);
@@ -338,6 +385,11 @@ impl Engine {
                         "recorded {} in the firewall only until now",
                         crate::words::counted(recorded.len(), "ban")
                     );
+                    for r in &recorded {
+                        if let Recorded::New(ban) = r {
+                            self.own.made(ban.id, false);
+                        }
+                    }
                     for ban in &running {
                         if let Some(t) = ban.expires_at {
                             self.expiry.no_later_than(t);
@@ -360,12 +412,20 @@ impl Engine {
         match apply::expire_due(self.store.as_mut(), self.firewall.as_mut(), Utc::now()) {
             Ok(lifted) => {
                 for ban in lifted {
+                    self.own.made(ban.id, true);
                     self.notifier.unbanned(&ban);
                     self.applied.remove(&ban.net);
                 }
             }
             Err(e) => log::error!("cannot lift expired bans: {e}"),
         }
+        self.refresh_expiry();
+    }
+
+    /// The database changed: another process (the admin, a CLI) may have banned or
+    /// unbanned. Applies what it recorded and reads the next expiry again.
+    pub fn store_changed(&mut self) {
+        self.follow_feed();
         self.refresh_expiry();
     }
 
@@ -438,6 +498,16 @@ impl Engine {
             self.books.counts(self.decider.take_changes(), now);
         }
         self.books.tick(now);
+    }
+
+    /// Every log source and its state.
+    pub fn sources(&self) -> &SourceTable {
+        &self.sources
+    }
+
+    /// Forgets the sources (the watchers start again, at a reload).
+    pub fn forget_sources(&mut self) {
+        self.sources.clear();
     }
 
     /// How many (rule, address) counters are held.

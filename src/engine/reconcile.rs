@@ -15,21 +15,28 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
-use crate::ban::{NewBan, Origin};
+use crate::ban::NewBan;
 use crate::duration::instant_after;
 use crate::event::{Link, RemoteEvent};
 use crate::firewall::{Entry, Firewall};
 use crate::metrics::Metrics;
 use crate::net::{IgnoreList, display_net};
-use crate::store::{BanStore, StoreError};
+use crate::store::{Active, BanStore, StoreError};
 
 use super::EngineError;
+use super::held::Held;
 use super::timers::Timer;
+
+/// Bans handed to the firewall at once while restoring or reconciling: a page of the
+/// store is ten thousand, the firewall's tools take larger batches well.
+const FIREWALL_BATCH: usize = 100_000;
+/// Bans put back at once in a store that lost its data.
+const PUT_BACK_BATCH: usize = 1000;
 
 pub struct Applied {
     /// What this server has put in its firewall, and why: what reconciling compares
     /// with the store, and what it puts back if a shared store lost its data.
-    bans: HashMap<IpNet, NewBan>,
+    bans: Held,
     /// With a shared store: how often to reconcile, and when next.
     every: Option<Duration>,
     due: Timer,
@@ -40,17 +47,20 @@ pub struct Applied {
     restored_at: Option<Instant>,
     /// Reconciles are counted here.
     metrics: Arc<Metrics>,
+    /// Other servers' bans and unbans heard in this batch, not applied yet.
+    queued: Vec<RemoteEvent>,
 }
 
 impl Applied {
     pub fn new(metrics: Arc<Metrics>) -> Applied {
         Applied {
-            bans: HashMap::new(),
+            bans: Held::default(),
             every: None,
             due: Timer::default(),
             epoch: None,
             restored_at: None,
             metrics,
+            queued: Vec::new(),
         }
     }
 
@@ -76,11 +86,11 @@ impl Applied {
 
     /// `ban` is in the firewall now.
     pub fn insert(&mut self, ban: NewBan) {
-        self.bans.insert(ban.net, ban);
+        self.bans.insert_full(ban);
     }
 
-    /// The ban of `net` this server's firewall holds.
-    pub fn get(&self, net: &IpNet) -> Option<&NewBan> {
+    /// The ban of `net` this server's firewall holds, as far as it knows it.
+    pub fn get(&self, net: &IpNet) -> Option<NewBan> {
         self.bans.get(net)
     }
 
@@ -94,16 +104,21 @@ impl Applied {
         self.bans.clear();
     }
 
+    /// Whether the firewall holds a ban of exactly `net`.
+    pub fn contains(&self, net: &IpNet) -> bool {
+        self.bans.contains(net)
+    }
+
     /// How many bans the firewall holds.
     pub fn len(&self) -> usize {
         self.bans.len()
     }
 
     /// Lifts bans that expired while pyfilter was stopped, then puts every active ban in
-    /// the kernel in one batch, with `unrecorded` (bans the store has not taken yet).
-    /// Bans the kernel holds already are kept, not flushed: one the store does not know
-    /// may be one the last run could not record, and protects until its lines, read
-    /// again, record it. Returns how many were restored.
+    /// the kernel, reading the store a page at a time, with `unrecorded` (bans the store
+    /// has not taken yet). Bans the kernel holds already are kept, not flushed: one the
+    /// store does not know may be one the last run could not record, and protects until
+    /// its lines, read again, record it. Returns how many were restored.
     pub fn restore(
         &mut self,
         firewall: &mut dyn Firewall,
@@ -117,55 +132,75 @@ impl Applied {
             log::warn!("changes queued while the store was away are not delivered yet: {e}");
         }
         let reading = Instant::now();
-        let active = match store.active_bans() {
-            Ok(active) => {
-                self.restored_at = Some(reading);
-                active
+        self.bans.clear();
+        self.bans.begin_pass();
+        let mut expired = Vec::new();
+        let mut batch = Vec::new();
+        let mut restored = 0;
+        let mut cursor = 0;
+        loop {
+            let page = match store.active_page(cursor) {
+                Ok(page) => page,
+                // A fleet server starts (and protects itself) even while Redis is away;
+                // the first reconcile once it is back brings what is missing.
+                Err(e @ StoreError::Unreachable { .. }) => {
+                    log::warn!("starting without the fleet's bans: {e}");
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(total) = page.total {
+                self.bans.reserve(total);
             }
-            // A fleet server starts (and protects itself) even while Redis is away.
-            Err(e @ StoreError::Unreachable { .. }) => {
-                log::warn!("starting without the fleet's bans: {e}");
-                Vec::new()
+            for Active { net, expires_at } in page.bans {
+                if expires_at.is_some_and(|t| t <= now) {
+                    expired.push(net);
+                } else if ignore.overlapping(&net).is_none() && !self.bans.contains(&net) {
+                    self.bans.insert_brief(net, expires_at, None);
+                    batch.push(Entry::until(net, expires_at, now));
+                }
             }
-            Err(e) => return Err(e.into()),
-        };
-        let (expired, active): (Vec<_>, Vec<_>) = active
-            .into_iter()
-            .partition(|b| b.expires_at.is_some_and(|t| t <= now));
-        let expired: Vec<IpNet> = expired.iter().map(|b| b.net).collect();
+            if batch.len() >= FIREWALL_BATCH {
+                restored += batch.len();
+                firewall.ban(&batch)?;
+                batch.clear();
+            }
+            match page.next {
+                Some(next) => cursor = next,
+                None => {
+                    self.restored_at = Some(reading);
+                    break;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            restored += batch.len();
+            firewall.ban(&batch)?;
+        }
         store.lift_many(&expired, now, "expired")?;
-        let mut active: Vec<NewBan> = active
-            .into_iter()
-            .filter(|b| ignore.overlapping(&b.net).is_none())
-            .map(|b| b.new)
-            .collect();
-        active.extend(
-            unrecorded
-                .iter()
-                .filter(|b| b.expires_at.is_none_or(|t| t > now))
-                .cloned(),
-        );
-        let entries: Vec<Entry> = active
-            .iter()
-            .map(|b| Entry::until(b.net, b.expires_at, now))
-            .collect();
-        // Added to what the kernel holds (idempotently), never a flush of it.
-        if !entries.is_empty() {
-            firewall.ban(&entries)?;
+        let mut waiting = Vec::new();
+        for ban in unrecorded {
+            if ban.expires_at.is_none_or(|t| t > now) && !self.bans.contains(&ban.net) {
+                waiting.push(Entry::until(ban.net, ban.expires_at, now));
+                self.bans.insert_full(ban.clone());
+            }
+        }
+        if !waiting.is_empty() {
+            firewall.ban(&waiting)?;
         }
         if self.restored_at.is_some() && self.every.is_some() {
             // With a shared store the restore is the first reconcile: the firewall now
             // holds exactly the fleet's active bans.
-            self.metrics.reconciled(now, entries.len(), 0);
+            self.metrics.reconciled(now, restored, 0);
         }
-        self.bans = active.into_iter().map(|b| (b.net, b)).collect();
         self.epoch = store.epoch().ok().flatten();
-        Ok(entries.len())
+        Ok(restored)
     }
 
     /// Makes the firewall agree with the store's active bans: delivers the outbox, puts
-    /// back this server's bans if the shared store lost its data, then bans what is
-    /// missing and unbans what is gone. Returns (banned, unbanned).
+    /// back what this server knows if the shared store lost its data (or lost one of the
+    /// bans this server made), then bans what is missing and unbans what is gone, reading
+    /// the store a page at a time. Returns (banned, unbanned).
     pub fn reconcile(
         &mut self,
         firewall: &mut dyn Firewall,
@@ -183,51 +218,90 @@ impl Applied {
         }
         let epoch = store.epoch()?;
         if self.epoch.is_some() && epoch != self.epoch {
-            let known: Vec<NewBan> = self.bans.values().cloned().collect();
             log::warn!(
                 "the shared store lost its data; putting back the {} this server knows",
-                crate::words::counted(known.len(), "ban")
+                crate::words::counted(self.bans.len(), "ban")
             );
-            store.record_many(&known)?;
+            let mut back = self.bans.to_put_back();
+            loop {
+                let chunk: Vec<NewBan> = back.by_ref().take(PUT_BACK_BATCH).collect();
+                if chunk.is_empty() {
+                    break;
+                }
+                store.record_many(&chunk)?;
+            }
         }
         self.epoch = epoch;
         let now = Utc::now();
-        let desired: HashMap<IpNet, NewBan> = store
-            .active_bans()?
-            .into_iter()
-            .filter(|b| {
-                b.expires_at.is_none_or(|t| t > now) && ignore.overlapping(&b.net).is_none()
-            })
-            .map(|b| (b.net, b.new))
-            // A ban the store has not taken yet stays: it is being recorded.
-            .chain(
-                unrecorded
-                    .iter()
-                    .filter(|b| b.expires_at.is_none_or(|t| t > now))
-                    .map(|b| (b.net, b.clone())),
-            )
-            .collect();
-        let missing: Vec<Entry> = desired
-            .iter()
-            .filter(|(n, _)| !self.bans.contains_key(*n))
-            .map(|(n, b)| Entry::until(*n, b.expires_at, now))
-            .collect();
-        let gone: Vec<IpNet> = self
-            .bans
-            .keys()
-            .filter(|n| !desired.contains_key(*n))
-            .copied()
-            .collect();
+        self.bans.begin_pass();
+        let (mut missing, mut banned) = (Vec::new(), 0);
+        let mut cursor = 0;
+        loop {
+            let page = store.active_page(cursor)?;
+            for Active { net, expires_at } in page.bans {
+                if expires_at.is_some_and(|t| t <= now) || ignore.overlapping(&net).is_some() {
+                    continue;
+                }
+                if !self.bans.mark(&net) {
+                    self.bans.insert_brief(net, expires_at, None);
+                    missing.push(Entry::until(net, expires_at, now));
+                }
+            }
+            if missing.len() >= FIREWALL_BATCH {
+                banned += missing.len();
+                firewall.ban(&missing)?;
+                missing.clear();
+            }
+            match page.next {
+                Some(next) => cursor = next,
+                None => break,
+            }
+        }
+        // A ban the store has not taken yet stays: it is being recorded.
+        for ban in unrecorded {
+            if ban.expires_at.is_none_or(|t| t > now) && !self.bans.mark(&ban.net) {
+                missing.push(Entry::until(ban.net, ban.expires_at, now));
+                self.bans.insert_full(ban.clone());
+            }
+        }
         if !missing.is_empty() {
+            banned += missing.len();
             firewall.ban(&missing)?;
+        }
+        // Not seen in the pages: gone, unless the pages skipped it (see `active_page`).
+        let unseen = self.bans.unmarked_nets();
+        if !unseen.is_empty() {
+            for (net, active) in unseen.iter().zip(store.still_active(&unseen)?) {
+                if active {
+                    self.bans.mark(net);
+                }
+            }
+        }
+        let (full, mut gone) = self.bans.unmarked();
+        for ban in full {
+            if ban.expires_at.is_none_or(|t| t > now)
+                && ignore.overlapping(&ban.net).is_none()
+                && !store.holds(&ban)?
+            {
+                log::warn!(
+                    "the store lost the ban of {} (a failover before it reached a replica?); recording it again",
+                    display_net(&ban.net)
+                );
+                let net = ban.net;
+                store.record_many(&[ban])?;
+                self.bans.mark(&net);
+            } else {
+                gone.push(ban.net);
+            }
         }
         if !gone.is_empty() {
             firewall.unban(&gone)?;
+            for net in &gone {
+                self.bans.remove(net);
+            }
         }
-        self.bans = desired;
-        self.metrics
-            .reconciled(Utc::now(), missing.len(), gone.len());
-        Ok((missing.len(), gone.len()))
+        self.metrics.reconciled(Utc::now(), banned, gone.len());
+        Ok((banned, gone.len()))
     }
 
     /// Whether news of the link to the fleet calls for a reconcile.
@@ -255,71 +329,97 @@ impl Applied {
         }
     }
 
-    /// Applies another server's ban or unban to this server's firewall. The fleet's
-    /// record is already in the shared store; only the kernel changes here, and a remote
-    /// ban keeps the end its origin gave it. Returns that end when a ban was applied, for
-    /// the next expiry.
-    pub fn remote(
+    /// Another server's ban or unban, applied with the rest of the batch by
+    /// `apply_remote`.
+    pub fn queue_remote(&mut self, event: RemoteEvent) {
+        self.queued.push(event);
+    }
+
+    /// Applies the other servers' bans and unbans queued in this batch to this server's
+    /// firewall, in one firewall call for the bans and one for the unbans (a burst of ten
+    /// thousand bans elsewhere is not ten thousand `nft` runs here); the last word on a
+    /// network wins. The fleet's records are already in the shared store; only the kernel
+    /// changes here, and a remote ban keeps the end its origin gave it. Returns the
+    /// earliest end of the bans applied, for the next expiry.
+    pub fn apply_remote(
         &mut self,
         firewall: &mut dyn Firewall,
         ignore: &IgnoreList,
-        event: RemoteEvent,
     ) -> Option<DateTime<Utc>> {
+        if self.queued.is_empty() {
+            return None;
+        }
         let now = Utc::now();
-        match event {
-            RemoteEvent::Ban {
-                net,
-                rule,
-                server,
-                reason,
-                until,
-            } => {
-                if let Some(ignored) = ignore.overlapping(&net) {
-                    log::warn!(
-                        "{server} banned {}, which overlaps {ignored} in the ignore list: not applied here",
-                        display_net(&net)
-                    );
-                    return None;
-                }
-                if until.is_some_and(|t| t <= now) {
-                    return None;
-                }
-                match firewall.ban(&[Entry::until(net, until, now)]) {
-                    Ok(()) => {
-                        log::info!("banned {} (from {server}, rule {rule})", display_net(&net));
-                        self.insert(NewBan {
-                            net,
-                            rule,
-                            reason,
-                            attempts: 0,
-                            server,
-                            source: Origin::Remote,
-                            banned_at: crate::time::start_second(now),
-                            expires_at: until,
-                        });
-                        until
-                    }
-                    Err(e) => {
-                        log::error!("cannot apply {server}'s ban of {}: {e}", display_net(&net));
-                        None
+        let mut last: HashMap<IpNet, RemoteEvent> = HashMap::new();
+        for event in std::mem::take(&mut self.queued) {
+            let net = match &event {
+                RemoteEvent::Ban { net, .. } | RemoteEvent::Unban { net, .. } => *net,
+            };
+            last.insert(net, event);
+        }
+        let (mut bans, mut unbans) = (Vec::new(), Vec::new());
+        for event in last.into_values() {
+            match event {
+                RemoteEvent::Ban {
+                    net,
+                    rule,
+                    server,
+                    until,
+                    ..
+                } => {
+                    if let Some(ignored) = ignore.overlapping(&net) {
+                        log::warn!(
+                            "{server} banned {}, which overlaps {ignored} in the ignore list: not applied here",
+                            display_net(&net)
+                        );
+                    } else if until.is_none_or(|t| t > now) {
+                        bans.push((net, rule, server, until));
                     }
                 }
+                RemoteEvent::Unban { net, server } => unbans.push((net, server)),
             }
-            RemoteEvent::Unban { net, server } => {
-                match firewall.unban(&[net]) {
-                    Ok(()) => {
-                        if self.bans.remove(&net).is_some() {
+        }
+        let mut earliest: Option<DateTime<Utc>> = None;
+        if !bans.is_empty() {
+            let entries: Vec<Entry> = bans
+                .iter()
+                .map(|(net, _, _, until)| Entry::until(*net, *until, now))
+                .collect();
+            match firewall.ban(&entries) {
+                Ok(()) => {
+                    for (net, rule, server, until) in bans {
+                        log::info!("banned {} (from {server}, rule {rule})", display_net(&net));
+                        // The reason stays in the fleet's record: a million of them
+                        // would not fit in memory here.
+                        self.bans.insert_brief(net, until, Some((&rule, &server)));
+                        if let Some(t) = until {
+                            earliest = Some(earliest.map_or(t, |e| e.min(t)));
+                        }
+                    }
+                }
+                Err(e) => log::error!(
+                    "cannot apply {} bans from the fleet (the next reconcile tries again): {e}",
+                    entries.len()
+                ),
+            }
+        }
+        if !unbans.is_empty() {
+            let nets: Vec<IpNet> = unbans.iter().map(|(n, _)| *n).collect();
+            match firewall.unban(&nets) {
+                Ok(()) => {
+                    for (net, server) in unbans {
+                        if self.bans.remove(&net) {
                             log::info!("unbanned {} (by {server})", display_net(&net));
                         }
                     }
-                    Err(e) => log::error!(
-                        "cannot apply {server}'s unban of {}: {e}",
-                        display_net(&net)
-                    ),
                 }
-                None
+                Err(e) => log::error!(
+                    "cannot apply {} unbans from the fleet (the next reconcile tries again): {e}",
+                    nets.len()
+                ),
             }
         }
+        earliest
     }
 }
 
@@ -439,5 +539,33 @@ mod tests {
             server: "web-2".into(),
         })]);
         assert!(kernel.nets().is_empty());
+    }
+
+    #[test]
+    fn the_fleets_bans_of_one_batch_go_to_the_firewall_in_one_call() {
+        let kernel = Kernel::default();
+        let mut f = Fixture::with_kernel("", &kernel);
+        let ban = |ip: String| {
+            Event::Remote(RemoteEvent::Ban {
+                net: net(&ip),
+                rule: RULE.into(),
+                server: "web-2".into(),
+                reason: "failed".into(),
+                until: None,
+            })
+        };
+        let mut burst: Vec<Event> = (1..=200)
+            .map(|i| ban(format!("10.0.{}.{}", i / 250, i % 250 + 1)))
+            .collect();
+        // The last word on a network wins: banned, then unbanned in the same batch.
+        burst.push(ban("192.0.2.77".into()));
+        burst.push(Event::Remote(RemoteEvent::Unban {
+            net: net("192.0.2.77"),
+            server: "web-3".into(),
+        }));
+        f.engine.receive(burst);
+        assert_eq!(kernel.ban_calls(), [200]);
+        assert_eq!(kernel.nets().len(), 200);
+        assert!(!kernel.holds("192.0.2.77"));
     }
 }

@@ -65,6 +65,7 @@ impl Engine {
         };
         match apply::ban(self.store.as_mut(), self.firewall.as_mut(), &new) {
             Ok(Recorded::New(ban)) => {
+                self.own.made(ban.id, false);
                 if let Some(t) = ban.expires_at {
                     self.expiry.no_later_than(t);
                 }
@@ -102,6 +103,9 @@ impl Engine {
             "unbanned by hand",
         ) {
             Ok(lifted) => {
+                if let Some(ban) = &lifted {
+                    self.own.made(ban.id, true);
+                }
                 self.applied.remove(&net);
                 if let Some(ban) = &lifted {
                     self.notifier.unbanned(ban);
@@ -153,6 +157,16 @@ impl Engine {
             firewall: self.firewall.name().to_string(),
             store: store.to_string(),
             store_location: location,
+            fleet: (c.store == StoreKind::Redis && c.redis.sync).then(|| {
+                match self.link {
+                    Some(true) => "up",
+                    Some(false) => "down",
+                    None => "connecting",
+                }
+                .to_string()
+            }),
+            inotify: self.inotify,
+            sources: self.sources().snapshot(),
         }
     }
 }

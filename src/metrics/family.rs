@@ -90,6 +90,18 @@ pub static LINES_SKIPPED: Family = family(
     "Lines a rule matched but could not use (no valid address, unreadable time, not a journal entry), by rule.",
     &["rule"],
 );
+pub static LINES_CUT: Family = family(
+    "lines_cut_total",
+    Kind::Counter,
+    "Lines longer than max_line_bytes, read and never matched (cut, a line loses the end that keeps an attacker from choosing the address).",
+    &[],
+);
+pub static SOURCES: Family = family(
+    "sources",
+    Kind::Gauge,
+    "Log sources (files and journals) by state: following (inotify), polling (inotify cannot serve them), absent (followed when they appear), failed (tried again).",
+    &["state"],
+);
 pub static REMOTE_EVENTS: Family = family(
     "remote_events_total",
     Kind::Counter,
@@ -140,7 +152,7 @@ pub static SAVED_AT: Family = family(
 );
 
 /// Every family, in the order they are written.
-pub(super) static FAMILIES: [&Family; 16] = [
+pub(super) static FAMILIES: [&Family; 18] = [
     &BUILD_INFO,
     &STORE_UP,
     &BANS,
@@ -149,6 +161,8 @@ pub(super) static FAMILIES: [&Family; 16] = [
     &ATTEMPTS,
     &LINES_READ,
     &LINES_SKIPPED,
+    &LINES_CUT,
+    &SOURCES,
     &REMOTE_EVENTS,
     &SYNC_LAG,
     &SYNC_LAG_MAX,
@@ -160,11 +174,13 @@ pub(super) static FAMILIES: [&Family; 16] = [
 ];
 
 /// The families the daemon counts itself (and saves for the admin).
-pub(super) const DAEMON_FAMILIES: [&Family; 11] = [
+pub(super) const DAEMON_FAMILIES: [&Family; 13] = [
     &DAEMON_BANS,
     &ATTEMPTS,
     &LINES_READ,
     &LINES_SKIPPED,
+    &LINES_CUT,
+    &SOURCES,
     &REMOTE_EVENTS,
     &SYNC_LAG,
     &SYNC_LAG_MAX,

@@ -33,6 +33,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::status::SourceState;
+
 pub use family::*;
 pub use serve::serve;
 pub use text::*;
@@ -52,6 +54,9 @@ pub struct RuleStats {
 #[derive(Debug)]
 pub struct Metrics {
     lines_read: AtomicU64,
+    lines_cut: AtomicU64,
+    /// Sources in each state (`SourceState::ALL` order), set by the decision thread.
+    sources: [AtomicU64; 4],
     bans: AtomicU64,
     remote_events: AtomicU64,
     /// Milliseconds; `i64::MIN` until the first event with a time.
@@ -78,6 +83,8 @@ impl Metrics {
     pub fn new(started: DateTime<Utc>) -> Metrics {
         Metrics {
             lines_read: AtomicU64::new(0),
+            lines_cut: AtomicU64::new(0),
+            sources: Default::default(),
             bans: AtomicU64::new(0),
             remote_events: AtomicU64::new(0),
             sync_lag_ms: AtomicI64::new(i64::MIN),
@@ -110,6 +117,18 @@ impl Metrics {
     pub fn lines_read(&self, n: u64) {
         if n > 0 {
             self.lines_read.fetch_add(n, Relaxed);
+        }
+    }
+
+    /// Lines longer than `max_line_bytes` were read (and not matched).
+    pub fn lines_cut(&self, n: u64) {
+        self.lines_cut.fetch_add(n, Relaxed);
+    }
+
+    /// How many sources are in each state now.
+    pub fn sources(&self, by_state: [(SourceState, usize); 4]) {
+        for (slot, (_, n)) in self.sources.iter().zip(by_state) {
+            slot.store(n as u64, Relaxed);
         }
     }
 
@@ -161,6 +180,7 @@ impl Metrics {
         let mut out = vec![
             Sample::new(&DAEMON_BANS, &[], self.bans.load(Relaxed) as f64),
             Sample::new(&LINES_READ, &[], self.lines_read.load(Relaxed) as f64),
+            Sample::new(&LINES_CUT, &[], self.lines_cut.load(Relaxed) as f64),
             Sample::new(&REMOTE_EVENTS, &[], self.remote_events.load(Relaxed) as f64),
             Sample::new(&START_TIME, &[], self.started as f64),
         ];
@@ -179,6 +199,13 @@ impl Metrics {
                 &LINES_SKIPPED,
                 &[name],
                 stats.skipped.load(Relaxed) as f64,
+            ));
+        }
+        for (state, n) in SourceState::ALL.iter().zip(&self.sources) {
+            out.push(Sample::new(
+                &SOURCES,
+                &[state.as_str()],
+                n.load(Relaxed) as f64,
             ));
         }
         for ((notifier, result), count) in self
@@ -293,6 +320,13 @@ mod tests {
         let m = Metrics::new(started);
         m.lines_read(120);
         m.lines_read(0);
+        m.lines_cut(2);
+        m.sources([
+            (SourceState::Following, 1),
+            (SourceState::Polling, 2),
+            (SourceState::Absent, 3),
+            (SourceState::Failed, 0),
+        ]);
         m.rule("sshd").attempts.fetch_add(6, Relaxed);
         m.rule("sshd").skipped.fetch_add(1, Relaxed);
         m.rule("nginx-auth").attempts.fetch_add(2, Relaxed);
@@ -355,6 +389,15 @@ pyfilter_lines_read_total 120
 # TYPE pyfilter_lines_skipped_total counter
 pyfilter_lines_skipped_total{rule="nginx-auth"} 0
 pyfilter_lines_skipped_total{rule="sshd"} 1
+# HELP pyfilter_lines_cut_total Lines longer than max_line_bytes, read and never matched (cut, a line loses the end that keeps an attacker from choosing the address).
+# TYPE pyfilter_lines_cut_total counter
+pyfilter_lines_cut_total 2
+# HELP pyfilter_sources Log sources (files and journals) by state: following (inotify), polling (inotify cannot serve them), absent (followed when they appear), failed (tried again).
+# TYPE pyfilter_sources gauge
+pyfilter_sources{state="absent"} 3
+pyfilter_sources{state="failed"} 0
+pyfilter_sources{state="following"} 1
+pyfilter_sources{state="polling"} 2
 # HELP pyfilter_remote_events_total Bans and unbans received from the other servers of the fleet since the daemon started.
 # TYPE pyfilter_remote_events_total counter
 pyfilter_remote_events_total 3

@@ -2,8 +2,10 @@
 //!
 //! Each log line is preceded by one `# expect:` line: `# expect: ADDRESS TIME` (TIME in
 //! RFC 3339; without an offset it is the local wall-clock time of a log written without a
-//! zone) or `# expect: no match`. Other `#` lines are comments. Lines without a year are
-//! read as if now were 2026-11-26 12:00 local time. Any difference fails the test.
+//! zone) or `# expect: no match`. A `# mode: NAME` line makes the cases after it (until
+//! the next) be read in that mode of the rule; before any, in its default mode. Other `#`
+//! lines are comments. Lines without a year are read as if now were 2026-11-26 12:00
+//! local time. Any difference fails the test.
 
 use std::path::{Path, PathBuf};
 
@@ -55,6 +57,8 @@ impl Expected {
 /// One annotated line.
 struct Case {
     line_no: usize,
+    /// The mode it is read in (`None`: the default).
+    mode: Option<String>,
     expect: Option<(IpAddr, Expected)>,
     text: String,
 }
@@ -63,9 +67,12 @@ fn cases(path: &Path) -> Vec<Case> {
     let text = std::fs::read_to_string(path).unwrap();
     let mut out = Vec::new();
     let mut pending: Option<(usize, Option<(IpAddr, Expected)>)> = None;
+    let mut mode = None;
     for (n, line) in text.lines().enumerate() {
         let n = n + 1;
-        if let Some(rest) = line.strip_prefix("# expect:") {
+        if let Some(rest) = line.strip_prefix("# mode:") {
+            mode = Some(rest.trim().to_string());
+        } else if let Some(rest) = line.strip_prefix("# expect:") {
             assert!(
                 pending.is_none(),
                 "{}:{n}: two expectations in a row",
@@ -94,6 +101,7 @@ fn cases(path: &Path) -> Vec<Case> {
             });
             out.push(Case {
                 line_no: n,
+                mode: mode.clone(),
                 expect,
                 text: line.to_string(),
             });
@@ -106,7 +114,8 @@ fn reference() -> DateTime<Local> {
     Local.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap()
 }
 
-fn shipped(name: &str) -> Rule {
+/// The shipped rule `name` in `mode`, alone in its automaton.
+fn shipped(name: &str, mode: Option<&str>) -> Automaton {
     let source = load_sources(Path::new("/nonexistent"))
         .unwrap()
         .into_iter()
@@ -117,7 +126,19 @@ fn shipped(name: &str) -> Rule {
         request_time: Duration::from_secs(600),
         ban_time: BanTime::Forever,
     };
-    Rule::compile(source.file, source.origin, limits).unwrap()
+    let rule = Rule::compile(source.file, source.origin, limits, mode).unwrap();
+    Automaton::new(vec![Arc::new(rule)]).unwrap()
+}
+
+/// What the one rule of `automaton` finds on `line`.
+fn examine(
+    automaton: &Automaton,
+    line: &[u8],
+    scratch: &mut Scratch,
+) -> Option<Result<Found, Skip>> {
+    let mut out = None;
+    automaton.examine(line, reference(), scratch, |_, f| out = Some(f));
+    out
 }
 
 fn case_files() -> Vec<PathBuf> {
@@ -148,10 +169,9 @@ fn every_shipped_rule_has_an_annotated_log() {
 #[test]
 fn every_annotated_line_gives_exactly_the_expected_address_and_time() {
     let mut failures = Vec::new();
+    let mut compiled = std::collections::HashMap::new();
     for path in case_files() {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-        let rule = shipped(&name);
-        let mut scratch = rule.scratch();
         let cases = cases(&path);
         assert!(
             cases.iter().filter(|c| c.expect.is_some()).count() >= 5,
@@ -162,7 +182,14 @@ fn every_annotated_line_gives_exactly_the_expected_address_and_time() {
             "{name}: no must-not-match case"
         );
         for case in cases {
-            let got = rule.examine(case.text.as_bytes(), reference(), &mut scratch);
+            let (rule, scratch) = compiled
+                .entry((name.clone(), case.mode.clone()))
+                .or_insert_with(|| {
+                    let rule = shipped(&name, case.mode.as_deref());
+                    let scratch = rule.scratch();
+                    (rule, scratch)
+                });
+            let got = examine(rule, case.text.as_bytes(), scratch);
             let ok = match (&case.expect, &got) {
                 (None, None) => true,
                 (Some((ip, time)), Some(Ok(found))) => *ip == found.ip && time.agrees(found.at),
@@ -179,9 +206,12 @@ fn every_annotated_line_gives_exactly_the_expected_address_and_time() {
                     Some((ip, t)) => format!("{ip} {t:?}"),
                 };
                 failures.push(format!(
-                    "{}:{}: want {want}, got {got}\n    {}",
+                    "{}:{}{}: want {want}, got {got}\n    {}",
                     path.display(),
                     case.line_no,
+                    case.mode
+                        .map(|m| format!(" (mode {m})"))
+                        .unwrap_or_default(),
                     case.text
                 ));
             }
@@ -200,14 +230,18 @@ fn a_host_name_where_the_address_stands_never_matches() {
     // Addresses are parsed, never resolved: a line naming a host instead is no attempt.
     for path in case_files() {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-        let rule = shipped(&name);
-        let mut scratch = rule.scratch();
+        let mut compiled = std::collections::HashMap::new();
         for case in cases(&path) {
             let Some((ip, _)) = case.expect else { continue };
+            let (rule, scratch) = compiled.entry(case.mode.clone()).or_insert_with(|| {
+                let rule = shipped(&name, case.mode.as_deref());
+                let scratch = rule.scratch();
+                (rule, scratch)
+            });
             let forms = [ip.to_string(), format!("::ffff:{ip}")];
             for form in forms.iter().filter(|f| case.text.contains(f.as_str())) {
                 let line = case.text.replace(form.as_str(), "attacker.example.com");
-                if let Some(Ok(found)) = rule.examine(line.as_bytes(), reference(), &mut scratch) {
+                if let Some(Ok(found)) = examine(rule, line.as_bytes(), scratch) {
                     assert_ne!(
                         found.ip,
                         ip,
@@ -227,9 +261,9 @@ fn huge_and_invalid_utf8_lines_cost_no_more_than_a_skip() {
     let mut junk = b"Nov 26 01:02:03 h sshd[1]: Failed password for \xff\xfe\x80 from ".to_vec();
     junk.extend_from_slice(&[0xc3; 4096]);
     for path in case_files() {
-        let rule = shipped(&path.file_stem().unwrap().to_string_lossy());
+        let rule = shipped(&path.file_stem().unwrap().to_string_lossy(), None);
         let mut scratch = rule.scratch();
-        assert!(rule.examine(&long, reference(), &mut scratch).is_none());
-        assert!(rule.examine(&junk, reference(), &mut scratch).is_none());
+        assert!(examine(&rule, &long, &mut scratch).is_none());
+        assert!(examine(&rule, &junk, &mut scratch).is_none());
     }
 }

@@ -25,10 +25,27 @@ pub struct RuleFile {
     pub enabled: bool,
     #[serde(default)]
     pub log_files: Vec<String>,
+    /// The programs (syslog tags) whose messages the patterns describe, each a regular
+    /// expression matched against the whole name (`sshd`, `postfix(-\w+)?/smtpd`).
+    #[serde(default)]
+    pub programs: Vec<String>,
+    /// The patterns also read the message of a line whose syslog-style header names no
+    /// program: what follows the time (a daemon's own log stamped like syslog).
+    #[serde(default)]
+    pub untagged: bool,
+    /// The patterns also describe whole lines of the service's own log, whose time
+    /// `time_format` reads. Implied when `programs` is empty.
+    #[serde(default)]
+    pub own_format: bool,
     #[serde(default)]
     pub time_format: Option<OneOrMany>,
+    /// Put before every pattern: what all the rule's messages (or lines) start with.
     #[serde(default)]
     pub prefix: String,
+    /// The rule's modes, the default first (`[normal, ddos, extra, aggressive]`); a
+    /// pattern names the modes it belongs to, or belongs to all.
+    #[serde(default)]
+    pub modes: Vec<String>,
     pub patterns: Vec<PatternSpec>,
     #[serde(default)]
     pub failed_attempts: Option<NonZeroU32>,
@@ -69,11 +86,20 @@ impl OneOrMany {
     }
 }
 
-/// One pattern: a plain string, or `{ regex: ..., instant: true }`.
+/// One pattern: a plain string, or `{ regex: ..., instant: true, modes: [...], remember: true }`.
 #[derive(Debug, Clone)]
 pub struct PatternSpec {
     pub regex: String,
     pub instant: bool,
+    /// A line this pattern matches (before any other of the rule) is not an attempt,
+    /// whatever later patterns say: fail2ban's `ignoreregex`, for lines that would
+    /// be ambiguous. It needs no `<IP>`.
+    pub ignore: bool,
+    /// The modes the pattern belongs to; empty: every mode.
+    pub modes: Vec<String>,
+    /// The pattern records its line's session (a `session` group) instead of counting it:
+    /// see `automaton.rs`.
+    pub remember: bool,
 }
 
 impl<'de> Deserialize<'de> for PatternSpec {
@@ -84,17 +110,28 @@ impl<'de> Deserialize<'de> for PatternSpec {
             regex: String,
             #[serde(default)]
             instant: bool,
+            #[serde(default)]
+            ignore: bool,
+            #[serde(default)]
+            modes: Vec<String>,
+            #[serde(default)]
+            remember: bool,
         }
         struct Visitor;
         impl<'de> serde::de::Visitor<'de> for Visitor {
             type Value = PatternSpec;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a regex string or a map { regex: ..., instant: true|false }")
+                f.write_str(
+                    "a regex string or a map { regex: ..., instant: true|false, ignore: true|false, modes: [...], remember: true|false }",
+                )
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PatternSpec, E> {
                 Ok(PatternSpec {
                     regex: v.to_string(),
                     instant: false,
+                    ignore: false,
+                    modes: Vec::new(),
+                    remember: false,
                 })
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
@@ -105,6 +142,9 @@ impl<'de> Deserialize<'de> for PatternSpec {
                 Ok(PatternSpec {
                     regex: full.regex,
                     instant: full.instant,
+                    ignore: full.ignore,
+                    modes: full.modes,
+                    remember: full.remember,
                 })
             }
         }

@@ -1,33 +1,38 @@
-//! Rules compiled: the matcher that finds an attempt in a line.
+//! Rules compiled: each rule's patterns for the mode in force, ready for the automaton
+//! that reads a file for all its rules (`automaton.rs`).
 //!
-//! Each pattern is `prefix + pattern` with `<IP>` expanded (see `pattern`), matched against
-//! one whole line as bytes, so invalid UTF-8 in a line never stops matching.
+//! A rule's patterns describe a program's message, after the header that `header.rs`
+//! reads for every rule, or (`own_format`) the whole lines of a service's own log. Each is
+//! matched anchored at the start of what it describes, `<IP>` expanded (`pattern.rs`), as
+//! bytes, so invalid UTF-8 in a line never stops matching.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, FixedOffset, Local};
+use chrono::{DateTime, FixedOffset};
 use regex::bytes::{Regex, RegexBuilder};
-use regex_automata::nfa::thompson::{
-    self, WhichCaptures, backtrack, backtrack::BoundedBacktracker,
-};
-use regex_automata::util::captures::Captures;
-use regex_automata::{Anchored, Input, meta, util::syntax};
+use regex_automata::nfa::thompson::{self, backtrack::BoundedBacktracker};
+use regex_automata::util::syntax;
 
 use crate::config::JournalSpec;
 use crate::duration::BanTime;
-use crate::rule::timestamp::{TimeCache, TimeFormat, TimeFormats};
+use crate::rule::timestamp::{TimeFormat, TimeFormats};
 use pattern::IP_GROUP;
 
+pub mod automaton;
 #[cfg(test)]
 mod cases;
+mod error;
 mod file;
+pub mod header;
 pub mod pattern;
 mod set;
 pub mod timestamp;
 
+pub use automaton::{Automaton, Scratch};
+pub use error::RuleError;
 pub use file::{Origin, RuleFile, load_sources};
 pub use set::compile_rules;
 
@@ -42,18 +47,32 @@ pub struct Limits {
 /// A compiled pattern.
 #[derive(Debug, Clone)]
 struct Pattern {
-    /// For lines too long for the backtracker (rare: it takes lines of a few KiB).
+    /// The expanded source, for the automaton.
+    source: String,
+    /// For texts too long for the backtracker (rare: it takes lines of a few KiB),
+    /// anchored at the start.
     regex: Regex,
-    /// Finds the groups inside a match already found, without searching again.
+    /// Finds the groups inside a text the automaton said matches.
     backtrack: BoundedBacktracker,
-    /// Capture group index of the address.
-    ip_group: usize,
+    /// Capture group index of the address; `None` for an `ignore` pattern, or a pattern
+    /// of a session whose address an earlier line gave (`automaton.rs`).
+    ip_group: Option<usize>,
     /// Capture group index of the `time` group, if the pattern has one.
     time_group: Option<usize>,
+    /// Capture group index of the `session` group: the pattern joins the lines of one
+    /// session (a connection, a message), see `automaton.rs`.
+    session_group: Option<usize>,
+    /// Records its line's session instead of reporting it.
+    remember: bool,
     instant: bool,
+    /// A match means "not an attempt".
+    ignore: bool,
 }
 
-/// A rule ready to match lines.
+/// Name of the capture group that joins the lines of one session.
+pub const SESSION_GROUP: &str = "session";
+
+/// A rule ready to match lines, in the mode the configuration chose.
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub name: Arc<str>,
@@ -64,30 +83,15 @@ pub struct Rule {
     pub time_format: TimeFormats,
     pub limits: Limits,
     pub origin: Origin,
-    /// All patterns in one automaton without captures: one pass per line says whether
-    /// any pattern matches and which. Only then does that one pattern's regex run for
-    /// its captures, which costs far more per byte.
-    which: meta::Regex,
+    /// The rule's modes, the default first; empty when it has none.
+    pub modes: Vec<String>,
+    /// The mode in force (`None` when the rule has no modes).
+    pub mode: Option<String>,
+    /// Full-match expressions of the programs whose messages the patterns describe.
+    programs: Vec<String>,
+    untagged: bool,
+    own_format: bool,
     patterns: Vec<Pattern>,
-}
-
-/// Per-thread working memory for matching one rule.
-#[derive(Debug, Clone)]
-pub struct Scratch {
-    cache: meta::Cache,
-    backtrack: Vec<(backtrack::Cache, Captures)>,
-    locs: Vec<regex::bytes::CaptureLocations>,
-    times: TimeCache,
-}
-
-/// What a line yielded for a rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hit<'a> {
-    /// The address, or `None` when the captured text is no valid address.
-    pub ip: Option<IpAddr>,
-    pub instant: bool,
-    /// Where the time is written: the `time` group when the pattern has one, else the line.
-    pub time_text: &'a [u8],
 }
 
 /// A matched line, read.
@@ -120,27 +124,43 @@ impl std::fmt::Display for Skip {
 const REGEX_SIZE_LIMIT: usize = 64 << 20;
 
 impl Rule {
-    /// Compiles a rule file. `limits` are the effective numbers for it.
-    pub fn compile(file: RuleFile, origin: Origin, limits: Limits) -> Result<Rule, String> {
+    /// Compiles a rule file in `mode` (its default mode when `None`). `limits` are the
+    /// effective numbers for it.
+    pub fn compile(
+        file: RuleFile,
+        origin: Origin,
+        limits: Limits,
+        mode: Option<&str>,
+    ) -> Result<Rule, RuleError> {
         if file.name.is_empty()
             || !file
                 .name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err(format!(
-                "rule name `{}` must be letters, digits, `-` or `_`",
-                file.name
-            ));
+            return Err(RuleError::BadName(file.name));
         }
         if file.patterns.is_empty() {
-            return Err("a rule needs at least one pattern".into());
+            return Err(RuleError::NoPattern);
         }
         if let Some(journal) = &file.journal {
             check_journal_matches(&journal.matches)?;
         }
+        let own_format = file.own_format || file.programs.is_empty();
+        if file.untagged && file.programs.is_empty() {
+            return Err(RuleError::UntaggedWithoutPrograms);
+        }
+        let time_groups = file
+            .patterns
+            .iter()
+            .any(|p| p.regex.contains("(?P<time>") || p.regex.contains("(?<time>"))
+            || file.prefix.contains("(?P<time>")
+            || file.prefix.contains("(?<time>");
+        if file.time_format.is_some() && !own_format && !time_groups {
+            return Err(RuleError::TimeFormatWithoutOwnFormat);
+        }
         let time_format = match &file.time_format {
-            None => TimeFormats::new(vec![TimeFormat::Auto])?,
+            None => TimeFormats::auto(),
             Some(t) => TimeFormats::new(
                 t.items()
                     .into_iter()
@@ -148,50 +168,23 @@ impl Rule {
                     .collect::<Result<_, _>>()?,
             )?,
         };
-        let mut sources = Vec::with_capacity(file.patterns.len());
-        let mut patterns = Vec::with_capacity(file.patterns.len());
-        for (i, spec) in file.patterns.iter().enumerate() {
-            let source = expand_lists(
-                &format!("{}{}", file.prefix, spec.regex),
-                &file.urls,
-                &file.statuses,
-            )
-            .map_err(|e| format!("patterns[{i}] `{}`: {e}", spec.regex))?;
-            let expanded = pattern::expand(&source)
-                .map_err(|e| format!("patterns[{i}] `{}`: {e}", spec.regex))?;
-            let regex =
-                build(&expanded).map_err(|e| format!("patterns[{i}] `{}`: {e}", spec.regex))?;
-            let group = |name: &str| regex.capture_names().position(|n| n == Some(name));
-            let ip_group = group(IP_GROUP).expect("expand adds the address group");
-            let time_group = group("time");
-            let backtrack = BoundedBacktracker::builder()
-                .syntax(syntax_config())
-                .thompson(
-                    thompson::Config::new()
-                        .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
-                        .utf8(false),
-                )
-                .build(&expanded)
-                .map_err(|e| format!("patterns[{i}] `{}`: {e}", spec.regex))?;
-            sources.push(expanded);
-            patterns.push(Pattern {
-                regex,
-                backtrack,
-                ip_group,
-                time_group,
-                instant: spec.instant,
-            });
+        for (index, program) in file.programs.iter().enumerate() {
+            syntax::parse(program).map_err(|e| RuleError::Program {
+                index,
+                program: program.clone(),
+                reason: e.to_string(),
+            })?;
         }
-        let which = meta::Regex::builder()
-            .syntax(syntax_config())
-            .configure(
-                meta::Config::new()
-                    .which_captures(WhichCaptures::Implicit)
-                    .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
-                    .utf8_empty(false),
-            )
-            .build_many(&sources)
-            .map_err(|e| format!("patterns combined: {e}"))?;
+        let mode = select_mode(&file, mode)?;
+        let mut patterns = Vec::with_capacity(file.patterns.len());
+        for (index, spec) in file.patterns.iter().enumerate() {
+            let in_mode =
+                spec.modes.is_empty() || mode.as_ref().is_some_and(|m| spec.modes.contains(m));
+            if !in_mode {
+                continue;
+            }
+            patterns.push(compile_pattern(&file, index, spec)?);
+        }
         Ok(Rule {
             name: Arc::from(file.name.as_str()),
             description: file.description,
@@ -201,112 +194,163 @@ impl Rule {
             time_format,
             limits,
             origin,
-            which,
+            modes: file.modes,
+            mode,
+            programs: file.programs,
+            untagged: file.untagged,
+            own_format,
             patterns,
         })
     }
 
-    /// How many patterns the rule has.
+    /// How many patterns the rule has in its mode.
     pub fn pattern_count(&self) -> usize {
         self.patterns.len()
     }
 
-    /// Scratch space for `find`, one per thread that matches.
-    pub fn scratch(&self) -> Scratch {
-        Scratch {
-            cache: self.which.create_cache(),
-            backtrack: self
-                .patterns
-                .iter()
-                .map(|p| (p.backtrack.create_cache(), p.backtrack.create_captures()))
-                .collect(),
-            locs: self
-                .patterns
-                .iter()
-                .map(|p| p.regex.capture_locations())
-                .collect(),
-            times: TimeCache::default(),
-        }
+    /// Whether the patterns read programs' messages after a syslog header.
+    pub fn reads_messages(&self) -> bool {
+        !self.programs.is_empty()
     }
 
-    /// The pattern that matches `line`, if any.
-    pub fn find<'a>(&self, line: &'a [u8], scratch: &mut Scratch) -> Option<Hit<'a>> {
-        let m = self
-            .which
-            .search_with(&mut scratch.cache, &Input::new(line))?;
-        let index = m.pattern().as_usize();
-        let pattern = &self.patterns[index];
-        // Which pattern matched, and where, is known: only its groups are left to find,
-        // anchored on that span.
-        let (ip, time) = if m.range().len() <= pattern.backtrack.max_haystack_len() {
-            let (cache, caps) = &mut scratch.backtrack[index];
-            let input = Input::new(line).range(m.range()).anchored(Anchored::Yes);
-            pattern.backtrack.try_search(cache, &input, caps).ok()?;
-            let span =
-                |g: Option<usize>| g.and_then(|g| caps.get_group(g)).map(|s| (s.start, s.end));
-            (span(Some(pattern.ip_group)), span(pattern.time_group))
-        } else {
-            let locs = &mut scratch.locs[index];
-            pattern
-                .regex
-                .captures_read_at(locs, &line[..m.end()], m.start())?;
-            (
-                locs.get(pattern.ip_group),
-                pattern.time_group.and_then(|g| locs.get(g)),
-            )
-        };
-        let ip = ip.and_then(|(start, end)| pattern::parse_ip(&line[start..end]));
-        let time_text = match time {
-            Some((start, end)) => &line[start..end],
-            None => line,
-        };
-        Some(Hit {
-            ip,
-            instant: pattern.instant,
-            time_text,
-        })
+    /// The programs whose messages the rule reads (full-match expressions).
+    pub fn programs(&self) -> &[String] {
+        &self.programs
     }
 
-    /// Everything a line says for this rule: `None` when no pattern matches.
-    pub fn examine(
-        &self,
-        line: &[u8],
-        reference: DateTime<Local>,
-        scratch: &mut Scratch,
-    ) -> Option<Result<Found, Skip>> {
-        let hit = self.find(line, scratch)?;
-        let Some(ip) = hit.ip else {
-            return Some(Err(Skip::BadAddress));
-        };
-        let Some(at) = self
-            .time_format
-            .read_cached(hit.time_text, reference, &mut scratch.times)
-        else {
-            return Some(Err(Skip::BadTime));
-        };
-        Some(Ok(Found {
-            ip,
-            at,
-            instant: hit.instant,
-        }))
-    }
-
-    /// One regex equivalent to the rule (for comparing with grep-like tools).
+    /// One regex equivalent to the rule on the lines of its files, header included (for
+    /// comparing with grep-like tools).
     pub fn combined_regex(&self) -> String {
         let alternatives: Vec<String> = self
             .patterns
             .iter()
-            .map(|p| format!("(?:{})", strip_groups(&p.regex)))
+            .map(|p| format!("(?:{})", strip_groups(&p.source).trim_start_matches('^')))
             .collect();
-        alternatives.join("|")
+        let body = alternatives.join("|");
+        let mut forms = Vec::new();
+        if self.reads_messages() {
+            let programs: Vec<String> = self.programs.iter().map(|p| format!("(?:{p})")).collect();
+            forms.push(format!(
+                r"^(?:<\d{{1,3}}>)?(?:[A-Z][a-z]{{2}} +\d{{1,2}} (?:\d{{4}} )?\d{{2}}:\d{{2}}:\d{{2}}(?:[.,]\d+)?|\d{{4}}-\d{{2}}-\d{{2}}[T ]\d{{2}}:\d{{2}}:\d{{2}}(?:[.,]\d+)?(?:Z|[+-]\d{{2}}(?::?\d{{2}})?)?|@[0-9a-f]{{24}}) +(?:\S+ +)?(?:{})(?:\([^()\s]*\))?(?:\[\d+\])?: *(?:\[ID \d+ [\w.]+\] *)?(?:message repeated \d+ times: \[ *)?(?:{body})",
+                programs.join("|")
+            ));
+        }
+        if self.own_format {
+            forms.push(format!("^(?:{body})"));
+        }
+        forms.join("|")
     }
 }
 
-/// Expands `<URL>` and `<STATUS>` to alternations of the rule's `urls` (matched
-/// literally, so a URL's dots and question marks mean themselves) and `statuses`.
+/// The mode in force: the one asked for, which must be one of the rule's, else the first.
+/// Also checks that every pattern's modes are declared and that no mode is empty.
+fn select_mode(file: &RuleFile, asked: Option<&str>) -> Result<Option<String>, RuleError> {
+    for (i, m) in file.modes.iter().enumerate() {
+        if file.modes[..i].contains(m) {
+            return Err(RuleError::DuplicateMode(m.clone()));
+        }
+    }
+    for (index, spec) in file.patterns.iter().enumerate() {
+        if let Some(bad) = spec.modes.iter().find(|m| !file.modes.contains(m)) {
+            return Err(RuleError::PatternMode {
+                index,
+                mode: bad.clone(),
+                known: file.modes.clone(),
+            });
+        }
+    }
+    for m in &file.modes {
+        if !file
+            .patterns
+            .iter()
+            .any(|p| p.modes.is_empty() || p.modes.contains(m))
+        {
+            return Err(RuleError::EmptyMode(m.clone()));
+        }
+    }
+    match asked {
+        None => Ok(file.modes.first().cloned()),
+        Some(m) if file.modes.iter().any(|k| k == m) => Ok(Some(m.to_string())),
+        Some(m) => Err(RuleError::UnknownMode {
+            rule: file.name.clone(),
+            mode: m.to_string(),
+            known: file.modes.clone(),
+        }),
+    }
+}
+
+fn compile_pattern(
+    file: &RuleFile,
+    index: usize,
+    spec: &file::PatternSpec,
+) -> Result<Pattern, RuleError> {
+    let regex = spec.regex.as_str();
+    let bad = |reason: String| RuleError::Pattern {
+        index,
+        regex: regex.to_string(),
+        reason,
+    };
+    let source = expand_lists(
+        &format!("{}{regex}", file.prefix),
+        &file.urls,
+        &file.statuses,
+    )
+    .map_err(bad)?;
+    let placeholder = |source| RuleError::Placeholder {
+        index,
+        regex: regex.to_string(),
+        source,
+    };
+    // A pattern of a session may leave the address to the line that opened it.
+    let session = source.contains(&format!("(?P<{SESSION_GROUP}>"))
+        || source.contains(&format!("(?<{SESSION_GROUP}>"));
+    let expanded = match pattern::expand(&source) {
+        // An ignore pattern names no address.
+        Err(pattern::PatternError::NoPlaceholder) if spec.ignore => source.clone(),
+        Err(pattern::PatternError::NoPlaceholder) if session => {
+            if source.contains("(?P<ip>") || source.contains("(?<ip>") {
+                return Err(placeholder(pattern::PatternError::ReservedGroup));
+            }
+            source.clone()
+        }
+        other => other.map_err(placeholder)?,
+    };
+    let anchored = build(&format!("^(?:{expanded})")).map_err(|e| bad(e.to_string()))?;
+    let group = |name: &str| anchored.capture_names().position(|n| n == Some(name));
+    let ip_group = group(IP_GROUP);
+    let time_group = group("time");
+    let session_group = group(SESSION_GROUP);
+    if spec.remember && session_group.is_none() {
+        return Err(RuleError::RememberWithoutSession {
+            index,
+            regex: regex.to_string(),
+        });
+    }
+    let backtrack = BoundedBacktracker::builder()
+        .syntax(syntax_config())
+        .thompson(
+            thompson::Config::new()
+                .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+                .utf8(false),
+        )
+        .build(&expanded)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(Pattern {
+        source: expanded,
+        regex: anchored,
+        backtrack,
+        ip_group,
+        time_group,
+        session_group,
+        remember: spec.remember,
+        instant: spec.instant,
+        ignore: spec.ignore,
+    })
+}
+
 /// Matches become journalctl arguments: a field name, `=`, a value, never an option; or
 /// `+` between two of them, journalctl's "or" (fail2ban's `journalmatch` uses it).
-fn check_journal_matches(matches: &[String]) -> Result<(), String> {
+fn check_journal_matches(matches: &[String]) -> Result<(), RuleError> {
     if let Some(bad) = matches.iter().find(|m| {
         *m != "+"
             && m.split_once('=').is_none_or(|(field, _)| {
@@ -316,20 +360,20 @@ fn check_journal_matches(matches: &[String]) -> Result<(), String> {
                         .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
             })
     }) {
-        return Err(format!(
-            "journal.match `{bad}` is not FIELD=value (an upper-case journal field, like _SYSTEMD_UNIT=ssh.service) or `+`"
-        ));
+        return Err(RuleError::JournalMatch(bad.clone()));
     }
     let plus = |m: Option<&String>| m.is_some_and(|m| m == "+");
     if plus(matches.first())
         || plus(matches.last())
         || matches.windows(2).any(|w| w[0] == "+" && w[1] == "+")
     {
-        return Err("journal.match: `+` goes between two matches".into());
+        return Err(RuleError::JournalPlus);
     }
     Ok(())
 }
 
+/// Expands `<URL>` and `<STATUS>` to alternations of the rule's `urls` (matched
+/// literally, so a URL's dots and question marks mean themselves) and `statuses`.
 fn expand_lists(pattern: &str, urls: &[String], statuses: &[u16]) -> Result<String, String> {
     let mut out = pattern.to_string();
     if out.contains("<URL>") {
@@ -365,17 +409,15 @@ fn build(pattern: &str) -> Result<Regex, regex::Error> {
 
 /// The regex source with named groups made anonymous, so alternatives can be joined
 /// without duplicate group names.
-fn strip_groups(regex: &Regex) -> String {
-    rename_groups(regex, |_| "(".into())
-}
-
-fn rename_groups(regex: &Regex, to: impl Fn(&str) -> String) -> String {
-    let mut src = regex.as_str().to_string();
+fn strip_groups(source: &str) -> String {
+    let Ok(regex) = build(source) else {
+        return source.to_string();
+    };
+    let mut src = source.to_string();
     for name in regex.capture_names().flatten() {
-        let new = to(name);
         src = src
-            .replace(&format!("(?P<{name}>"), &new)
-            .replace(&format!("(?<{name}>"), &new);
+            .replace(&format!("(?P<{name}>"), "(")
+            .replace(&format!("(?<{name}>"), "(");
     }
     src
 }
@@ -392,78 +434,190 @@ mod tests {
         }
     }
 
-    fn rule(yaml: &str) -> Result<Rule, String> {
-        let file: RuleFile = serde_yaml::from_str(yaml).map_err(|e| e.to_string())?;
-        Rule::compile(file, Origin::Embedded("test.yml"), limits())
+    fn rule_in(yaml: &str, mode: Option<&str>) -> Result<Rule, RuleError> {
+        let file: RuleFile =
+            serde_yaml::from_str(yaml).map_err(|e| RuleError::Combined(e.to_string()))?;
+        Rule::compile(file, Origin::Embedded("test.yml"), limits(), mode)
+    }
+
+    fn rule(yaml: &str) -> Result<Rule, RuleError> {
+        rule_in(yaml, None)
+    }
+
+    /// What the rule finds on `line`, as (address, instant).
+    fn find(rule: &Rule, line: &[u8]) -> Option<(Option<IpAddr>, bool)> {
+        let automaton = Automaton::new(vec![Arc::new(rule.clone())]).unwrap();
+        let mut scratch = automaton.scratch();
+        let mut out = None;
+        let reference = chrono::Local::now();
+        automaton.examine(line, reference, &mut scratch, |_, f| {
+            out = Some(match f {
+                Ok(f) => (Some(f.ip), f.instant),
+                Err(_) => (None, false),
+            })
+        });
+        out
     }
 
     #[test]
-    fn finds_the_address_and_instant_flag() {
+    fn finds_the_address_and_instant_flag_in_a_programs_message() {
         let r = rule(
-            "name: t\nprefix: '^\\S+ '\npatterns:\n  - 'bad from <IP>$'\n  - { regex: 'evil <IP>$', instant: true }\n",
+            "name: t\nprograms: [prog]\npatterns:\n  - 'bad from <IP>$'\n  - { regex: 'evil <IP>$', instant: true }\n",
         )
         .unwrap();
-        let mut sc = r.scratch();
-        let hit = r.find(b"host bad from 192.0.2.9", &mut sc).unwrap();
-        assert_eq!(hit.ip, Some("192.0.2.9".parse().unwrap()));
-        assert!(!hit.instant);
-        assert!(r.find(b"host evil 2001:db8::2", &mut sc).unwrap().instant);
-        assert!(r.find(b"host good from 192.0.2.9", &mut sc).is_none());
+        let hit = find(&r, b"Nov 26 01:02:03 host prog[1]: bad from 192.0.2.9").unwrap();
+        assert_eq!(hit, (Some("192.0.2.9".parse().unwrap()), false));
+        assert!(
+            find(&r, b"Nov 26 01:02:03 host prog: evil 2001:db8::2")
+                .unwrap()
+                .1
+        );
+        assert_eq!(
+            find(&r, b"Nov 26 01:02:03 host prog[1]: good from 192.0.2.9"),
+            None
+        );
+        assert_eq!(
+            find(&r, b"Nov 26 01:02:03 host other[1]: bad from 192.0.2.9"),
+            None,
+            "another program"
+        );
+        assert_eq!(
+            find(&r, b"Nov 26 01:02:03 host prog[1]: x bad from 192.0.2.9"),
+            None,
+            "anchored"
+        );
     }
 
     #[test]
     fn invalid_utf8_lines_still_match() {
-        let r = rule("name: t\npatterns: ['user \\S* from <IP>$']\n").unwrap();
-        let hit = r
-            .find(b"user \xff\xfe from 192.0.2.1", &mut r.scratch())
-            .unwrap();
-        assert_eq!(hit.ip, Some("192.0.2.1".parse().unwrap()));
+        let r = rule("name: t\nprograms: [p]\npatterns: ['user \\S* from <IP>$']\n").unwrap();
+        let hit = find(&r, b"Nov 26 01:02:03 h p: user \xff\xfe from 192.0.2.1").unwrap();
+        assert_eq!(hit.0, Some("192.0.2.1".parse().unwrap()));
     }
 
     #[test]
-    fn time_group_selects_the_time_text() {
-        let r = rule("name: t\npatterns: ['^<IP> \\[(?P<time>[^\\]]+)\\]']\n").unwrap();
-        let hit = r
-            .find(
-                b"192.0.2.1 [10/Oct/2000:13:55:36 -0700] GET",
-                &mut r.scratch(),
-            )
-            .unwrap();
-        assert_eq!(hit.time_text, b"10/Oct/2000:13:55:36 -0700");
+    fn modes_choose_the_patterns() {
+        let yaml = "name: t\nprograms: [p]\nmodes: [normal, aggressive]\npatterns:\n  - 'a <IP>$'\n  - { regex: 'b <IP>$', modes: [aggressive] }\n";
+        let normal = rule(yaml).unwrap();
+        assert_eq!(normal.mode.as_deref(), Some("normal"));
+        assert_eq!(normal.pattern_count(), 1);
+        assert_eq!(find(&normal, b"Nov 26 01:02:03 h p: b 192.0.2.1"), None);
+        let aggressive = rule_in(yaml, Some("aggressive")).unwrap();
+        assert_eq!(aggressive.pattern_count(), 2);
+        assert!(find(&aggressive, b"Nov 26 01:02:03 h p: b 192.0.2.1").is_some());
+        let e = rule_in(yaml, Some("loud")).unwrap_err().to_string();
+        assert!(
+            e.contains("`loud` is not a mode of rule t (its modes: normal, aggressive)"),
+            "{e}"
+        );
+        let e = rule_in("name: t\npatterns: ['a <IP>']\n", Some("loud"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("it has none"), "{e}");
+        let e = rule("name: t\nprograms: [p]\nmodes: [normal]\npatterns: [{regex: 'a <IP>', modes: [ddos]}]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("patterns[0] names mode `ddos`"), "{e}");
+        let e = rule("name: t\nprograms: [p]\nmodes: [normal, ddos]\npatterns: [{regex: 'a <IP>', modes: [normal]}]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mode `ddos` has no pattern"), "{e}");
     }
 
     #[test]
-    fn bad_rules_say_which_pattern() {
-        assert!(
-            rule("name: t\npatterns: ['no address']\n")
-                .unwrap_err()
-                .contains("patterns[0]")
+    fn sessions_join_an_address_and_a_failure_on_different_lines() {
+        // The address first, the failure later (slapd), and the failure first, the address
+        // later (a service that writes the address when the connection ends).
+        let r = rule(
+            "name: t\nprograms: [p]\npatterns:\n  - { regex: 'conn=(?P<session>\\d+) from <IP>$', remember: true }\n  - 'conn=(?P<session>\\d+) bad$'\n  - { regex: 'conn=(?P<session>\\d+) failed$', remember: true }\n  - 'conn=(?P<session>\\d+) end <IP>$'\n  - 'plain <IP>$'\n",
+        )
+        .unwrap();
+        let automaton = Automaton::new(vec![Arc::new(r)]).unwrap();
+        let mut scratch = automaton.scratch();
+        let reference = chrono::Local::now();
+        let mut read = |line: &str| {
+            let mut out = None;
+            let line = format!("Nov 26 01:02:03 h p[1]: {line}");
+            automaton.examine(line.as_bytes(), reference, &mut scratch, |_, f| {
+                out = Some(f.map(|f| f.ip.to_string()).map_err(|_| ()))
+            });
+            out
+        };
+        assert_eq!(read("conn=1 from 192.0.2.1"), None, "recorded, not counted");
+        assert_eq!(read("conn=2 bad"), None, "a session never recorded");
+        assert_eq!(read("conn=1 bad"), Some(Ok("192.0.2.1".into())));
+        assert_eq!(
+            read("conn=1 bad"),
+            Some(Ok("192.0.2.1".into())),
+            "every failure"
         );
-        assert!(
-            rule("name: t\npatterns: ['(<IP>']\n")
-                .unwrap_err()
-                .contains("patterns[0]")
+        assert_eq!(read("conn=1 from 192.0.2.9"), None);
+        assert_eq!(
+            read("conn=1 bad"),
+            Some(Ok("192.0.2.9".into())),
+            "a new address"
         );
-        assert!(
-            rule("name: 'a b'\npatterns: ['<IP>']\n")
-                .unwrap_err()
-                .contains("rule name")
+        assert_eq!(read("conn=3 end 192.0.2.3"), None, "no failure before");
+        assert_eq!(read("conn=4 failed"), None);
+        assert_eq!(read("conn=4 bad"), None, "a mark gives no address");
+        assert_eq!(read("conn=4 end 192.0.2.4"), Some(Ok("192.0.2.4".into())));
+        assert_eq!(read("conn=4 end 192.0.2.4"), None, "the mark is used up");
+        assert_eq!(read("plain 192.0.2.5"), Some(Ok("192.0.2.5".into())));
+        for n in 0..automaton::MAX_SESSIONS + 1 {
+            read(&format!("conn={} from 192.0.2.6", 100 + n));
+        }
+        assert_eq!(read("conn=100 bad"), None, "the oldest is forgotten");
+        assert_eq!(read("conn=101 bad"), Some(Ok("192.0.2.6".into())));
+
+        // A log that writes the time on a line of its own: the line after takes it.
+        let r = rule(
+            "name: t\npatterns:\n  - { regex: '== (?P<time>\\S+ \\S+) ==(?P<session>)$', remember: true }\n  - 'failed from <IP>(?P<session>)$'\ntime_format: '%Y-%m-%d %H:%M:%S'\n",
+        )
+        .unwrap();
+        let automaton = Automaton::new(vec![Arc::new(r)]).unwrap();
+        let mut scratch = automaton.scratch();
+        let mut read = |line: &str| {
+            let mut out = None;
+            automaton.examine(line.as_bytes(), reference, &mut scratch, |_, f| {
+                out = Some(f.map(|f| (f.ip.to_string(), f.at.naive_local().to_string())))
+            });
+            out
+        };
+        assert_eq!(read("failed from 192.0.2.7"), None, "no time recorded yet");
+        assert_eq!(read("== 2013-07-14 17:53:40 =="), None);
+        assert_eq!(
+            read("failed from 192.0.2.7"),
+            Some(Ok(("192.0.2.7".into(), "2013-07-14 17:53:40".into())))
         );
+
+        let e = rule("name: t\nprograms: [p]\npatterns: [{regex: 'x <IP>', remember: true}]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs a `(?P<session>...)` group"), "{e}");
+        let e = rule("name: t\nprograms: [p]\npatterns: ['x (?P<s>\\d+)']\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no <IP>"), "{e}");
+    }
+
+    #[test]
+    fn bad_rules_say_which_key() {
+        let err = |yaml: &str| rule(yaml).unwrap_err().to_string();
+        assert!(err("name: t\npatterns: ['no address']\n").contains("patterns[0]"));
+        assert!(err("name: t\npatterns: ['(<IP>']\n").contains("patterns[0]"));
+        assert!(err("name: 'a b'\npatterns: ['<IP>']\n").contains("rule name"));
+        assert!(err("name: t\npatterns: []\n").contains("at least one"));
+        assert!(err("name: t\nbogus: 1\npatterns: ['<IP>']\n").contains("unknown field `bogus`"));
         assert!(
-            rule("name: t\npatterns: []\n")
-                .unwrap_err()
-                .contains("at least one")
-        );
-        assert!(
-            rule("name: t\nbogus: 1\npatterns: ['<IP>']\n")
-                .unwrap_err()
-                .contains("unknown field `bogus`")
-        );
-        assert!(
-            rule("name: t\npatterns: [{regex: '<IP>', instnt: true}]\n")
-                .unwrap_err()
+            err("name: t\npatterns: [{regex: '<IP>', instnt: true}]\n")
                 .contains("unknown field `instnt`")
         );
+        assert!(err("name: t\nprograms: ['(']\npatterns: ['<IP>']\n").contains("programs[0]"));
+        assert!(
+            err("name: t\nprograms: [p]\ntime_format: auto\npatterns: ['<IP>']\n")
+                .contains("own_format")
+        );
+        assert!(err("name: t\nuntagged: true\npatterns: ['<IP>']\n").contains("programs"));
     }
 
     #[test]
@@ -487,11 +641,14 @@ mod tests {
     }
 
     #[test]
-    fn embedded_rules_all_compile() {
+    fn embedded_rules_all_compile_in_every_mode() {
         let sources = load_sources(std::path::Path::new("/nonexistent")).unwrap();
         assert!(sources.iter().any(|s| s.file.name == "sshd"));
         for s in sources {
-            Rule::compile(s.file, s.origin, limits()).unwrap();
+            Rule::compile(s.file.clone(), s.origin.clone(), limits(), None).unwrap();
+            for mode in &s.file.modes {
+                Rule::compile(s.file.clone(), s.origin.clone(), limits(), Some(mode)).unwrap();
+            }
         }
     }
 }

@@ -24,7 +24,7 @@ pub fn ip_regex() -> String {
 }
 
 /// Why a pattern cannot be used.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PatternError {
     #[error("the pattern has no <IP> placeholder")]
     NoPlaceholder,

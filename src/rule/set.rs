@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::{Limits, Origin, Rule, load_sources};
+use super::{Limits, Origin, Rule, RuleError, load_sources};
 use crate::config::{ADMIN_RULE, Config, ConfigError};
 
 /// Compiles every known rule with `config`'s overrides. `name` and `text` are the
@@ -83,21 +83,49 @@ pub fn compile_rules(name: &Path, text: &str, config: &Config) -> Result<Vec<Rul
         }
         let origin = source.origin.clone();
         let rule_name = file.name.clone();
-        let rule = Rule::compile(file, source.origin, limits).map_err(|e| match &origin {
-            Origin::File(p) => ConfigError::at_key(
-                p,
-                &std::fs::read_to_string(p).unwrap_or_default(),
-                "patterns",
-                e,
-            ),
-            Origin::Embedded(n) => ConfigError::plain(
-                Path::new("rules.d").join(n),
-                format!("rule `{rule_name}`: {e}"),
-            ),
-        })?;
+        let rule =
+            Rule::compile(file, source.origin, limits, over.mode.as_deref()).map_err(|e| {
+                match (&e, &origin) {
+                    // The mode is pyfilter.yml's choice: the error is there.
+                    (RuleError::UnknownMode { .. }, _) => ConfigError::at_path(
+                        name,
+                        text,
+                        &["rules", &rule_name, "mode"],
+                        e.to_string(),
+                    ),
+                    (_, Origin::File(p)) => ConfigError::at_key(
+                        p,
+                        &std::fs::read_to_string(p).unwrap_or_default(),
+                        error_key(&e),
+                        e.to_string(),
+                    ),
+                    (_, Origin::Embedded(n)) => ConfigError::plain(
+                        Path::new("rules.d").join(n),
+                        format!("rule `{rule_name}`: {e}"),
+                    ),
+                }
+            })?;
         rules.push(rule);
     }
     Ok(rules)
+}
+
+/// The key of a rule file an error is about, to point at its line.
+fn error_key(e: &RuleError) -> &'static str {
+    match e {
+        RuleError::BadName(_) => "name",
+        RuleError::Program { .. } | RuleError::UntaggedWithoutPrograms => "programs",
+        RuleError::JournalMatch(_) | RuleError::JournalPlus => "journal",
+        RuleError::TimeFormat(_) | RuleError::TimeFormatWithoutOwnFormat => "time_format",
+        RuleError::DuplicateMode(_) | RuleError::EmptyMode(_) => "modes",
+        RuleError::NoPattern
+        | RuleError::Pattern { .. }
+        | RuleError::Placeholder { .. }
+        | RuleError::PatternMode { .. }
+        | RuleError::RememberWithoutSession { .. }
+        | RuleError::UnknownMode { .. }
+        | RuleError::Combined(_) => "patterns",
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +195,39 @@ mod tests {
         let e = load("rules:\n  nosuch: { enabled: true }\n").unwrap_err();
         assert_eq!(e.line, Some(2), "{e}");
         assert!(e.message.contains("rules.nosuch: no such rule"), "{e}");
+    }
+
+    #[test]
+    fn a_mode_is_chosen_per_rule_and_an_unknown_one_is_located() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("moded.yml"),
+            "name: moded\nprograms: [p]\nmodes: [normal, aggressive]\npatterns:\n  - 'a <IP>'\n  - { regex: 'b <IP>', modes: [aggressive] }\n",
+        )
+        .unwrap();
+        let base = format!("rules_dir: {}\n", dir.path().display());
+        let s = load(&base).unwrap();
+        assert_eq!(s.rule("moded").unwrap().mode.as_deref(), Some("normal"));
+        let s = load(&format!("{base}rules:\n  moded: {{ mode: aggressive }}\n")).unwrap();
+        let rule = s.rule("moded").unwrap();
+        assert_eq!(rule.mode.as_deref(), Some("aggressive"));
+        assert_eq!(rule.pattern_count(), 2);
+        let e = load(&format!(
+            "{base}rules:\n  moded:\n    enabled: true\n    mode: loud\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(5), "{e}");
+        assert!(
+            e.message
+                .contains("rules.moded.mode: `loud` is not a mode of rule moded (its modes: normal, aggressive)"),
+            "{e}"
+        );
+        let e = load(&format!(
+            "{base}rules:\n  pyfilter-admin: {{ mode: aggressive }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains("it has none"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Matching a whole file on every core: lines go out in batches to worker threads and
-//! their matches come back in line order.
+//! Matching a whole file on every core: lines go out in batches to worker threads, each
+//! matching them against all the rules at once (one `rule::Automaton`), and their matches
+//! come back in line order.
 //!
 //! `scan` reads files far larger than anything the daemon sees at once. Matching (the
 //! automaton and the capture search) is almost all of its cost and every line is
@@ -12,7 +13,7 @@ use std::io::{self, Read};
 use chrono::{DateTime, Local};
 use crossbeam_channel::bounded;
 
-use crate::rule::{Found, Rule, Scratch, Skip};
+use crate::rule::{Automaton, Found, Scratch, Skip};
 use crate::source::lines::LineSplitter;
 
 const READ_BLOCK: usize = 256 * 1024;
@@ -24,7 +25,7 @@ const BATCH_BYTES: usize = 512 * 1024;
 pub struct LineMatch {
     /// 1-based line number in the input.
     pub line: u64,
-    /// Index of the rule in the slice given to `match_stream`.
+    /// Index of the rule in the automaton given to `match_stream`.
     pub rule: usize,
     pub result: Result<Found, Skip>,
 }
@@ -67,11 +68,11 @@ impl Batch {
     }
 }
 
-/// Matches every line of `input` against `rules` and calls `each` for every match, in
-/// line order (and rule order within a line). Stops early when `each` fails.
+/// Matches every line of `input` against the rules of `automaton` and calls `each` for
+/// every match, in line order. Stops early when `each` fails.
 pub fn match_stream(
     input: impl Read + Send,
-    rules: &[&Rule],
+    automaton: &Automaton,
     reference: DateTime<Local>,
     max_line: usize,
     mut each: impl FnMut(LineMatch) -> io::Result<()>,
@@ -88,9 +89,9 @@ pub fn match_stream(
             let batch_rx = batch_rx.clone();
             let done_tx = done_tx.clone();
             scope.spawn(move || {
-                let mut scratch: Vec<_> = rules.iter().map(|r| r.scratch()).collect();
+                let mut scratch = automaton.scratch();
                 for batch in batch_rx {
-                    let found = match_batch(&batch, rules, &mut scratch, reference);
+                    let found = match_batch(&batch, automaton, &mut scratch, reference);
                     if done_tx.send((batch.seq, found)).is_err() {
                         break;
                     }
@@ -171,21 +172,19 @@ fn read_batches(
 
 fn match_batch(
     batch: &Batch,
-    rules: &[&Rule],
-    scratch: &mut [Scratch],
+    automaton: &Automaton,
+    scratch: &mut Scratch,
     reference: DateTime<Local>,
 ) -> Vec<LineMatch> {
     let mut found = Vec::new();
     for (line_no, line) in (batch.first_line..).zip(batch.lines()) {
-        for (i, (rule, scratch)) in rules.iter().zip(scratch.iter_mut()).enumerate() {
-            if let Some(result) = rule.examine(line, reference, scratch) {
-                found.push(LineMatch {
-                    line: line_no,
-                    rule: i,
-                    result,
-                });
-            }
-        }
+        automaton.examine(line, reference, scratch, |rule, result| {
+            found.push(LineMatch {
+                line: line_no,
+                rule,
+                result,
+            })
+        });
     }
     found
 }

@@ -2,20 +2,30 @@
 //! truncated in place (copytruncate), deleted and created again.
 //!
 //! A `Follower` is plain state with no thread and no waiting: the watcher calls `poll`
-//! whenever inotify says something happened, and `poll` reads only the new bytes. Lines
-//! are handed to a callback as they complete. The position it reports (inode and offset
-//! of the last whole line) is what the store saves, so a restart neither replays old
-//! lines nor misses new ones.
+//! whenever inotify says something happened (or every `poll_interval` where inotify cannot
+//! be had: the same state either way, so switching loses and repeats nothing), and `poll`
+//! reads only the new bytes. Lines are handed to a callback as they complete. The position
+//! it reports (inode and offset of the last whole line) is what the store saves, so a
+//! restart neither replays old lines nor misses new ones.
+//!
+//! A path that holds a directory (a log replaced by one) counts as absent until a file is
+//! back. After a rotation by rename the old file is still read until it has been quiet
+//! for `ROTATED_GRACE` once the new one has data: a writer that reopens late still writes
+//! a line or two to the old file.
 
 use std::fs::{File, Metadata};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::event::Position;
 use crate::source::lines::LineSplitter;
 
 const READ_BLOCK: usize = 64 * 1024;
+
+/// How long a rotated file is still read once the new file has data, after its last line.
+pub const ROTATED_GRACE: Duration = Duration::from_secs(30);
 
 /// Where to begin in a file that exists at start and has no saved position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +49,12 @@ impl Reader {
     fn open(path: &Path, max_line: usize) -> io::Result<Option<Reader>> {
         match File::open(path) {
             Ok(file) => {
-                let inode = file.metadata()?.ino();
+                let meta = file.metadata()?;
+                if meta.is_dir() {
+                    // Replaced by a directory: absent until a file is back.
+                    return Ok(None);
+                }
+                let inode = meta.ino();
                 Ok(Some(Reader {
                     file,
                     inode,
@@ -59,11 +74,12 @@ impl Reader {
         Ok(())
     }
 
-    /// Reads to the end of the file, emitting whole lines.
-    fn drain(&mut self, buf: &mut [u8], sink: &mut dyn FnMut(&[u8])) -> io::Result<()> {
+    /// Reads to the end of the file, emitting whole lines. Returns how many bytes it read.
+    fn drain(&mut self, buf: &mut [u8], sink: &mut dyn FnMut(&[u8])) -> io::Result<u64> {
+        let start = self.read_off;
         loop {
             let n = match self.file.read(buf) {
-                Ok(0) => return Ok(()),
+                Ok(0) => return Ok(self.read_off - start),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -95,10 +111,29 @@ pub struct Follower {
     max_line: usize,
     current: Option<Reader>,
     /// The file that was at `path` before a rotation by rename. The writer may still
-    /// append to it until it reopens the log, so it is drained until the new file
-    /// receives data.
-    rotated: Option<Reader>,
+    /// append to it until it reopens the log, so it is drained until it has been quiet
+    /// for `grace` once the new file has data.
+    rotated: Option<Rotated>,
+    grace: Duration,
+    /// Lines cut at the cap by readers now closed.
+    cut_before: u64,
     buf: Vec<u8>,
+}
+
+/// A rotated file still read, and since when it has given nothing.
+#[derive(Debug)]
+struct Rotated {
+    reader: Reader,
+    quiet_since: Instant,
+}
+
+impl Rotated {
+    fn new(reader: Reader) -> Rotated {
+        Rotated {
+            reader,
+            quiet_since: Instant::now(),
+        }
+    }
 }
 
 impl Follower {
@@ -108,8 +143,31 @@ impl Follower {
             max_line,
             current: None,
             rotated: None,
+            grace: ROTATED_GRACE,
+            cut_before: 0,
             buf: vec![0; READ_BLOCK],
         }
+    }
+
+    /// How long a rotated file is read after its last line once the new one has data.
+    pub fn with_grace(mut self, grace: Duration) -> Follower {
+        self.grace = grace;
+        self
+    }
+
+    /// Lines longer than the cap seen so far (read, handed on empty).
+    pub fn cut_lines(&self) -> u64 {
+        self.cut_before
+            + self.current.as_ref().map_or(0, |r| r.lines.capped_lines)
+            + self
+                .rotated
+                .as_ref()
+                .map_or(0, |r| r.reader.lines.capped_lines)
+    }
+
+    /// Whether a file is open at the path (not absent, not a directory).
+    pub fn is_open(&self) -> bool {
+        self.current.is_some()
     }
 
     pub fn path(&self) -> &Path {
@@ -138,7 +196,7 @@ impl Follower {
                         "{}: rotated while pyfilter was stopped; reading the rest of the old file first",
                         self.path.display()
                     );
-                    self.rotated = Some(old);
+                    self.rotated = Some(Rotated::new(old));
                 }
             }
             None if fresh == Fresh::AtEnd => reader.seek(len)?,
@@ -150,8 +208,10 @@ impl Follower {
 
     /// Reads whatever is new. Call it whenever the file or its directory changed.
     pub fn poll(&mut self, sink: &mut dyn FnMut(&[u8])) -> io::Result<()> {
-        if let Some(old) = &mut self.rotated {
-            old.drain(&mut self.buf, sink)?;
+        if let Some(old) = &mut self.rotated
+            && old.reader.drain(&mut self.buf, sink)? > 0
+        {
+            old.quiet_since = Instant::now();
         }
         loop {
             if self.current.is_none() {
@@ -176,8 +236,15 @@ impl Follower {
                 Ok(m) if is_other_file(&m, cur.inode) => {
                     log::info!("{}: rotated; following the new file", self.path.display());
                     let old = self.current.take().expect("current is set");
-                    if let Some(mut older) = self.rotated.replace(old) {
-                        older.lines.finish(sink);
+                    if let Some(older) = self.rotated.replace(Rotated::new(old)) {
+                        self.retire(older, sink);
+                    }
+                    if m.is_dir() {
+                        log::warn!(
+                            "{}: is now a directory; followed again when a file is back",
+                            self.path.display()
+                        );
+                        break;
                     }
                 }
                 _ => break,
@@ -186,17 +253,30 @@ impl Follower {
         self.retire_rotated(sink)
     }
 
-    /// Once the new file holds data, the writer has moved on: the rotated file is done.
+    /// Once the new file holds data and the rotated one has been quiet for the grace
+    /// period, the writer has moved on: the rotated file is done.
     fn retire_rotated(&mut self, sink: &mut dyn FnMut(&[u8])) -> io::Result<()> {
         let moved_on = self
             .current
             .as_ref()
             .is_some_and(|c| c.read_off > 0 || c.lines.pending() > 0);
-        if moved_on && let Some(mut old) = self.rotated.take() {
-            old.drain(&mut self.buf, sink)?;
-            old.lines.finish(sink);
+        let quiet = self
+            .rotated
+            .as_ref()
+            .is_some_and(|r| r.quiet_since.elapsed() >= self.grace);
+        if moved_on
+            && quiet
+            && let Some(mut old) = self.rotated.take()
+        {
+            old.reader.drain(&mut self.buf, sink)?;
+            self.retire(old, sink);
         }
         Ok(())
+    }
+
+    fn retire(&mut self, mut old: Rotated, sink: &mut dyn FnMut(&[u8])) {
+        old.reader.lines.finish(sink);
+        self.cut_before += old.reader.lines.capped_lines;
     }
 
     /// Whether a rotated file is still being drained (the watcher then wakes on any
@@ -294,7 +374,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("auth.log");
         append(&log, "");
-        let mut f = Follower::new(&log, 1024);
+        let mut f = Follower::new(&log, 1024).with_grace(Duration::ZERO);
         start(&mut f, None, Fresh::AtEnd);
         append(&log, "a\n");
         assert_eq!(poll(&mut f), ["a"]);
@@ -311,6 +391,48 @@ mod tests {
         assert!(!f.draining_rotated());
         append(&log, "f\n");
         assert_eq!(poll(&mut f), ["f"]);
+    }
+
+    #[test]
+    fn a_line_written_to_the_rotated_file_after_the_new_one_has_data_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("auth.log");
+        let old = dir.path().join("auth.log.1");
+        append(&log, "");
+        let mut f = Follower::new(&log, 1024);
+        start(&mut f, None, Fresh::AtEnd);
+        std::fs::rename(&log, &old).unwrap();
+        append(&log, "new\n");
+        assert_eq!(poll(&mut f), ["new"]);
+        // A second writer (or a slow one) still had the old file open.
+        append(&old, "leftover\n");
+        assert_eq!(poll(&mut f), ["leftover"]);
+        append(&log, "newer\n");
+        assert_eq!(poll(&mut f), ["newer"]);
+        assert!(
+            f.draining_rotated(),
+            "until it has been quiet for the grace"
+        );
+    }
+
+    #[test]
+    fn a_log_replaced_by_a_directory_is_absent_until_a_file_is_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("auth.log");
+        append(&log, "");
+        let mut f = Follower::new(&log, 1024).with_grace(Duration::ZERO);
+        start(&mut f, None, Fresh::AtEnd);
+        append(&log, "a\n");
+        assert_eq!(poll(&mut f), ["a"]);
+        std::fs::remove_file(&log).unwrap();
+        std::fs::create_dir(&log).unwrap();
+        assert!(poll(&mut f).is_empty());
+        assert!(poll(&mut f).is_empty(), "no error, again and again");
+        assert!(!f.is_open());
+        std::fs::remove_dir(&log).unwrap();
+        append(&log, "back\n");
+        assert_eq!(poll(&mut f), ["back"]);
+        assert!(f.is_open());
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! The systemd journal as a log source: `journalctl --follow --output=json`, one child
 //! process per rule that reads the journal.
 //!
-//! Each entry becomes one line in the syslog shape the rules already read — its own time
-//! (RFC 3339, from `__REALTIME_TIMESTAMP`), host, identifier and pid, then the message —
-//! so a rule's patterns serve for its log files and for the journal alike. The cursor of
+//! Each entry's message is matched as it is, with the entry's own time (from
+//! `__REALTIME_TIMESTAMP`): a rule's patterns describe the message, which syslog files
+//! carry after a header and the journal carries alone, so they serve for both. The cursor of
 //! the last entry handled is sent to the decision thread, which saves it: a restart resumes
 //! exactly after it, neither replaying nor missing entries. A rule that names both log files
-//! and a journal reads the journal only when none of its files exists (the default sshd
-//! rule on a machine that logs to the journal alone).
+//! and a journal reads the journal when none of its files exists at start (the default
+//! sshd rule on a machine that logs to the journal alone); its files are still waited for
+//! and followed when they appear. When `journalctl` ends, it is started again after the
+//! last cursor, later and later.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -15,14 +17,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use chrono::{DateTime, Local, SecondsFormat, Utc};
+use chrono::{DateTime, FixedOffset, Local, Utc};
 use crossbeam_channel::{bounded, select};
 
 use crate::config::JournalSpec;
 use crate::event::{Cursors, Event};
 use crate::rule::Rule;
 use crate::source::matcher::{Input, Matcher};
-use crate::source::watch::WatchContext;
+use crate::source::watch::{WatchContext, backoff};
+use crate::status::{SourceCounters, SourceId, SourceState};
 
 /// Whether a journal can be read here: journalctl is installed and the system journal (or
 /// the rule's own journal file) exists.
@@ -72,17 +75,14 @@ pub fn spawn_all<'a>(
             );
             std::thread::Builder::new()
                 .name(format!("journal {}", rule.name))
-                .spawn(move || {
-                    if let Err(e) = follow(&rule, cursor, &ctx) {
-                        log::error!("rule {}: the journal is no longer followed: {e}", rule.name);
-                    }
-                })
+                .spawn(move || supervise(&rule, cursor, &ctx))
                 .expect("spawning a thread")
         })
         .collect()
 }
 
-fn describe(spec: &JournalSpec) -> String {
+/// The journal a rule reads, for people: `system journal, _COMM=sshd`.
+pub fn describe(spec: &JournalSpec) -> String {
     let source = spec
         .file
         .as_ref()
@@ -132,7 +132,46 @@ impl Drop for Reaper {
     }
 }
 
-fn follow(rule: &Arc<Rule>, cursor: Option<String>, ctx: &WatchContext) -> anyhow::Result<()> {
+/// Follows the rule's journal until the watchers stop, starting `journalctl` again after
+/// the last cursor whenever it ends.
+fn supervise(rule: &Arc<Rule>, mut cursor: Option<String>, ctx: &WatchContext) {
+    let counters = Arc::<SourceCounters>::default();
+    let id = SourceId::Journal(rule.name.to_string());
+    let rules = std::slice::from_ref(rule);
+    let mut failures = 0;
+    loop {
+        ctx.report(id.clone(), SourceState::Following, None, rules, &counters);
+        let why = match follow(rule, &mut cursor, ctx, &counters) {
+            Ok(Ended::Stopped) => return,
+            Ok(Ended::Exited) => "journalctl exited".to_string(),
+            Err(e) => e.to_string(),
+        };
+        failures += 1;
+        let wait = backoff(failures);
+        log::error!(
+            "rule {}: the journal is not followed: {why}; tried again in {}s",
+            rule.name,
+            wait.as_secs()
+        );
+        ctx.report(id.clone(), SourceState::Failed, Some(why), rules, &counters);
+        if ctx.stop.recv_timeout(wait) != Err(crossbeam_channel::RecvTimeoutError::Timeout) {
+            return;
+        }
+    }
+}
+
+/// Why `follow` returned.
+enum Ended {
+    Stopped,
+    Exited,
+}
+
+fn follow(
+    rule: &Arc<Rule>,
+    cursor: &mut Option<String>,
+    ctx: &WatchContext,
+    counters: &Arc<SourceCounters>,
+) -> std::io::Result<Ended> {
     let spec = rule
         .journal
         .as_ref()
@@ -170,7 +209,10 @@ fn follow(rule: &Arc<Rule>, cursor: Option<String>, ctx: &WatchContext) -> anyho
         std::slice::from_ref(rule),
         ctx.events.clone(),
         Arc::clone(&ctx.metrics),
-    );
+        Arc::clone(counters),
+    )
+    .map_err(std::io::Error::other)?;
+    let mut ended = Ended::Exited;
     loop {
         // Entries read are added to the metrics when the pipe has nothing more queued,
         // so a burst costs one atomic add.
@@ -186,18 +228,22 @@ fn follow(rule: &Arc<Rule>, cursor: Option<String>, ctx: &WatchContext) -> anyho
                     log::debug!("rule {}: not a journal entry: {}", rule.name, String::from_utf8_lossy(&line));
                     continue;
                 };
-                matcher.line(entry.as_line().as_bytes());
-                if let Some(cursor) = entry.cursor {
-                    let _ = ctx.events.send(Event::Cursor { rule: rule.name.to_string(), cursor });
+                matcher.entry(entry.message().as_bytes(), entry.time());
+                if let Some(c) = entry.cursor {
+                    *cursor = Some(c.clone());
+                    let _ = ctx.events.send(Event::Cursor { rule: rule.name.to_string(), cursor: c });
                 }
             }
-            recv(ctx.stop) -> _ => break,
+            recv(ctx.stop) -> _ => {
+                ended = Ended::Stopped;
+                break;
+            }
         }
     }
     matcher.count_lines();
     drop(child);
     let _ = reader.join();
-    Ok(())
+    Ok(ended)
 }
 
 /// The fields of one journal entry that make its line.
@@ -248,8 +294,24 @@ impl Entry {
         })
     }
 
-    /// `2025-11-26T01:02:03.123456+00:00 host sshd[123]: message`: the shape rules read.
+    /// When the entry was written (now, for an entry that does not say).
+    fn time(&self) -> DateTime<FixedOffset> {
+        self.at
+            .unwrap_or_else(Utc::now)
+            .with_timezone(&Local)
+            .fixed_offset()
+    }
+
+    /// The message, on one line: a message spanning lines would let its own text pose
+    /// as the start of a line.
+    fn message(&self) -> String {
+        self.message.replace(['\n', '\r'], " ")
+    }
+
+    /// `2025-11-26T01:02:03.123456+00:00 host sshd[123]: message`, for people.
+    #[cfg(test)]
     fn as_line(&self) -> String {
+        use chrono::SecondsFormat;
         let at = self
             .at
             .unwrap_or_else(Utc::now)

@@ -1,9 +1,13 @@
 //! Splitting a byte stream into lines, as the stream arrives.
 //!
 //! A line written in two pieces is emitted once, whole, when its newline arrives. Lines are
-//! bytes (logs are not always UTF-8). A line longer than the cap is cut at the cap and the
-//! rest dropped, so one absurd line cannot make pyfilter buffer without end. A trailing
-//! `\r` is removed.
+//! bytes (logs are not always UTF-8). A trailing `\r` is removed.
+//!
+//! A line longer than the cap is never buffered whole, so one absurd line cannot make
+//! pyfilter buffer without end; nor is what fits of it matched: a cut line has lost its
+//! end, and with it the end anchor that keeps an attacker from choosing the address (a
+//! 16 KB user name ending in a forged `rip=10.66.66.66` would ban that address). It is
+//! handed on empty, so it is still counted and numbered as a line, and counted as cut.
 
 /// Incremental line splitter.
 #[derive(Debug)]
@@ -12,7 +16,7 @@ pub struct LineSplitter {
     max_line: usize,
     /// The current line already exceeded the cap; its rest is being dropped.
     capped: bool,
-    /// How many lines were cut at the cap.
+    /// How many lines were longer than the cap (handed on empty).
     pub capped_lines: u64,
 }
 
@@ -32,14 +36,22 @@ impl LineSplitter {
             let piece = &chunk[..nl];
             if self.partial.is_empty() && !self.capped {
                 // The common case: a whole line inside the chunk, no copy.
-                let piece = &piece[..piece.len().min(self.max_line)];
-                if piece.len() == self.max_line && nl > self.max_line {
+                if trim_cr(piece).len() > self.max_line {
                     self.capped_lines += 1;
+                    sink(b"");
+                } else {
+                    sink(trim_cr(piece));
                 }
-                sink(trim_cr(piece));
             } else {
                 self.push(piece);
-                sink(trim_cr(&self.partial));
+                if self.capped || trim_cr(&self.partial).len() > self.max_line {
+                    if !self.capped {
+                        self.capped_lines += 1;
+                    }
+                    sink(b"");
+                } else {
+                    sink(trim_cr(&self.partial));
+                }
                 self.partial.clear();
                 self.capped = false;
             }
@@ -52,7 +64,9 @@ impl LineSplitter {
 
     /// Emits an unterminated last line (the stream has ended for good).
     pub fn finish(&mut self, sink: &mut dyn FnMut(&[u8])) {
-        if !self.partial.is_empty() {
+        if self.capped {
+            sink(b"");
+        } else if !self.partial.is_empty() {
             sink(trim_cr(&self.partial));
         }
         self.reset();
@@ -76,7 +90,9 @@ impl LineSplitter {
     }
 
     fn push(&mut self, piece: &[u8]) {
-        let room = self.max_line.saturating_sub(self.partial.len());
+        // One byte over the cap is kept, so that a line of exactly the cap plus its `\r`
+        // is told from a longer one.
+        let room = (self.max_line + 1).saturating_sub(self.partial.len());
         if piece.len() > room {
             if !self.capped {
                 self.capped_lines += 1;
@@ -129,17 +145,26 @@ mod tests {
     }
 
     #[test]
-    fn long_lines_are_capped_not_buffered() {
+    fn long_lines_are_handed_on_empty_not_buffered_nor_cut() {
         let mut s = LineSplitter::new(8);
         let big = vec![b'x'; 100_000];
         let mut out = split(&mut s, &[b"abc", &big, &big]);
-        assert!(s.pending() <= 8);
-        out.extend(split(&mut s, &[b"\nok\n", &big, b"\n"]));
+        assert!(s.pending() <= 9);
+        out.extend(split(&mut s, &[b"\nok\n", &big, b"\n", b"12345678\r\n"]));
         assert_eq!(
             out,
-            vec![b"abcxxxxx".to_vec(), b"ok".to_vec(), b"xxxxxxxx".to_vec()]
+            vec![
+                b"".to_vec(),
+                b"ok".to_vec(),
+                b"".to_vec(),
+                b"12345678".to_vec()
+            ]
         );
         assert_eq!(s.capped_lines, 2);
+        let mut s = LineSplitter::new(8);
+        let out = split(&mut s, &[b"123", b"456789\n", b"1234", b"5678\r\n"]);
+        assert_eq!(out, vec![b"".to_vec(), b"12345678".to_vec()]);
+        assert_eq!(s.capped_lines, 1);
     }
 
     #[test]

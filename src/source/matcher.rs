@@ -1,6 +1,7 @@
-//! The path of one line: the rules reading a source examine it, and what they find goes
-//! to the decision thread as `Attempt`s. Log files and the journal share it, so a line
-//! means the same, and is counted the same, wherever it was read.
+//! The path of one line: the rules reading a source examine it, all at once (one
+//! automaton, `rule::Automaton`), and what they find goes to the decision thread as
+//! `Attempt`s. Log files and the journal share it, so a line means the same, and is counted
+//! the same, wherever it was read.
 //!
 //! A line that matches but cannot be used (no valid address, no readable time) is skipped
 //! and counted; a source's first skip is logged as a warning, since it usually means a
@@ -11,12 +12,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use chrono::Local;
+use chrono::{DateTime, FixedOffset, Local};
 use crossbeam_channel::Sender;
 
 use crate::event::{Attempt, Event};
 use crate::metrics::{Metrics, RuleStats};
-use crate::rule::{Rule, Scratch, Skip};
+use crate::rule::{Automaton, Found, Rule, RuleError, Scratch, Skip};
+use crate::status::SourceCounters;
 
 /// What a matcher reads, as its messages name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,13 +33,15 @@ pub enum Input {
 /// found. Owned by the source's thread.
 pub struct Matcher {
     input: Input,
-    rules: Vec<Arc<Rule>>,
-    /// Each rule's working memory, beside `rules`.
-    scratch: Vec<Scratch>,
-    /// Each rule's counters, beside `rules`: taken once, so counting needs no lock.
+    automaton: Automaton,
+    scratch: Scratch,
+    /// Each rule's counters, beside the automaton's rules: taken once, so counting needs
+    /// no lock.
     stats: Vec<Arc<RuleStats>>,
     events: Sender<Event>,
     metrics: Arc<Metrics>,
+    /// The source's own counts, which `status` shows.
+    counters: Arc<SourceCounters>,
     /// Lines skipped so far by any rule: the first is the loud one.
     skipped: u64,
     /// Lines read since they were last added to the metrics: one atomic add per read,
@@ -51,27 +55,50 @@ impl Matcher {
         rules: &[Arc<Rule>],
         events: Sender<Event>,
         metrics: Arc<Metrics>,
-    ) -> Matcher {
-        Matcher {
+        counters: Arc<SourceCounters>,
+    ) -> Result<Matcher, RuleError> {
+        let automaton = Automaton::new(rules.to_vec())?;
+        Ok(Matcher {
             input,
-            rules: rules.to_vec(),
-            scratch: rules.iter().map(|r| r.scratch()).collect(),
+            scratch: automaton.scratch(),
+            automaton,
             stats: rules.iter().map(|r| metrics.rule(&r.name)).collect(),
             events,
             metrics,
+            counters,
             skipped: 0,
             lines: 0,
-        }
+        })
     }
 
     /// Examines one line with every rule and sends each attempt found.
     pub fn line(&mut self, line: &[u8]) {
         self.lines += 1;
-        for ((rule, scratch), stats) in self.rules.iter().zip(&mut self.scratch).zip(&self.stats) {
-            match rule.examine(line, Local::now(), scratch) {
-                None => {}
-                Some(Ok(found)) => {
+        let mut found = Vec::new();
+        self.automaton
+            .examine(line, Local::now(), &mut self.scratch, |r, f| {
+                found.push((r, f))
+            });
+        self.send(found, line);
+    }
+
+    /// Examines one journal entry's message, written at `at`.
+    pub fn entry(&mut self, message: &[u8], at: DateTime<FixedOffset>) {
+        self.lines += 1;
+        let mut found = Vec::new();
+        self.automaton
+            .examine_entry(message, at, &mut self.scratch, |r, f| found.push((r, f)));
+        self.send(found, message);
+    }
+
+    fn send(&mut self, found: Vec<(usize, Result<Found, Skip>)>, line: &[u8]) {
+        for (r, result) in found {
+            let rule = &self.automaton.rules()[r];
+            let stats = &self.stats[r];
+            match result {
+                Ok(found) => {
                     stats.attempts.fetch_add(1, Relaxed);
+                    self.counters.matches.fetch_add(1, Relaxed);
                     let attempt = Attempt {
                         rule: Arc::clone(&rule.name),
                         ip: found.ip,
@@ -82,7 +109,7 @@ impl Matcher {
                     // Blocks when the decision thread is behind: back-pressure, not memory.
                     let _ = self.events.send(Event::Attempt(attempt));
                 }
-                Some(Err(skip)) => {
+                Err(skip) => {
                     stats.skipped.fetch_add(1, Relaxed);
                     self.skipped += 1;
                     log_skip(&self.input, self.skipped, rule, skip, line);
@@ -102,7 +129,9 @@ impl Matcher {
 
     /// Adds the lines read since the last call to the metrics.
     pub fn count_lines(&mut self) {
-        self.metrics.lines_read(std::mem::take(&mut self.lines));
+        let n = std::mem::take(&mut self.lines);
+        self.metrics.lines_read(n);
+        self.counters.read(n);
     }
 }
 
@@ -148,13 +177,13 @@ mod tests {
             request_time: Duration::from_secs(600),
             ban_time: BanTime::Forever,
         };
-        Arc::new(Rule::compile(file, Origin::Embedded("test.yml"), limits).expect("compiles"))
+        Arc::new(Rule::compile(file, Origin::Embedded("test.yml"), limits, None).expect("compiles"))
     }
 
     /// A rule reading `<time> failed from <IP>`, with an instant pattern `<time> evil <IP>`.
     fn failed() -> Arc<Rule> {
         rule(
-            "name: failed\nprefix: '^(?P<time>\\S+) '\npatterns:\n  - 'failed from <IP>$'\n  - { regex: 'evil <IP>$', instant: true }\n",
+            "name: failed\npatterns:\n  - '(?P<time>\\S+) failed from <IP>$'\n  - { regex: '(?P<time>\\S+) evil <IP>$', instant: true }\n",
         )
     }
 
@@ -166,7 +195,9 @@ mod tests {
             rules,
             tx,
             Arc::clone(&metrics),
-        );
+            Arc::default(),
+        )
+        .expect("the rules combine");
         (m, rx, metrics)
     }
 
@@ -212,7 +243,7 @@ mod tests {
 
     #[test]
     fn every_rule_reading_the_source_examines_every_line() {
-        let other = rule("name: other\nprefix: '^(?P<time>\\S+) '\npatterns: ['.* from <IP>$']\n");
+        let other = rule("name: other\npatterns: ['(?P<time>\\S+) .* from <IP>$']\n");
         let (mut m, rx, _) = matcher(&[failed(), other]);
         m.line(b"2024-07-20T14:42:11+00:00 failed from 192.0.2.1");
         let rules: Vec<String> = attempts(&rx).iter().map(|a| a.rule.to_string()).collect();

@@ -20,7 +20,7 @@ pub use self::redis::RedisStore;
 pub use accounts::{Accounts, User};
 pub use sqlite::{CountChanges, SavedCount, SqliteStore};
 
-use crate::ban::{Ban, BanQuery, NewBan, Page, Recorded, Summary};
+use crate::ban::{Ban, BanQuery, Change, NewBan, Page, Recorded, Summary};
 use crate::config::StoreKind;
 use crate::settings::Settings;
 
@@ -55,6 +55,62 @@ pub trait BanStore: Send {
     fn epoch(&mut self) -> Result<Option<String>, StoreError> {
         Ok(None)
     }
+    /// The active bans of exactly these networks (those that have one).
+    fn active_bans_of(&mut self, nets: &[IpNet]) -> Result<Vec<Ban>, StoreError> {
+        let nets: std::collections::HashSet<&IpNet> = nets.iter().collect();
+        Ok(self
+            .active_bans()?
+            .into_iter()
+            .filter(|b| nets.contains(&b.net))
+            .collect())
+    }
+    /// Where the change feed ends now; `None` for a store without one (Redis publishes
+    /// its changes instead).
+    fn feed_end(&mut self) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
+    /// The changes after feed position `after`, up to and with `to`, in order.
+    fn changes(&mut self, _after: i64, _to: i64) -> Result<Vec<Change>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// The daemon applied the feed up to `seq` (at `at`, Unix seconds); rows it read
+    /// long ago are trimmed, a step at a time.
+    fn feed_read(&mut self, _seq: i64, _at: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// A page of the active bans as the firewall needs them, from `cursor` (0 first).
+    /// Read a page at a time, a million bans take little memory. A ban may come twice;
+    /// one that began or ended meanwhile may or may not be there; one missed otherwise
+    /// is rare (Redis: more bans lifted during one page than pages overlap), which is why
+    /// a ban not seen is checked with `still_active` before it is taken for gone.
+    fn active_page(&mut self, cursor: u64) -> Result<ActivePage, StoreError> {
+        let _ = cursor;
+        Ok(ActivePage {
+            bans: self
+                .active_bans()?
+                .iter()
+                .map(|b| Active {
+                    net: b.net,
+                    expires_at: b.expires_at,
+                })
+                .collect(),
+            next: None,
+            total: None,
+        })
+    }
+    /// Whether each of `nets` has an active ban now.
+    fn still_active(&mut self, nets: &[IpNet]) -> Result<Vec<bool>, StoreError> {
+        let active: std::collections::HashSet<IpNet> =
+            self.active_bans()?.iter().map(|b| b.net).collect();
+        Ok(nets.iter().map(|n| active.contains(n)).collect())
+    }
+    /// Whether the store holds a record of `ban`, active or lifted. A ban this server
+    /// made that the store neither holds nor lifted was lost by it (a failover that
+    /// came before the ban reached the replica).
+    fn holds(&mut self, ban: &NewBan) -> Result<bool, StoreError> {
+        let _ = ban;
+        Ok(true)
+    }
     /// One ban by its id.
     fn ban(&mut self, id: i64) -> Result<Option<Ban>, StoreError> {
         Ok(self.all_bans()?.into_iter().find(|b| b.id == id))
@@ -67,6 +123,23 @@ pub trait BanStore: Send {
     fn search(&mut self, query: &BanQuery) -> Result<Page, StoreError> {
         Ok(query.page(self.all_bans()?))
     }
+}
+
+/// An active ban as the firewall needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Active {
+    pub net: IpNet,
+    /// `None`: forever.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A page of the active bans, and the cursor of the next (`None`: this was the last).
+#[derive(Debug, Default)]
+pub struct ActivePage {
+    pub bans: Vec<Active>,
+    pub next: Option<u64>,
+    /// On the first page, when the store can tell: how many active bans there are.
+    pub total: Option<usize>,
 }
 
 /// The store the configuration names, before it is seen as bans or as accounts.
@@ -139,8 +212,21 @@ pub enum StoreError {
     Redis { url: String, message: String },
     #[error("Redis {url} is unreachable: {message}")]
     Unreachable { url: String, message: String },
+    #[error(
+        "Redis {url} refused {what} to pyfilter's user: grant it (the README's ACL line lists what pyfilter runs): {message}"
+    )]
+    Denied {
+        url: String,
+        what: String,
+        message: String,
+    },
     #[error("cannot create the database directory {path}: {source}")]
     CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create the database {path} private to its owner: {source}")]
+    CreateFile {
         path: PathBuf,
         source: std::io::Error,
     },

@@ -18,7 +18,13 @@ pub struct Admin {
 
 impl Admin {
     pub fn start(setup: &Setup, args: &[&str]) -> Admin {
-        let mut child = Command::new(BIN)
+        Admin::start_by(setup, Command::new(BIN), args)
+    }
+
+    /// `pyfilter admin` started by `command` (the binary, through `setpriv` as another
+    /// user).
+    pub fn start_by(setup: &Setup, mut command: Command, args: &[&str]) -> Admin {
+        let mut child = command
             .arg("-c")
             .arg(setup.config())
             .arg("admin")
@@ -40,8 +46,13 @@ impl Admin {
                 break url.split("://").nth(1).unwrap().to_string();
             }
         };
-        // Keep reading stderr so the admin never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        // Keep reading stderr so the admin never blocks on a full pipe; shown with a
+        // failing test's output.
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                eprintln!("admin: {line}");
+            }
+        });
         Admin { child, addr }
     }
 

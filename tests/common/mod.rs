@@ -6,6 +6,13 @@
 
 #![allow(dead_code)]
 
+mod redis_server;
+mod sentinel;
+#[allow(unused_imports)]
+pub use redis_server::*;
+#[allow(unused_imports)]
+pub use sentinel::*;
+
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -368,81 +375,6 @@ pub fn veth(a: &Netns, addrs_a: &[&str], b: &Netns, addr_b: &str) {
     for (ns, dev) in [(a, "pfa"), (b, "pfb")] {
         ns.ok("ip", &["link", "set", dev, "up"]);
         ns.ok("ip", &["link", "set", "lo", "up"]);
-    }
-}
-
-/// A `redis-server` of the test's own on a unix socket, without persistence (so a
-/// restart loses everything, as a crashed cache would).
-pub struct RedisServer {
-    pub dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    pub fn start() -> RedisServer {
-        let mut r = RedisServer {
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-        };
-        r.restart();
-        r
-    }
-
-    pub fn socket(&self) -> PathBuf {
-        self.dir.path().join("redis.sock")
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis+unix://{}", self.socket().display())
-    }
-
-    /// Starts it (again) and waits until it answers.
-    pub fn restart(&mut self) {
-        self.stop();
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--unixsocket"])
-            .arg(self.socket())
-            .args([
-                "--unixsocketperm",
-                "700",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/test installs it)");
-        self.child = Some(child);
-        wait_for(Duration::from_secs(10), "redis-server to answer", || {
-            self.cli(&["PING"]).trim() == "PONG"
-        });
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_file(self.socket());
-    }
-
-    /// `redis-cli` against it; its standard output.
-    pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .arg("-s")
-            .arg(self.socket())
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

@@ -10,10 +10,17 @@ use ipnet::IpNet;
 
 use super::RedisStore;
 use crate::ban::{Ban, BanQuery, NewBan, Origin, Page, Recorded, Summary};
-use crate::store::{BanStore, StoreError};
+use crate::store::{Active, ActivePage, BanStore, StoreError};
 
 /// Ban records read per round trip.
 const LOAD_CHUNK: usize = 1000;
+/// Bans recorded per round trip.
+const RECORD_CHUNK: usize = 1000;
+/// Active bans read per round trip.
+const PAGE: usize = 10_000;
+/// How far back each page starts from where the last ended: bans lifted meanwhile may
+/// shift the rest by as many without one being skipped.
+const PAGE_OVERLAP: usize = 1000;
 
 impl RedisStore {
     /// Reads one ban record.
@@ -54,23 +61,11 @@ impl RedisStore {
     }
 }
 
-impl BanStore for RedisStore {
-    /// When Redis is unreachable the bans are queued in the outbox and reported as new:
-    /// the server keeps protecting itself.
-    fn record_many(&mut self, bans: &[NewBan]) -> Result<Vec<Recorded>, StoreError> {
-        let mut out = Vec::with_capacity(bans.len());
-        let mut reachable = self.outbox_delivered()?;
+impl RedisStore {
+    /// Queues bans for when Redis is back, reporting them as new: the server keeps
+    /// protecting itself.
+    fn queue_bans(&mut self, bans: &[NewBan], out: &mut Vec<Recorded>) -> Result<(), StoreError> {
         for ban in bans {
-            if reachable {
-                match self.record_one(ban) {
-                    Ok(r) => {
-                        out.push(r);
-                        continue;
-                    }
-                    Err(StoreError::Unreachable { .. }) => reachable = false,
-                    Err(e) => return Err(e),
-                }
-            }
             self.queue_ban(ban)?;
             out.push(Recorded::New(Ban {
                 id: 0,
@@ -78,6 +73,36 @@ impl BanStore for RedisStore {
                 lifted_at: None,
                 lift_reason: None,
             }));
+        }
+        Ok(())
+    }
+}
+
+impl BanStore for RedisStore {
+    fn active_bans_of(&mut self, nets: &[IpNet]) -> Result<Vec<Ban>, StoreError> {
+        let mut bans = Vec::new();
+        for chunk in nets.chunks(LOAD_CHUNK) {
+            bans.extend(self.bans_of(chunk.iter().map(IpNet::to_string).collect())?);
+        }
+        Ok(bans)
+    }
+    /// When Redis is unreachable the bans are queued in the outbox and reported as new:
+    /// the server keeps protecting itself.
+    fn record_many(&mut self, bans: &[NewBan]) -> Result<Vec<Recorded>, StoreError> {
+        let mut out = Vec::with_capacity(bans.len());
+        let mut reachable = self.outbox_delivered()?;
+        for chunk in bans.chunks(RECORD_CHUNK) {
+            if reachable {
+                match self.record_pipelined(chunk) {
+                    Ok(r) => {
+                        out.extend(r);
+                        continue;
+                    }
+                    Err(StoreError::Unreachable { .. }) => reachable = false,
+                    Err(e) => return Err(e),
+                }
+            }
+            self.queue_bans(chunk, &mut out)?;
         }
         Ok(out)
     }
@@ -186,6 +211,72 @@ impl BanStore for RedisStore {
 
     fn ban(&mut self, id: i64) -> Result<Option<Ban>, StoreError> {
         self.load(id)
+    }
+
+    /// A page of `expiry` by rank (`ZRANGE i j WITHSCORES`), which holds each active
+    /// network with its end, so no ban record is read. A rank is no stable cursor: a ban
+    /// lifted meanwhile shifts the ones after it, so each page starts `PAGE_OVERLAP`
+    /// before where the last one ended (a ban may come twice; the caller checks with
+    /// `still_active` before taking one it did not see for gone). A `ZSCAN` would need no
+    /// overlap but costs Redis six times the CPU (1.6 s for a million bans, against 0.3 s).
+    fn active_page(&mut self, cursor: u64) -> Result<ActivePage, StoreError> {
+        let expiry = self.key("expiry");
+        let (total, flat): (usize, Vec<String>) = self.with(|c| {
+            ::redis::pipe()
+                .cmd("ZCARD")
+                .arg(&expiry)
+                .cmd("ZRANGE")
+                .arg(&expiry)
+                .arg(cursor)
+                .arg(cursor + PAGE as u64 - 1)
+                .arg("WITHSCORES")
+                .query(c)
+        })?;
+        let got = flat.len() / 2;
+        let mut bans = Vec::with_capacity(got);
+        for pair in flat.chunks_exact(2) {
+            let (Ok(net), Ok(score)) = (pair[0].parse::<IpNet>(), pair[1].parse::<f64>()) else {
+                log::warn!(
+                    "{expiry}: skipped `{}` scored `{}`: not a network and a time",
+                    pair[0],
+                    pair[1]
+                );
+                continue;
+            };
+            bans.push(Active {
+                net,
+                expires_at: if score.is_finite() {
+                    DateTime::from_timestamp(score as i64, 0)
+                } else {
+                    None
+                },
+            });
+        }
+        Ok(ActivePage {
+            bans,
+            next: (got == PAGE).then(|| cursor + (PAGE - PAGE_OVERLAP) as u64),
+            total: (cursor == 0).then_some(total),
+        })
+    }
+
+    fn still_active(&mut self, nets: &[IpNet]) -> Result<Vec<bool>, StoreError> {
+        let expiry = self.key("expiry");
+        let mut out = Vec::with_capacity(nets.len());
+        for chunk in nets.chunks(LOAD_CHUNK) {
+            let names: Vec<String> = chunk.iter().map(IpNet::to_string).collect();
+            let scores: Vec<Option<f64>> =
+                self.with(|c| ::redis::cmd("ZMSCORE").arg(&expiry).arg(&names).query(c))?;
+            out.extend(scores.iter().map(Option::is_some));
+        }
+        Ok(out)
+    }
+
+    /// `bans_of:<net>` lists every ban of that network by its start (whole seconds).
+    fn holds(&mut self, ban: &NewBan) -> Result<bool, StoreError> {
+        let key = self.key(&format!("bans_of:{}", ban.net));
+        let at = ban.banned_at.timestamp();
+        let n: usize = self.with(|c| ::redis::cmd("ZCOUNT").arg(&key).arg(at).arg(at).query(c))?;
+        Ok(n > 0)
     }
 
     fn summary(&mut self, now: DateTime<Utc>) -> Result<Summary, StoreError> {

@@ -7,6 +7,9 @@
 //! - `active` — a hash net → id, one active ban per network;
 //! - `expiry` — a sorted set net → expiry time (`+inf` for forever);
 //! - `history` — a sorted set id → ban time;
+//! - `bans_of:<net>` — a sorted set of that network's ban ids by ban time, expiring
+//!   `history_retention` after the last (repeat offenders; whether the store still knows
+//!   a ban this server made);
 //! - `next_id` — the id counter; `epoch` — a random token, new when Redis lost its data.
 //!
 //! Recording and lifting are Lua scripts, so each is atomic and publishes its event on the
@@ -27,22 +30,23 @@ mod scripts;
 use std::path::Path;
 use std::time::Duration;
 
-use ::redis::{Client, Connection, Script};
+use ::redis::{Connection, Script};
 use chrono::Utc;
 
 use super::{SqliteStore, StoreError};
-use crate::config::{RedisConfig, redacted};
+use crate::config::RedisConfig;
+use crate::fleet::Endpoint;
 
 /// A Redis store, with its outbox in the local SQLite file.
 pub struct RedisStore {
-    client: Client,
+    /// The server, or the primary the sentinels name, asked anew on each connection.
+    endpoint: Endpoint,
     conn: Option<Connection>,
     /// The URL without its password, for messages.
     url: String,
     prefix: String,
     /// Where events are published; `None` without sync.
     channel: Option<String>,
-    timeout: Duration,
     retention: Duration,
     /// This server's name, for the unban events it publishes.
     server: String,
@@ -81,18 +85,16 @@ impl RedisStore {
         retention: Duration,
         server: &str,
     ) -> Result<RedisStore, StoreError> {
-        let url = redacted(&config.url);
-        let client = Client::open(config.url.as_str()).map_err(|e| StoreError::Redis {
-            url: url.clone(),
+        let endpoint = Endpoint::new(config).map_err(|e| StoreError::Redis {
+            url: crate::config::redacted(&config.url),
             message: e.to_string(),
         })?;
         Ok(RedisStore {
-            client,
+            url: endpoint.describe(),
+            endpoint,
             conn: None,
-            url,
             prefix: config.prefix.clone(),
             channel: config.sync.then(|| config.channel()),
-            timeout: config.timeout,
             retention,
             server: server.to_string(),
             outbox,
@@ -113,12 +115,7 @@ impl RedisStore {
         f: impl FnOnce(&mut Connection) -> ::redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
         if self.conn.is_none() {
-            let conn = self
-                .client
-                .get_connection_with_timeout(self.timeout)
-                .map_err(|e| self.classify(e))?;
-            let _ = conn.set_read_timeout(Some(self.timeout * 5));
-            let _ = conn.set_write_timeout(Some(self.timeout * 5));
+            let conn = self.endpoint.connect().map_err(|e| self.classify(e))?;
             self.conn = Some(conn);
         }
         let conn = self.conn.as_mut().expect("connected above");
@@ -131,19 +128,30 @@ impl RedisStore {
         })
     }
 
-    /// Refused, timed out, dropped: Redis is away and will be back (`Unreachable`). A
-    /// refused password or database, a script error: a configuration error (`Redis`).
+    /// Refused, timed out, dropped, or a primary demoted by a failover (READONLY): Redis
+    /// is away and will be back (`Unreachable`). A command the ACL user may not run: a
+    /// configuration error naming it (`Denied`). A refused password or database, a
+    /// script error: a configuration error (`Redis`).
     fn classify(&self, e: ::redis::RedisError) -> StoreError {
         let (url, message) = (self.url.clone(), e.to_string());
         if e.is_io_error()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
             || e.is_timeout()
+            || e.code() == Some("READONLY")
+            || message.contains("READONLY")
         {
             StoreError::Unreachable { url, message }
+        } else if let Some(what) = denied(&message) {
+            StoreError::Denied { url, what, message }
         } else {
             StoreError::Redis { url, message }
         }
+    }
+
+    /// How this store reaches Redis (for `check`).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// A random token that changes when Redis loses its data (a restart without
@@ -164,5 +172,60 @@ impl RedisStore {
                 .map(|r| r.is_some())?;
             ::redis::cmd("GET").arg(&key).query::<String>(c)
         })
+    }
+}
+
+/// What an ACL refusal (`NOPERM`) refused, from Redis's message: `the 'zscan' command`,
+/// `a key`, `a channel`; `None` when `message` is no ACL refusal.
+fn denied(message: &str) -> Option<String> {
+    let lower = message.to_ascii_lowercase();
+    // Inside a Lua script Redis says it differently, and does not name the command.
+    if let Some(at) = lower.find("the user executing the script can't ") {
+        let rest = &message[at + "the user executing the script can't ".len()..];
+        let clause = rest
+            .split(" script:")
+            .next()
+            .unwrap_or(rest)
+            .trim_end_matches('.');
+        return Some(format!("what a pyfilter script runs (it may not {clause})"));
+    }
+    if !message.contains("NOPERM") && !lower.contains("no permissions") {
+        return None;
+    }
+    if let Some(at) = lower.find("to run the '") {
+        let rest = &message[at + "to run the '".len()..];
+        if let Some(end) = rest.find('\'') {
+            return Some(format!("the command {}", rest[..end].to_ascii_uppercase()));
+        }
+    }
+    for (word, what) in [("key", "a key"), ("channel", "a channel")] {
+        if lower.contains(&format!("access a {word}"))
+            || lower.contains(&format!("access one of the {word}"))
+        {
+            return Some(what.to_string());
+        }
+    }
+    Some("a command".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::denied;
+
+    #[test]
+    fn an_acl_refusal_names_what_was_refused() {
+        assert_eq!(
+            denied("NOPERM: User pyfilter has no permissions to run the 'zscan' command"),
+            Some("the command ZSCAN".into())
+        );
+        assert_eq!(
+            denied("NOPERM: No permissions to access a key"),
+            Some("a key".into())
+        );
+        assert_eq!(
+            denied("ERR The user executing the script can't publish to the channel mentioned in the command script: 4f63, on @user_script:1."),
+            Some("what a pyfilter script runs (it may not publish to the channel mentioned in the command)".into())
+        );
+        assert_eq!(denied("WRONGTYPE Operation against a key"), None);
     }
 }

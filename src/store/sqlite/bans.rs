@@ -7,7 +7,7 @@ use rusqlite::params;
 
 use super::SqliteStore;
 use super::row::{COLUMNS, ceil_secs};
-use crate::ban::{Ban, BanQuery, NewBan, Page, Recorded, Summary};
+use crate::ban::{Ban, BanQuery, Change, NewBan, Page, Recorded, Summary};
 use crate::store::{BanStore, StoreError};
 
 impl SqliteStore {
@@ -156,6 +156,23 @@ impl SqliteStore {
 }
 
 impl BanStore for SqliteStore {
+    /// One indexed look-up per network: the feed names few at a time.
+    fn active_bans_of(&mut self, nets: &[IpNet]) -> Result<Vec<Ban>, StoreError> {
+        let mut bans = Vec::new();
+        for net in nets {
+            bans.extend(self.active(net)?);
+        }
+        Ok(bans)
+    }
+    fn feed_end(&mut self) -> Result<Option<i64>, StoreError> {
+        SqliteStore::feed_end(self).map(Some)
+    }
+    fn changes(&mut self, after: i64, to: i64) -> Result<Vec<Change>, StoreError> {
+        SqliteStore::changes(self, after, to)
+    }
+    fn feed_read(&mut self, seq: i64, at: i64) -> Result<(), StoreError> {
+        SqliteStore::feed_read(self, seq, at)
+    }
     fn ban(&mut self, id: i64) -> Result<Option<Ban>, StoreError> {
         self.ban_by_id(id)
     }

@@ -7,13 +7,15 @@
 //! the bans (`bans`, read back by `row`), the admin's questions (`query`) and accounts
 //! (`accounts`), read positions and journal cursors (`positions`), Redis's outbox
 //! (`outbox`), the daemon's saved counters (`stats`) and its failed-attempt counts,
-//! saved with the read positions (`counters`).
+//! saved with the read positions (`counters`); `private` keeps the files' modes.
 
 mod accounts;
 mod bans;
 mod counters;
+mod feed;
 mod outbox;
 mod positions;
+pub mod private;
 mod query;
 mod row;
 mod schema;
@@ -35,14 +37,19 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating when needed) the database and its directory.
+    /// Opens (creating when needed) the database and its directory, private to their
+    /// owner (`private`).
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            private::create_dir(dir).map_err(|source| StoreError::CreateDir {
                 path: dir.to_path_buf(),
                 source,
             })?;
         }
+        private::prepare_file(path).map_err(|source| StoreError::CreateFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let err = |source| StoreError::Sqlite {
             path: path.to_path_buf(),
             source,
