@@ -441,7 +441,7 @@ fn the_admin_as_an_unprivileged_user_records_and_the_root_daemon_applies() {
     let printed = stdout(&out);
     d.signal(libc::SIGCONT);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(printed.starts_with("1 expired bans lifted"), "{printed}");
+    assert!(printed.starts_with("1 expired ban lifted"), "{printed}");
     d.wait_log("unbanned 192.0.2.92 (lifted by another process)");
     assert!(!ns.has_ban("192.0.2.92"));
 }
