@@ -48,6 +48,16 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Why an address or block is banned, or is not: its bans here and in the fleet with
+    /// the log line that tipped each, whether the firewall holds it now, its counts per
+    /// rule, the ignore list, and how long a next ban would last.
+    Show {
+        /// Address or CIDR block.
+        ip: String,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Lift bans whose time is up and drop history past history_retention.
     Prune,
     /// Dry run of the whole pipeline over files; firewall and store untouched.
@@ -57,6 +67,9 @@ pub enum Command {
         /// Print the one regular expression a rule's patterns compile to, and nothing else.
         #[arg(long, value_name = "RULE")]
         show_regex: Option<String>,
+        /// The same content as one JSON object.
+        #[arg(long, conflicts_with = "show_regex")]
+        json: bool,
     },
     /// What the running daemon follows (each source and its state), counts, bans,
     /// firewall, store and fleet link; exit 1 when no daemon runs.

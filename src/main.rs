@@ -87,9 +87,12 @@ fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Ban(args) => cmd::ban::run(&settings, args),
         Command::Unban { ip } => cmd::unban::run(&settings, ip),
         Command::List { json, all } => cmd::list::run(&settings, *json, *all),
+        Command::Show { ip, json } => cmd::show::run(&settings, ip, *json),
         Command::Prune => cmd::prune::run(&settings),
         Command::Scan(args) => cmd::scan::run(&settings, args),
-        Command::Check { show_regex } => cmd::check::run(&settings, show_regex.as_deref()),
+        Command::Check { show_regex, json } => {
+            cmd::check::run(&settings, show_regex.as_deref(), *json)
+        }
         Command::Flush => cmd::flush::run(&settings),
         Command::Status { json } => cmd::status::run(&settings, *json),
         Command::Import(args) => cmd::import::run(&settings, args),

@@ -16,6 +16,7 @@ pub mod progress;
 pub mod prune;
 pub mod run;
 pub mod scan;
+pub mod show;
 pub mod status;
 pub mod unban;
 

@@ -7,6 +7,8 @@
 //! {"ok":true,"unban":{"ip":"192.0.2.1","was_banned":true}}
 //! {"request":"flush"}
 //! {"ok":true,"flush":{"firewall":"iptables"}}
+//! {"request":"show","ip":"192.0.2.1"}
+//! {"ok":true,"show":{"in_firewall":["192.0.2.1/32"],"counts":[{"rule":"sshd","attempts":2,"last":"..."}]}}
 //! {"request":"status"}
 //! {"ok":true,"status":{"pid":4242,"version":"0.1.0","started_at":"...","uptime_secs":61,...}}
 //! {"ok":false,"error":{"kind":"usage","message":"..."}}
@@ -40,6 +42,9 @@ pub enum Request {
     Flush,
     /// What the daemon is and holds.
     Status,
+    /// What the daemon knows of one address or block now: the bans of it its firewall
+    /// holds, and its live counts.
+    Show { ip: String },
 }
 
 /// The daemon's answer to one request.
@@ -56,6 +61,28 @@ pub struct Answer {
     pub flush: Option<FlushAnswer>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub show: Option<ShowAnswer>,
+}
+
+/// The daemon's part of `pyfilter show`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShowAnswer {
+    /// The networks the firewall holds that cover the address (or are the block asked).
+    #[serde(default)]
+    pub in_firewall: Vec<String>,
+    /// The address's live counts, per rule.
+    #[serde(default)]
+    pub counts: Vec<CountNow>,
+}
+
+/// One rule's count of an address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountNow {
+    pub rule: String,
+    pub attempts: u32,
+    /// When the latest attempt counted was written (RFC 3339).
+    pub last: String,
 }
 
 impl Answer {
@@ -90,6 +117,14 @@ impl Answer {
         Answer {
             ok: true,
             flush: Some(flush),
+            ..Answer::default()
+        }
+    }
+
+    pub fn show(show: ShowAnswer) -> Answer {
+        Answer {
+            ok: true,
+            show: Some(show),
             ..Answer::default()
         }
     }

@@ -173,6 +173,26 @@ impl Counters {
         Outcome::Counted(attempts)
     }
 
+    /// The live counts of `ip` (an address as counted: aggregated already), per rule:
+    /// (rule, attempts, Unix seconds of the latest), those not stale at `now`.
+    pub fn of(&self, ip: IpAddr, now: DateTime<FixedOffset>) -> Vec<(Arc<str>, u32, u32)> {
+        let now = seconds(now);
+        let mut out: Vec<(Arc<str>, u32, u32)> = self
+            .rules
+            .iter()
+            .filter_map(|(rule, counts)| {
+                let count = match ip {
+                    IpAddr::V4(v4) => counts.v4.get(&u32::from(v4)),
+                    IpAddr::V6(v6) => counts.v6.get(&u128::from(v6)),
+                }?;
+                (count.attempts > 0 && now.saturating_sub(count.last) <= counts.window)
+                    .then(|| (Arc::clone(rule), count.attempts, count.last))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// How many (rule, address) counters are held.
     pub fn tracked(&self) -> usize {
         self.len
@@ -288,6 +308,24 @@ mod tests {
         DateTime::from_timestamp(1_700_000_000 + secs, 0)
             .unwrap()
             .fixed_offset()
+    }
+
+    #[test]
+    fn the_counts_of_one_address_are_told_per_rule_until_they_go_stale() {
+        let mut c = Counters::new(1000);
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        c.record(&a, ip, t(100), &limits(5, 60), false);
+        c.record(&a, ip, t(110), &limits(5, 60), false);
+        c.record(&b, ip, t(120), &limits(5, 600), false);
+        let of = |at| c.of(ip, t(at));
+        assert_eq!(of(130), vec![(a.clone(), 2, 110), (b.clone(), 1, 120)]);
+        assert_eq!(
+            of(200),
+            vec![(b.clone(), 1, 120)],
+            "a's window of 60 s is over"
+        );
+        assert!(c.of("192.0.2.8".parse().unwrap(), t(130)).is_empty());
     }
 
     #[test]

@@ -64,6 +64,13 @@ impl Decider {
         &self.ignore
     }
 
+    /// The live counts of `ip` per rule, as `show` tells them: counted as the decider
+    /// counts it (with `ipv6_prefix`, its prefix).
+    pub fn counts_of(&self, ip: std::net::IpAddr) -> Vec<(Arc<str>, u32, u32)> {
+        let target = aggregate(ip, self.ipv6_prefix);
+        self.counters.of(target.addr(), Utc::now().fixed_offset())
+    }
+
     /// How many (rule, address) counters are held.
     pub fn tracked(&self) -> usize {
         self.counters.tracked()

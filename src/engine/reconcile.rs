@@ -109,6 +109,16 @@ impl Applied {
         self.bans.contains(net)
     }
 
+    /// The bans the firewall holds that cover `ip`, narrowest first.
+    pub fn covering(&self, ip: std::net::IpAddr) -> Vec<IpNet> {
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        (0..=max)
+            .rev()
+            .filter_map(|len| IpNet::new(ip, len).ok().map(|n| n.trunc()))
+            .filter(|n| self.bans.contains(n))
+            .collect()
+    }
+
     /// How many bans the firewall holds.
     pub fn len(&self) -> usize {
         self.bans.len()

@@ -12,7 +12,8 @@ use super::manual::{self, ManualError};
 use crate::ban::Recorded;
 use crate::config::{StoreKind, redacted};
 use crate::control::protocol::{
-    Answer, BanAnswer, BanOutcome, FlushAnswer, RefusalKind, Request, Status, UnbanAnswer,
+    Answer, BanAnswer, BanOutcome, CountNow, FlushAnswer, RefusalKind, Request, ShowAnswer, Status,
+    UnbanAnswer,
 };
 use crate::net::{display_net, parse_net};
 use crate::settings::Settings;
@@ -46,7 +47,45 @@ impl Engine {
             Request::Unban { ip } => self.unban_by_hand(&ip),
             Request::Flush => self.flush_firewall(),
             Request::Status => Answer::status(self.status(settings)),
+            Request::Show { ip } => self.show(&ip),
         }
+    }
+
+    /// What the decision thread knows of `ip` (an address or a block) now.
+    fn show(&self, ip: &str) -> Answer {
+        let net = match parse_net(ip) {
+            Ok(net) => net,
+            Err(e) => return Answer::refused(RefusalKind::Usage, e.to_string()),
+        };
+        let single = net.prefix_len() == net.max_prefix_len();
+        let in_firewall = if single {
+            self.applied.covering(net.addr())
+        } else {
+            self.applied
+                .contains(&net)
+                .then_some(net)
+                .into_iter()
+                .collect()
+        };
+        let counts = if single {
+            self.decider
+                .counts_of(net.addr())
+                .into_iter()
+                .map(|(rule, attempts, last)| CountNow {
+                    rule: rule.to_string(),
+                    attempts,
+                    last: chrono::DateTime::from_timestamp(i64::from(last), 0)
+                        .map(rfc3339)
+                        .unwrap_or_default(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Answer::show(ShowAnswer {
+            in_firewall: in_firewall.iter().map(display_net).collect(),
+            counts,
+        })
     }
 
     fn ban_by_hand(
