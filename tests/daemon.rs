@@ -464,28 +464,6 @@ fn lines_written_right_after_ready_count_and_old_history_does_not() {
     assert!(!ns.has_ban("192.0.2.140"), "{}", d.output());
 }
 
-/// Appends one entry to a journal file, as journald would (systemd-journal-remote writes
-/// real journal files from the export format).
-fn journal_entry(file: &std::path::Path, comm: &str, message: &str) {
-    let export = file.with_extension("export");
-    let micros = chrono::Utc::now().timestamp_micros();
-    std::fs::write(
-        &export,
-        format!("__REALTIME_TIMESTAMP={micros}\n_HOSTNAME=web1\nSYSLOG_IDENTIFIER={comm}\n_PID=4242\n_COMM={comm}\nMESSAGE={message}\n\n"),
-    )
-    .unwrap();
-    let out = std::process::Command::new("/lib/systemd/systemd-journal-remote")
-        .arg(format!("--output={}", file.display()))
-        .arg(&export)
-        .output()
-        .expect("systemd-journal-remote (scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn the_journal_is_followed_and_resumed_from_its_cursor() {
     let ns = Netns::new();
@@ -499,12 +477,16 @@ fn the_journal_is_followed_and_resumed_from_its_cursor() {
     // History from before the first start is not replayed.
     journal_entry(
         &journal,
+        "web1",
         "sshd",
+        4242,
         "Failed password for root from 192.0.2.150 port 22 ssh2",
     );
     journal_entry(
         &journal,
+        "web1",
         "sshd",
+        4242,
         "Failed password for root from 192.0.2.150 port 22 ssh2",
     );
     let d = Daemon::start(&s, &ns);
@@ -512,18 +494,24 @@ fn the_journal_is_followed_and_resumed_from_its_cursor() {
     std::thread::sleep(Duration::from_millis(300));
     journal_entry(
         &journal,
+        "web1",
         "sshd-session",
+        4242,
         "Failed password for root from 192.0.2.151 port 22 ssh2",
     );
     journal_entry(
         &journal,
+        "web1",
         "sshd-session",
+        4242,
         "Failed password for invalid user x from 192.0.2.151 port 22 ssh2",
     );
     // Another program's entry naming an address is not sshd's.
     journal_entry(
         &journal,
+        "web1",
         "cron",
+        4242,
         "Failed password for root from 192.0.2.152 port 22 ssh2",
     );
     ban_appears(&ns, "192.0.2.151");
@@ -533,12 +521,16 @@ fn the_journal_is_followed_and_resumed_from_its_cursor() {
     // Written while stopped: read after the restart, from the saved cursor.
     journal_entry(
         &journal,
+        "web1",
         "sshd",
+        4242,
         "Failed password for root from 192.0.2.153 port 22 ssh2",
     );
     journal_entry(
         &journal,
+        "web1",
         "sshd",
+        4242,
         "Failed password for root from 192.0.2.153 port 22 ssh2",
     );
     let d = Daemon::start(&s, &ns);

@@ -25,9 +25,27 @@ const BACKENDS: &[&str] = &["iptables", "ipset", "nftables", "none"];
 
 fn number(word: &str) -> Option<usize> {
     const WORDS: &[&str] = &[
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-        "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
-        "eighteen", "nineteen", "twenty",
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
+        "twenty",
     ];
     word.parse()
         .ok()
@@ -81,12 +99,10 @@ fn every_count_in_the_readme_and_the_man_pages_is_the_binarys() {
         r"(?i)\b{n} (?:shipped |built-in |embedded )?rules\b(?: \*\*)?"
     ))
     .unwrap();
-    let backends_count =
-        Regex::new(&format!(r"(?i)\b{n} (?:firewall )?backends\b")).unwrap();
-    let sample = Regex::new(
-        r"^\s+([a-z0-9-]+) \((?:enabled|disabled), (?:mode [^,]+, )?(\d+) patterns?,",
-    )
-    .unwrap();
+    let backends_count = Regex::new(&format!(r"(?i)\b{n} (?:firewall )?backends\b")).unwrap();
+    let sample =
+        Regex::new(r"^\s+([a-z0-9-]+) \((?:enabled|disabled), (?:mode [^,]+, )?(\d+) patterns?,")
+            .unwrap();
     let mut wrong = Vec::new();
     for doc in DOCS {
         let text = plain(doc);
@@ -103,12 +119,17 @@ fn every_count_in_the_readme_and_the_man_pages_is_the_binarys() {
                 if let Some(k) = number(word)
                     && k != enabled
                 {
-                    wrong.push(format!("{at}: {k} enabled rules, the binary has {enabled}: {line}"));
+                    wrong.push(format!(
+                        "{at}: {k} enabled rules, the binary has {enabled}: {line}"
+                    ));
                 }
             }
             for c in total_count.captures_iter(line) {
                 let whole = c.get(0).unwrap().range();
-                if counted_enabled.iter().any(|r| r.start <= whole.start && whole.start < r.end) {
+                if counted_enabled
+                    .iter()
+                    .any(|r| r.start <= whole.start && whole.start < r.end)
+                {
                     continue;
                 }
                 if let Some(k) = number(&c[1])
@@ -142,7 +163,11 @@ fn every_count_in_the_readme_and_the_man_pages_is_the_binarys() {
             }
         }
     }
-    assert!(wrong.is_empty(), "docs that disagree with the binary:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "docs that disagree with the binary:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]

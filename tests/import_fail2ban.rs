@@ -419,28 +419,6 @@ fn the_readme_and_the_man_page_show_what_the_binary_prints() {
     }
 }
 
-/// Appends one entry to a journal file, as journald would (systemd-journal-remote writes
-/// real journal files from the export format).
-fn journal_entry(file: &Path, comm: &str, message: &str) {
-    let export = file.with_extension("export");
-    let micros = chrono::Utc::now().timestamp_micros();
-    std::fs::write(
-        &export,
-        format!("__REALTIME_TIMESTAMP={micros}\n_HOSTNAME=web1\nSYSLOG_IDENTIFIER={comm}\n_PID=4242\n_COMM={comm}\nMESSAGE={message}\n\n"),
-    )
-    .unwrap();
-    let out = Command::new("/lib/systemd/systemd-journal-remote")
-        .arg(format!("--output={}", file.display()))
-        .arg(&export)
-        .output()
-        .expect("systemd-journal-remote (scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn an_imported_journalmatch_with_plus_reads_entries_matching_either_side() {
     let ns = Netns::new();
@@ -466,20 +444,24 @@ fn an_imported_journalmatch_with_plus_reads_entries_matching_either_side() {
         s.path("db/pyfilter.db").display()
     );
     std::fs::write(s.config(), config).unwrap();
-    journal_entry(&journal, "cron", "started");
+    journal_entry(&journal, "web1", "cron", 4242, "started");
     let d = Daemon::start(&s, &ns);
     d.wait_log("following the journal for sshd");
     std::thread::sleep(Duration::from_millis(300));
     for _ in 0..2 {
         journal_entry(
             &journal,
+            "web1",
             "sshd",
+            4242,
             "Failed password for root from 192.0.2.161 port 22 ssh2",
         );
         // Another program's line, matched by neither side, is not read.
         journal_entry(
             &journal,
+            "web1",
             "cron",
+            4242,
             "Failed password for root from 192.0.2.162 port 22 ssh2",
         );
     }

@@ -199,24 +199,6 @@ fn created_state_is_private_whatever_the_umask() {
     }
 }
 
-/// Appends one entry to a journal file, as journald would (systemd-journal-remote writes
-/// real journal files from the export format).
-fn journal_entry(file: &std::path::Path, message: &str) {
-    let export = file.with_extension("export");
-    let micros = chrono::Utc::now().timestamp_micros();
-    std::fs::write(
-        &export,
-        format!("__REALTIME_TIMESTAMP={micros}\n_HOSTNAME=web1\nSYSLOG_IDENTIFIER=sshd\n_PID=4242\n_COMM=sshd\nMESSAGE={message}\n\n"),
-    )
-    .unwrap();
-    let out = std::process::Command::new("/lib/systemd/systemd-journal-remote")
-        .arg(format!("--output={}", file.display()))
-        .arg(&export)
-        .output()
-        .expect("systemd-journal-remote (scripts/test installs it)");
-    assert!(out.status.success(), "{}", stderr(&out));
-}
-
 #[test]
 fn the_journal_fallback_and_an_auth_log_created_later_are_both_followed() {
     let ns = Netns::new();
@@ -227,7 +209,13 @@ fn the_journal_fallback_and_an_auth_log_created_later_are_both_followed() {
         s.log().display(),
         journal.display()
     ));
-    journal_entry(&journal, "Server listening on 0.0.0.0 port 22.");
+    journal_entry(
+        &journal,
+        "web1",
+        "sshd",
+        4242,
+        "Server listening on 0.0.0.0 port 22.",
+    );
     let check = stdout(&s.cli(None, &["check"]));
     let d = daemon(&s, &ns);
     d.wait_log("following the journal for sshd");
@@ -245,6 +233,9 @@ fn the_journal_fallback_and_an_auth_log_created_later_are_both_followed() {
     for _ in 0..2 {
         journal_entry(
             &journal,
+            "web1",
+            "sshd",
+            4242,
             "Failed password for root from 192.0.2.67 port 22 ssh2",
         );
     }

@@ -115,7 +115,7 @@ impl Sshd {
                             chrono::Local::now().format("%b %e %H:%M:%S")
                         ),
                     ),
-                    Sink::Journal(path) => journal_entry(path, &host, pid, &line),
+                    Sink::Journal(path) => journal_entry(path, &host, "sshd", pid, &line),
                 }
                 seen.lock().unwrap().push(line);
             }
@@ -220,27 +220,6 @@ fn descendants(pid: i32) -> Vec<i32> {
         }
     }
     found
-}
-
-/// Appends one journal entry with sshd's fields, as journald would.
-fn journal_entry(file: &Path, host: &str, pid: u32, message: &str) {
-    let export = file.with_extension("export");
-    let micros = chrono::Utc::now().timestamp_micros();
-    std::fs::write(
-        &export,
-        format!(
-            "__REALTIME_TIMESTAMP={micros}\n_HOSTNAME={host}\nSYSLOG_IDENTIFIER=sshd\n\
-             _PID={pid}\n_COMM=sshd\nMESSAGE={message}\n\n"
-        ),
-    )
-    .unwrap();
-    let out = Command::new("/lib/systemd/systemd-journal-remote")
-        .arg(format!("--output={}", file.display()))
-        .arg(&export)
-        .stdin(Stdio::null())
-        .output()
-        .expect("systemd-journal-remote (scripts/test installs it)");
-    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 /// One `ssh` login with a wrong password from the client namespace; its output.

@@ -467,3 +467,26 @@ impl Drop for MountNs {
         let _ = self.holder.wait();
     }
 }
+
+/// Appends one entry to a journal file, as journald would: systemd-journal-remote writes
+/// real journal files from the export format. `comm` is the program (`_COMM` and
+/// `SYSLOG_IDENTIFIER`).
+pub fn journal_entry(file: &Path, host: &str, comm: &str, pid: u32, message: &str) {
+    let export = file.with_extension("export");
+    let micros = chrono::Utc::now().timestamp_micros();
+    std::fs::write(
+        &export,
+        format!(
+            "__REALTIME_TIMESTAMP={micros}\n_HOSTNAME={host}\nSYSLOG_IDENTIFIER={comm}\n\
+             _PID={pid}\n_COMM={comm}\nMESSAGE={message}\n\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new("/lib/systemd/systemd-journal-remote")
+        .arg(format!("--output={}", file.display()))
+        .arg(&export)
+        .stdin(Stdio::null())
+        .output()
+        .expect("systemd-journal-remote (scripts/test installs it)");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
