@@ -123,6 +123,7 @@ fn error_key(e: &RuleError) -> &'static str {
         | RuleError::Placeholder { .. }
         | RuleError::PatternMode { .. }
         | RuleError::RememberWithoutSession { .. }
+        | RuleError::SessionPid { .. }
         | RuleError::UnknownMode { .. }
         | RuleError::Combined(_) => "patterns",
     }
