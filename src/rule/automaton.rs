@@ -19,7 +19,9 @@
 //! session reports only for a session recorded before (else it too leaves the line to the
 //! later patterns): a line without an address, for a
 //! session with a recorded address (which serves every later failure of its session); a
-//! line with its address, for a marked session, which that line uses up. It takes its own
+//! line with its address, for a marked session, which that line uses up. A `forget: true`
+//! pattern drops its session's record (the connection ended, or a new one began) and
+//! reports nothing, leaving the line to the later patterns too. It takes its own
 //! line's time, or else the recorded one (a log that writes the time on a line of its own).
 //! The records live in the scratch space of the thread reading the source (one
 //! per file or journal rule: lines come in order), at most `MAX_SESSIONS` per rule, the
@@ -459,6 +461,10 @@ impl Automaton {
                 None => (line_ip.flatten(), None),
                 Some(key) => {
                     if key.len() > MAX_SESSION_KEY {
+                        continue;
+                    }
+                    if pattern.forget {
+                        scratch.sessions[r].forget(key);
                         continue;
                     }
                     if pattern.remember {

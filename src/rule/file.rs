@@ -87,7 +87,7 @@ impl OneOrMany {
 }
 
 /// One pattern: a plain string, or `{ regex: ..., instant: true, modes: [...], remember: true,
-/// session: pid }`.
+/// forget: true, session: pid }`.
 #[derive(Debug, Clone)]
 pub struct PatternSpec {
     pub regex: String,
@@ -104,6 +104,9 @@ pub struct PatternSpec {
     /// `session: pid`: the line's session is the process id of its syslog tag
     /// (`sshd[123]:`), not a `session` group.
     pub session: Option<SessionKey>,
+    /// The pattern drops its line's session (the connection ended, or started anew)
+    /// instead of counting the line: see `automaton.rs`.
+    pub forget: bool,
 }
 
 /// What else than a `session` group can name a line's session.
@@ -130,13 +133,15 @@ impl<'de> Deserialize<'de> for PatternSpec {
             remember: bool,
             #[serde(default)]
             session: Option<SessionKey>,
+            #[serde(default)]
+            forget: bool,
         }
         struct Visitor;
         impl<'de> serde::de::Visitor<'de> for Visitor {
             type Value = PatternSpec;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str(
-                    "a regex string or a map { regex: ..., instant: true|false, ignore: true|false, modes: [...], remember: true|false, session: pid }",
+                    "a regex string or a map { regex: ..., instant: true|false, ignore: true|false, modes: [...], remember: true|false, forget: true|false, session: pid }",
                 )
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PatternSpec, E> {
@@ -147,6 +152,7 @@ impl<'de> Deserialize<'de> for PatternSpec {
                     modes: Vec::new(),
                     remember: false,
                     session: None,
+                    forget: false,
                 })
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
@@ -161,6 +167,7 @@ impl<'de> Deserialize<'de> for PatternSpec {
                     modes: full.modes,
                     remember: full.remember,
                     session: full.session,
+                    forget: full.forget,
                 })
             }
         }

@@ -66,6 +66,8 @@ struct Pattern {
     session_pid: bool,
     /// Records its line's session instead of reporting it.
     remember: bool,
+    /// Drops its line's session instead of reporting it.
+    forget: bool,
     instant: bool,
     /// A match means "not an attempt".
     ignore: bool,
@@ -330,8 +332,19 @@ fn compile_pattern(
             regex: regex.to_string(),
         });
     }
-    if spec.remember && session_group.is_none() && !session_pid {
+    if (spec.remember || spec.forget) && session_group.is_none() && !session_pid {
         return Err(RuleError::RememberWithoutSession {
+            index,
+            regex: regex.to_string(),
+            what: if spec.remember {
+                "remember: true records"
+            } else {
+                "forget: true drops"
+            },
+        });
+    }
+    if spec.remember && spec.forget {
+        return Err(RuleError::RememberAndForget {
             index,
             regex: regex.to_string(),
         });
@@ -354,6 +367,7 @@ fn compile_pattern(
         session_group,
         session_pid,
         remember: spec.remember,
+        forget: spec.forget,
         instant: spec.instant,
         ignore: spec.ignore,
     })
@@ -609,7 +623,7 @@ mod tests {
         // The session of the syslog tag's process id; a remembering line is still
         // examined by the later patterns.
         let r = rule(
-            "name: t\nprograms: [p]\npatterns:\n  - { regex: 'from <IP>(?: bad)?$', remember: true, session: pid }\n  - 'from <IP> bad$'\n  - { regex: 'too many$', session: pid }\n  - { regex: 'too many$', remember: true, session: pid }\n  - { regex: 'closed by <IP>$', session: pid }\n",
+            "name: t\nprograms: [p]\npatterns:\n  - { regex: 'from <IP>(?: bad)?$', remember: true, session: pid }\n  - 'from <IP> bad$'\n  - { regex: 'too many$', session: pid }\n  - { regex: 'too many$', remember: true, session: pid }\n  - { regex: 'closed by <IP>$', session: pid }\n  - { regex: 'gone$', session: pid, forget: true }\n",
         )
         .unwrap();
         let automaton = Automaton::new(vec![Arc::new(r)]).unwrap();
@@ -635,6 +649,9 @@ mod tests {
             Some(Ok("192.0.2.8".into()))
         );
         assert_eq!(read("[8]", "closed by 192.0.2.8"), None, "used up");
+        assert_eq!(read("[7]", "too many"), Some(Ok("192.0.2.1".into())));
+        assert_eq!(read("[7]", "gone"), None, "forgotten, not counted");
+        assert_eq!(read("[7]", "too many"), None, "the address is forgotten");
         assert_eq!(read("", "too many"), None, "no process id");
         assert_eq!(read("", "closed by 192.0.2.8"), None);
         for bad in [
@@ -644,6 +661,14 @@ mod tests {
             let e = rule(bad).unwrap_err().to_string();
             assert!(e.contains("`session: pid`"), "{e}");
         }
+        let e = rule("name: t\nprograms: [p]\npatterns: [{regex: 'x <IP>', forget: true}]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("forget: true drops a session"), "{e}");
+        let e = rule("name: t\nprograms: [p]\npatterns: [{regex: 'x <IP>', forget: true, remember: true, session: pid}]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("together"), "{e}");
 
         let e = rule("name: t\nprograms: [p]\npatterns: [{regex: 'x <IP>', remember: true}]\n")
             .unwrap_err()

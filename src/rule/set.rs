@@ -124,6 +124,7 @@ fn error_key(e: &RuleError) -> &'static str {
         | RuleError::PatternMode { .. }
         | RuleError::RememberWithoutSession { .. }
         | RuleError::SessionPid { .. }
+        | RuleError::RememberAndForget { .. }
         | RuleError::UnknownMode { .. }
         | RuleError::Combined(_) => "patterns",
     }
