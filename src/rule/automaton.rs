@@ -11,14 +11,19 @@
 //!
 //! Sessions: some services write the client's address on one line and the failure on
 //! another line of the same connection (`conn=1022 ... ACCEPT from IP=...`, then `conn=1022
-//! ... RESULT ... err=49`). A pattern with a `session` group joins such lines: a
-//! `remember: true` pattern records its session, with the address its line carries (or
-//! only that the session was seen, when it carries none), and reports nothing; another
-//! pattern with a `session` group reports only for a session recorded before, with the
-//! address its own line carries, or else the recorded one, and with its own line's time, or
-//! else the recorded one (a log that writes the time on a line of its own). A record that
-//! gave its mark to a line carrying the address is used up; a recorded address serves every
-//! later failure of its session. The records live in the scratch space of the thread reading the source (one
+//! ... RESULT ... err=49`). A pattern with a `session` group, or `session: pid` (the
+//! process id of the line's syslog tag: `sshd[1234]:`), joins such lines: a
+//! `remember: true` pattern records its session, with the address its line carries, or else
+//! a mark (the line, a failure, waits for the line that names the address), and reports
+//! nothing, so the rule's later patterns still examine the line; another pattern of a
+//! session reports only for a session recorded before (else it too leaves the line to the
+//! later patterns): a line without an address, for a
+//! session with a recorded address (which serves every later failure of its session); a
+//! line with its address, for a marked session, which that line uses up. A `forget: true`
+//! pattern drops its session's record (the connection ended, or a new one began) and
+//! reports nothing, leaving the line to the later patterns too. It takes its own
+//! line's time, or else the recorded one (a log that writes the time on a line of its own).
+//! The records live in the scratch space of the thread reading the source (one
 //! per file or journal rule: lines come in order), at most `MAX_SESSIONS` per rule, the
 //! oldest forgotten first. (`scan` matches batches of lines on several threads: a session
 //! whose lines fall in two batches is not joined there.)
@@ -90,18 +95,22 @@ struct Sessions {
     order: VecDeque<Vec<u8>>,
 }
 
-/// What the recording lines of a session gave: the address, the time.
+/// What the recording lines of a session gave: the address, the time, and whether a line
+/// without an address marked it (a failure waiting for the line that names the address).
 #[derive(Debug, Clone, Copy)]
 struct Record {
     ip: Option<IpAddr>,
     at: Option<DateTime<FixedOffset>>,
+    marked: bool,
 }
 
 impl Sessions {
     fn record(&mut self, key: &[u8], ip: Option<IpAddr>, at: Option<DateTime<FixedOffset>>) {
+        let marked = ip.is_none();
         if let Some(known) = self.known.get_mut(key) {
             known.ip = ip.or(known.ip);
             known.at = at.or(known.at);
+            known.marked |= marked;
             return;
         }
         if self.order.len() >= MAX_SESSIONS
@@ -110,7 +119,7 @@ impl Sessions {
             self.known.remove(&oldest);
         }
         self.order.push_back(key.to_vec());
-        self.known.insert(key.to_vec(), Record { ip, at });
+        self.known.insert(key.to_vec(), Record { ip, at, marked });
     }
 
     fn get(&self, key: &[u8]) -> Option<Record> {
@@ -227,6 +236,7 @@ impl Automaton {
                 Source::Line,
                 line,
                 all,
+                None,
                 When::Own,
                 Want::All,
                 reference,
@@ -255,6 +265,7 @@ impl Automaton {
                 Source::Message,
                 message,
                 0..all,
+                None,
                 when,
                 Want::All,
                 reference,
@@ -267,6 +278,7 @@ impl Automaton {
                 Source::Line,
                 message,
                 0..all,
+                None,
                 when,
                 Want::All,
                 reference,
@@ -293,10 +305,12 @@ impl Automaton {
                 self.accept(&line[t.program.clone()], scratch);
                 if scratch.accepts.iter().any(|&a| a) {
                     let msg = t.message.clone();
+                    let pid = t.pid.clone().map(|p| &line[p]);
                     self.search(
                         Source::Message,
                         line,
                         msg,
+                        pid,
                         when,
                         Want::Accepted,
                         reference,
@@ -315,6 +329,7 @@ impl Automaton {
                     Source::Message,
                     line,
                     msg,
+                    None,
                     when,
                     want,
                     reference,
@@ -359,13 +374,15 @@ impl Automaton {
     }
 
     /// Runs one automaton over `line[range]`, anchored at its start, and reports the first
-    /// matching pattern of each rule that `wanted` and that has not reported yet.
+    /// matching pattern of each rule that `wanted` and that has not reported yet. `pid` is
+    /// the process id of the line's syslog tag, the session of `session: pid` patterns.
     #[allow(clippy::too_many_arguments)]
     fn search(
         &self,
         source: Source,
         line: &[u8],
         range: Range<usize>,
+        pid: Option<&[u8]>,
         when: When,
         want: Want,
         reference: DateTime<Local>,
@@ -433,11 +450,21 @@ impl Automaton {
                         .read_cached(text, reference, &mut scratch.times[r])
                 }
             };
-            let (ip, recorded_at) = match spans.session {
+            let key = if pattern.session_pid {
+                // No tag's process id (the journal, an untagged line): no session.
+                let Some(pid) = pid else { continue };
+                Some(pid)
+            } else {
+                spans.session.map(|s| &text[s])
+            };
+            let (ip, recorded_at) = match key {
                 None => (line_ip.flatten(), None),
-                Some(s) => {
-                    let key = &text[s];
+                Some(key) => {
                     if key.len() > MAX_SESSION_KEY {
+                        continue;
+                    }
+                    if pattern.forget {
+                        scratch.sessions[r].forget(key);
                         continue;
                     }
                     if pattern.remember {
@@ -450,10 +477,12 @@ impl Automaton {
                     let sessions = &mut scratch.sessions[r];
                     match (sessions.get(key), line_ip) {
                         (None, _) => continue,
-                        (Some(record), Some(ip)) => {
+                        // A line naming the address ends a marked session.
+                        (Some(record), Some(ip)) if record.marked => {
                             sessions.forget(key);
                             (ip, record.at)
                         }
+                        (Some(_), Some(_)) => continue,
                         (Some(record), None) if record.ip.is_some() => (record.ip, record.at),
                         (Some(_), None) => continue,
                     }

@@ -58,9 +58,21 @@ pub enum RuleError {
     #[error("modes: `{0}` is listed twice")]
     DuplicateMode(String),
     #[error(
-        "patterns[{index}] `{regex}`: remember: true records a session: the pattern needs a `(?P<session>...)` group"
+        "patterns[{index}] `{regex}`: {what} a session: the pattern needs a `(?P<session>...)` group or `session: pid`"
     )]
-    RememberWithoutSession { index: usize, regex: String },
+    RememberWithoutSession {
+        index: usize,
+        regex: String,
+        what: &'static str,
+    },
+    #[error(
+        "patterns[{index}] `{regex}`: remember: true and forget: true together: a pattern records its line's session or drops it"
+    )]
+    RememberAndForget { index: usize, regex: String },
+    #[error(
+        "patterns[{index}] `{regex}`: `session: pid` names the session by the syslog tag's process id: the pattern may not also have a `session` group, and the rule needs `programs`"
+    )]
+    SessionPid { index: usize, regex: String },
     #[error("patterns combined: {0}")]
     Combined(String),
 }

@@ -86,7 +86,8 @@ impl OneOrMany {
     }
 }
 
-/// One pattern: a plain string, or `{ regex: ..., instant: true, modes: [...], remember: true }`.
+/// One pattern: a plain string, or `{ regex: ..., instant: true, modes: [...], remember: true,
+/// forget: true, session: pid }`.
 #[derive(Debug, Clone)]
 pub struct PatternSpec {
     pub regex: String,
@@ -100,6 +101,20 @@ pub struct PatternSpec {
     /// The pattern records its line's session (a `session` group) instead of counting it:
     /// see `automaton.rs`.
     pub remember: bool,
+    /// `session: pid`: the line's session is the process id of its syslog tag
+    /// (`sshd[123]:`), not a `session` group.
+    pub session: Option<SessionKey>,
+    /// The pattern drops its line's session (the connection ended, or started anew)
+    /// instead of counting the line: see `automaton.rs`.
+    pub forget: bool,
+}
+
+/// What else than a `session` group can name a line's session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionKey {
+    /// The process id in the line's syslog tag.
+    Pid,
 }
 
 impl<'de> Deserialize<'de> for PatternSpec {
@@ -116,13 +131,17 @@ impl<'de> Deserialize<'de> for PatternSpec {
             modes: Vec<String>,
             #[serde(default)]
             remember: bool,
+            #[serde(default)]
+            session: Option<SessionKey>,
+            #[serde(default)]
+            forget: bool,
         }
         struct Visitor;
         impl<'de> serde::de::Visitor<'de> for Visitor {
             type Value = PatternSpec;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str(
-                    "a regex string or a map { regex: ..., instant: true|false, ignore: true|false, modes: [...], remember: true|false }",
+                    "a regex string or a map { regex: ..., instant: true|false, ignore: true|false, modes: [...], remember: true|false, forget: true|false, session: pid }",
                 )
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PatternSpec, E> {
@@ -132,6 +151,8 @@ impl<'de> Deserialize<'de> for PatternSpec {
                     ignore: false,
                     modes: Vec::new(),
                     remember: false,
+                    session: None,
+                    forget: false,
                 })
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
@@ -145,6 +166,8 @@ impl<'de> Deserialize<'de> for PatternSpec {
                     ignore: full.ignore,
                     modes: full.modes,
                     remember: full.remember,
+                    session: full.session,
+                    forget: full.forget,
                 })
             }
         }

@@ -40,6 +40,8 @@ pub struct Header {
 pub struct Tagged {
     pub program: Range<usize>,
     pub message: Range<usize>,
+    /// The process id the tag names (`sshd[123]:`, RFC 5424's PROCID), when it names one.
+    pub pid: Option<Range<usize>>,
 }
 
 const MONTHS: [&[u8; 3]; 12] = [
@@ -264,6 +266,7 @@ fn tag(line: &[u8], i: usize) -> Option<Tagged> {
         return Some(Tagged {
             program: start..end,
             message: message(line, j),
+            pid: None,
         });
     }
     let start = i;
@@ -285,24 +288,25 @@ fn tag(line: &[u8], i: usize) -> Option<Tagged> {
         j = close + 1;
     }
     // `[pid]`
-    let mut pid = false;
+    let mut pid = None;
     if line.get(j) == Some(&b'[') {
         let n = digits(line, j + 1);
         if n == 0 || line.get(j + 1 + n) != Some(&b']') {
             return None;
         }
+        pid = Some(j + 1..j + 1 + n);
         j += n + 2;
-        pid = true;
     }
     match line.get(j) {
         Some(b':') if j + 1 == line.len() || is_space(line[j + 1]) => j += 1,
         // `prog[pid] message`: ProFTPD's own log writes no colon.
-        Some(b) if pid && is_space(*b) => {}
+        Some(b) if pid.is_some() && is_space(*b) => {}
         _ => return None,
     }
     Some(Tagged {
         program: start..end,
         message: message(line, j),
+        pid,
     })
 }
 
@@ -367,7 +371,7 @@ fn rfc5424(line: &[u8], i: usize) -> Option<Header> {
     };
     let (_host, i) = field(i + 1)?;
     let (app, i) = field(i)?;
-    let (_procid, i) = field(i)?;
+    let (procid, i) = field(i)?;
     let (_msgid, i) = field(i)?;
     let i = structured_data(line, i)?;
     let mut msg = if i < line.len() {
@@ -385,6 +389,7 @@ fn rfc5424(line: &[u8], i: usize) -> Option<Header> {
     let tagged = (&line[app.clone()] != b"-").then(|| Tagged {
         program: app,
         message: message.clone(),
+        pid: (&line[procid.clone()] != b"-").then_some(procid),
     });
     Some(Header {
         stamp,

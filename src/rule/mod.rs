@@ -62,8 +62,12 @@ struct Pattern {
     /// Capture group index of the `session` group: the pattern joins the lines of one
     /// session (a connection, a message), see `automaton.rs`.
     session_group: Option<usize>,
+    /// The session is the process id of the line's syslog tag (`session: pid`).
+    session_pid: bool,
     /// Records its line's session instead of reporting it.
     remember: bool,
+    /// Drops its line's session instead of reporting it.
+    forget: bool,
     instant: bool,
     /// A match means "not an attempt".
     ignore: bool,
@@ -302,7 +306,9 @@ fn compile_pattern(
         source,
     };
     // A pattern of a session may leave the address to the line that opened it.
-    let session = source.contains(&format!("(?P<{SESSION_GROUP}>"))
+    let session_pid = spec.session == Some(file::SessionKey::Pid);
+    let session = session_pid
+        || source.contains(&format!("(?P<{SESSION_GROUP}>"))
         || source.contains(&format!("(?<{SESSION_GROUP}>"));
     let expanded = match pattern::expand(&source) {
         // An ignore pattern names no address.
@@ -320,8 +326,25 @@ fn compile_pattern(
     let ip_group = group(IP_GROUP);
     let time_group = group("time");
     let session_group = group(SESSION_GROUP);
-    if spec.remember && session_group.is_none() {
+    if session_pid && (session_group.is_some() || file.programs.is_empty()) {
+        return Err(RuleError::SessionPid {
+            index,
+            regex: regex.to_string(),
+        });
+    }
+    if (spec.remember || spec.forget) && session_group.is_none() && !session_pid {
         return Err(RuleError::RememberWithoutSession {
+            index,
+            regex: regex.to_string(),
+            what: if spec.remember {
+                "remember: true records"
+            } else {
+                "forget: true drops"
+            },
+        });
+    }
+    if spec.remember && spec.forget {
+        return Err(RuleError::RememberAndForget {
             index,
             regex: regex.to_string(),
         });
@@ -342,7 +365,9 @@ fn compile_pattern(
         ip_group,
         time_group,
         session_group,
+        session_pid,
         remember: spec.remember,
+        forget: spec.forget,
         instant: spec.instant,
         ignore: spec.ignore,
     })
@@ -558,6 +583,11 @@ mod tests {
             "a new address"
         );
         assert_eq!(read("conn=3 end 192.0.2.3"), None, "no failure before");
+        assert_eq!(
+            read("conn=1 end 192.0.2.1"),
+            None,
+            "an address recorded is no failure waiting"
+        );
         assert_eq!(read("conn=4 failed"), None);
         assert_eq!(read("conn=4 bad"), None, "a mark gives no address");
         assert_eq!(read("conn=4 end 192.0.2.4"), Some(Ok("192.0.2.4".into())));
@@ -589,6 +619,56 @@ mod tests {
             read("failed from 192.0.2.7"),
             Some(Ok(("192.0.2.7".into(), "2013-07-14 17:53:40".into())))
         );
+
+        // The session of the syslog tag's process id; a remembering line is still
+        // examined by the later patterns.
+        let r = rule(
+            "name: t\nprograms: [p]\npatterns:\n  - { regex: 'from <IP>(?: bad)?$', remember: true, session: pid }\n  - 'from <IP> bad$'\n  - { regex: 'too many$', session: pid }\n  - { regex: 'too many$', remember: true, session: pid }\n  - { regex: 'closed by <IP>$', session: pid }\n  - { regex: 'gone$', session: pid, forget: true }\n",
+        )
+        .unwrap();
+        let automaton = Automaton::new(vec![Arc::new(r)]).unwrap();
+        let mut scratch = automaton.scratch();
+        let mut read = |pid: &str, message: &str| {
+            let mut out = None;
+            let line = format!("Nov 26 01:02:03 h p{pid}: {message}");
+            automaton.examine(line.as_bytes(), reference, &mut scratch, |_, f| {
+                out = Some(f.map(|f| f.ip.to_string()).map_err(|_| ()))
+            });
+            out
+        };
+        assert_eq!(
+            read("[7]", "from 192.0.2.1 bad"),
+            Some(Ok("192.0.2.1".into()))
+        );
+        assert_eq!(read("[7]", "too many"), Some(Ok("192.0.2.1".into())));
+        assert_eq!(read("[7]", "closed by 192.0.2.1"), None, "counted already");
+        assert_eq!(read("[8]", "too many"), None, "marked");
+        assert_eq!(read("[9]", "closed by 192.0.2.9"), None, "another process");
+        assert_eq!(
+            read("[8]", "closed by 192.0.2.8"),
+            Some(Ok("192.0.2.8".into()))
+        );
+        assert_eq!(read("[8]", "closed by 192.0.2.8"), None, "used up");
+        assert_eq!(read("[7]", "too many"), Some(Ok("192.0.2.1".into())));
+        assert_eq!(read("[7]", "gone"), None, "forgotten, not counted");
+        assert_eq!(read("[7]", "too many"), None, "the address is forgotten");
+        assert_eq!(read("", "too many"), None, "no process id");
+        assert_eq!(read("", "closed by 192.0.2.8"), None);
+        for bad in [
+            "name: t\npatterns: [{regex: 'x <IP>', session: pid}]\n",
+            "name: t\nprograms: [p]\npatterns: [{regex: 'x(?P<session>\\d) <IP>', session: pid}]\n",
+        ] {
+            let e = rule(bad).unwrap_err().to_string();
+            assert!(e.contains("`session: pid`"), "{e}");
+        }
+        let e = rule("name: t\nprograms: [p]\npatterns: [{regex: 'x <IP>', forget: true}]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("forget: true drops a session"), "{e}");
+        let e = rule("name: t\nprograms: [p]\npatterns: [{regex: 'x <IP>', forget: true, remember: true, session: pid}]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("together"), "{e}");
 
         let e = rule("name: t\nprograms: [p]\npatterns: [{regex: 'x <IP>', remember: true}]\n")
             .unwrap_err()

@@ -123,6 +123,8 @@ fn error_key(e: &RuleError) -> &'static str {
         | RuleError::Placeholder { .. }
         | RuleError::PatternMode { .. }
         | RuleError::RememberWithoutSession { .. }
+        | RuleError::SessionPid { .. }
+        | RuleError::RememberAndForget { .. }
         | RuleError::UnknownMode { .. }
         | RuleError::Combined(_) => "patterns",
     }
