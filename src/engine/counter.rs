@@ -319,10 +319,14 @@ mod tests {
         c.record(&a, ip, t(110), &limits(5, 60), false);
         c.record(&b, ip, t(120), &limits(5, 600), false);
         let of = |at| c.of(ip, t(at));
-        assert_eq!(of(130), vec![(a.clone(), 2, 110), (b.clone(), 1, 120)]);
+        let last = |secs| seconds(t(secs));
+        assert_eq!(
+            of(130),
+            vec![(a.clone(), 2, last(110)), (b.clone(), 1, last(120))]
+        );
         assert_eq!(
             of(200),
-            vec![(b.clone(), 1, 120)],
+            vec![(b.clone(), 1, last(120))],
             "a's window of 60 s is over"
         );
         assert!(c.of("192.0.2.8".parse().unwrap(), t(130)).is_empty());

@@ -248,10 +248,12 @@ impl Automaton {
 
     /// Examines one journal entry's message, whose time is known: the journal's matches
     /// chose the entries, so every rule reading messages reads it, and the rules of own
-    /// formats read it as one of their lines.
+    /// formats read it as one of their lines. `pid`, the entry's process id, is the
+    /// session of `session: pid` patterns, as a syslog tag's is.
     pub fn examine_entry(
         &self,
         message: &[u8],
+        pid: Option<&[u8]>,
         at: DateTime<FixedOffset>,
         scratch: &mut Scratch,
         mut each: impl FnMut(usize, Result<Found, Skip>),
@@ -265,7 +267,7 @@ impl Automaton {
                 Source::Message,
                 message,
                 0..all,
-                None,
+                pid,
                 when,
                 Want::All,
                 reference,
@@ -278,7 +280,7 @@ impl Automaton {
                 Source::Line,
                 message,
                 0..all,
-                None,
+                pid,
                 when,
                 Want::All,
                 reference,

@@ -654,6 +654,25 @@ mod tests {
         assert_eq!(read("[7]", "too many"), None, "the address is forgotten");
         assert_eq!(read("", "too many"), None, "no process id");
         assert_eq!(read("", "closed by 192.0.2.8"), None);
+
+        // The journal's entries carry their process id apart from the message: the
+        // same sessions.
+        let mut entry = |pid: Option<&str>, message: &str| {
+            let mut out = None;
+            let at = reference.fixed_offset();
+            automaton.examine_entry(
+                message.as_bytes(),
+                pid.map(str::as_bytes),
+                at,
+                &mut scratch,
+                |_, f| out = Some(f.map(|f| f.ip.to_string()).map_err(|_| ())),
+            );
+            out
+        };
+        assert_eq!(entry(Some("21"), "from 192.0.2.21"), None, "remembered");
+        assert_eq!(entry(Some("21"), "too many"), Some(Ok("192.0.2.21".into())));
+        assert_eq!(entry(Some("22"), "too many"), None, "another process");
+        assert_eq!(entry(None, "too many"), None, "no process id");
         for bad in [
             "name: t\npatterns: [{regex: 'x <IP>', session: pid}]\n",
             "name: t\nprograms: [p]\npatterns: [{regex: 'x(?P<session>\\d) <IP>', session: pid}]\n",

@@ -228,7 +228,10 @@ fn follow(
                     log::debug!("rule {}: not a journal entry: {}", rule.name, String::from_utf8_lossy(&line));
                     continue;
                 };
-                matcher.entry(entry.message().as_bytes(), entry.time());
+                // The process id joins a connection's entries (`session: pid`), as the
+                // syslog tag's does in a file.
+                let pid = (!entry.pid.is_empty()).then_some(entry.pid.as_bytes());
+                matcher.entry(entry.message().as_bytes(), pid, entry.time());
                 if let Some(c) = entry.cursor {
                     *cursor = Some(c.clone());
                     let _ = ctx.events.send(Event::Cursor { rule: rule.name.to_string(), cursor: c });

@@ -82,12 +82,15 @@ impl Matcher {
         self.send(found, line);
     }
 
-    /// Examines one journal entry's message, written at `at`.
-    pub fn entry(&mut self, message: &[u8], at: DateTime<FixedOffset>) {
+    /// Examines one journal entry's message, written at `at` by process `pid` (the
+    /// session of `session: pid` patterns).
+    pub fn entry(&mut self, message: &[u8], pid: Option<&[u8]>, at: DateTime<FixedOffset>) {
         self.lines += 1;
         let mut found = Vec::new();
         self.automaton
-            .examine_entry(message, at, &mut self.scratch, |r, f| found.push((r, f)));
+            .examine_entry(message, pid, at, &mut self.scratch, |r, f| {
+                found.push((r, f))
+            });
         self.send(found, message);
     }
 
