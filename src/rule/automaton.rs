@@ -444,9 +444,10 @@ impl Automaton {
                     rule.time_format
                         .read_cached(&text[t], reference, &mut scratch.times[r])
                 }
-                (When::Stamp(stamp), None) => {
-                    stamp.and_then(|s| read_stamp(s, reference, &mut scratch.header_time))
-                }
+                (When::Stamp(Some(s)), None) => read_stamp(s, reference, &mut scratch.header_time),
+                // A header without a time (RFC 5424's `-`, a journal entry handed on
+                // as `HOST PROG[PID]: MESSAGE`): the line is taken as written when read.
+                (When::Stamp(None), None) => Some(reference.fixed_offset()),
                 (When::Own, None) => {
                     rule.time_format
                         .read_cached(text, reference, &mut scratch.times[r])

@@ -12,7 +12,9 @@
 //! - TAI64N labels (`@4000000050f3a2e1...`, daemontools' multilog);
 //! - a `<PRI>` prefix on any of them, and RFC 5424 (`<PRI>1 TIME HOST APP PROCID MSGID SD MSG`);
 //! - the tags `prog:`, `prog[pid]:`, `prog(pam_unix)[pid]:`, `[prog]:` and `[prog]`;
-//! - rsyslog's `message repeated N times: [ MESSAGE]`, unwrapped to MESSAGE.
+//! - rsyslog's `message repeated N times: [ MESSAGE]`, unwrapped to MESSAGE;
+//! - no time at all, `HOST PROG[PID]: MESSAGE` (a journal entry handed on as text, its
+//!   time apart), when the tag names a process id and ends in `:`.
 //!
 //! A line whose header has a time but no tag a program would write (a daemon's own log
 //! file stamped like syslog: `Aug 30 00:10:57 auth(user,ip)<id>: ...`) is also offered
@@ -60,7 +62,9 @@ pub fn parse(line: &[u8]) -> Option<Header> {
         i += 1;
     }
     let start = i;
-    let end = stamp(line, i)?;
+    let Some(end) = stamp(line, i) else {
+        return if bracketed { None } else { timeless(line, i) };
+    };
     i = end;
     if bracketed {
         if line.get(i) != Some(&b']') {
@@ -85,6 +89,30 @@ pub fn parse(line: &[u8]) -> Option<Header> {
         stamp: Some(start..end),
         tagged,
         untagged,
+    })
+}
+
+/// A header without a time, `HOST PROG[PID]: MESSAGE` or `PROG[PID]: MESSAGE`: how
+/// fail2ban's journal backend and some collectors hand on a journal entry, whose time
+/// travels beside it. The tag must name a process id and end in `:`: without a time,
+/// only that sets it apart from the words of a service's own log.
+fn timeless(line: &[u8], i: usize) -> Option<Header> {
+    let pid_tag = |t: &Tagged| {
+        t.pid
+            .as_ref()
+            .is_some_and(|p| line.get(p.end + 1) == Some(&b':'))
+    };
+    let tagged = tag(line, i).filter(pid_tag).or_else(|| {
+        let host_end = token_end(line, i);
+        (host_end > i && host_end < line.len() && line[host_end - 1] != b':')
+            .then(|| tag(line, skip_spaces(line, host_end)))
+            .flatten()
+            .filter(pid_tag)
+    })?;
+    Some(Header {
+        stamp: None,
+        untagged: tagged.message.clone(),
+        tagged: Some(tagged),
     })
 }
 
@@ -619,6 +647,28 @@ mod tests {
         let h = parse(line.as_bytes()).unwrap();
         assert_eq!(&line[h.tagged.unwrap().program], "security");
         assert_eq!(&line[h.untagged], "security: info: client");
+    }
+
+    #[test]
+    fn a_journal_entry_without_time_has_its_host_and_tag_read() {
+        let h = parse(b"srv sshd[13709]: error: PAM: Authentication failure").unwrap();
+        assert_eq!(h.stamp, None);
+        let t = h.tagged.unwrap();
+        let line = b"srv sshd[13709]: error: PAM: Authentication failure";
+        assert_eq!(&line[t.program], b"sshd");
+        assert_eq!(&line[t.pid.unwrap()], b"13709");
+        assert_eq!(&line[t.message], b"error: PAM: Authentication failure");
+        let h = parse(b"sshd-session[7]: Failed password").unwrap();
+        assert_eq!(h.tagged.map(|t| t.message), Some(17..32));
+        // Without a process id, or without the colon, it is no header.
+        for own in [
+            &b"srv sshd: Failed password"[..],
+            b"client 192.0.2.1: refused",
+            b"proftpd[12] 192.0.2.1 refused",
+            b"a b c[12]: d",
+        ] {
+            assert_eq!(parse(own), None, "{}", String::from_utf8_lossy(own));
+        }
     }
 
     #[test]
