@@ -5,8 +5,9 @@ sample, the first two octets of every IPv4 address rewritten from the copy numbe
 the counters see many distinct addresses. Times `pyfilter scan --rule sshd --json FILE
 > /dev/null` (best of PYFILTER_BENCH_RUNS, page cache warm) against `rg -c -e "$(pyfilter
 check --show-regex sshd)" FILE` (best of as many); prints the ratio (target: <= 1.5x; the
-old target, <= 3x, is printed for reference), both matched counts (more than 1% apart is
-a problem) and both peak RSS (ru_maxrss from wait4).
+old target, <= 3x, is printed for reference), both matched counts (pyfilter more than rg,
+or more than 5% fewer, is a problem: a line joined to a session counts only when its
+session was marked first, which rg cannot know) and both peak RSS (ru_maxrss from wait4).
 """
 
 import json
@@ -113,9 +114,13 @@ def report(run, res):
     rel = abs(diff) / rg_matched * 100 if rg_matched else float("inf")
     if s.get("lines") != nlines:
         problems.append(f"scan summary says {s.get('lines')} lines, the file has {nlines}")
-    if rel > 1.0:
+    # rg counts every line a reporting pattern matches; pyfilter counts a line joined to
+    # a session (sshd's `Connection closed by IP [preauth]`) only when an earlier line of
+    # its process marked the session: it may count fewer, never more.
+    if diff > 0 or rel > 5.0:
         problems.append(f"matched counts differ by {rel:.2f}% (pyfilter {pf_matched:,}, "
-                        f"rg {rg_matched:,})")
+                        f"rg {rg_matched:,}; pyfilter may count up to 5% fewer, lines "
+                        f"joined to a session unmarked, never more)")
     ratio_ok = ratio <= SCAN_RATIO_TARGET
     if not ratio_ok:
         misses.append(f"scan is {ratio:.2f}x rg (target <= {SCAN_RATIO_TARGET:g}x)")

@@ -222,12 +222,16 @@ impl Rule {
         &self.programs
     }
 
-    /// One regex equivalent to the rule on the lines of its files, header included (for
-    /// comparing with grep-like tools).
+    /// One regex for the lines of its files that can count, header included (for
+    /// comparing with grep-like tools): the patterns that report, not those that only
+    /// say a line is no attempt (`ignore`) or keep or drop a session (`remember`,
+    /// `forget`). A line a session's pattern reports counts only when its session was
+    /// marked before, which no single regex can say.
     pub fn combined_regex(&self) -> String {
         let alternatives: Vec<String> = self
             .patterns
             .iter()
+            .filter(|p| !p.ignore && !p.remember && !p.forget)
             .map(|p| format!("(?:{})", strip_groups(&p.source).trim_start_matches('^')))
             .collect();
         let body = alternatives.join("|");
