@@ -25,7 +25,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use crate::config::StoreKind;
 use crate::control::{self, Asked, Paths, StateLock};
 use crate::engine::Engine;
-use crate::event::Event;
+use crate::event::{self, EventReceiver, EventSender};
 use crate::firewall;
 use crate::fleet;
 use crate::metrics::{self, Metrics};
@@ -64,7 +64,7 @@ impl Watchers {
     fn start(
         settings: &Settings,
         engine: &mut Engine,
-        events: &Sender<Event>,
+        events: &EventSender,
         metrics: &Arc<Metrics>,
         hub: &Hub,
         compile: Option<Compile>,
@@ -96,7 +96,7 @@ impl Watchers {
     }
 
     /// Stops every watcher, handling what they still send meanwhile.
-    fn stop(mut self, events: &Receiver<Event>, engine: &mut Engine) {
+    fn stop(mut self, events: &EventReceiver, engine: &mut Engine) {
         drop(self.stop.take());
         while !self.handles.iter().all(JoinHandle::is_finished) {
             if let Ok(event) = events.recv_timeout(Duration::from_millis(20)) {
@@ -144,7 +144,7 @@ pub fn run(
     engine.notify(
         Notifier::start(&settings.config.notify, &metrics).context("starting the notifications")?,
     );
-    let (events_tx, events) = bounded::<Event>(EVENT_QUEUE);
+    let (events_tx, events) = event::queue(EVENT_QUEUE);
     if settings.config.store == StoreKind::Redis && settings.config.redis.sync {
         // Lives as long as the process: it reconnects by itself. Started before the
         // restore so that, once subscribed, no event is missed while the bans are read.
@@ -200,9 +200,10 @@ pub fn run(
             d.saturating_duration_since(Instant::now())
         });
         select! {
-            recv(events) -> event => {
+            recv(events.ready()) -> event => {
                 idle.busy();
                 if let Ok(event) = event {
+                    events.took();
                     engine.receive(std::iter::once(event).chain(events.try_iter()));
                 }
             }
