@@ -143,6 +143,9 @@ impl Automaton {
         let mut message_map = Vec::new();
         let mut lines = Vec::new();
         let mut line_map = Vec::new();
+        if let Some(released) = rules.iter().find(|r| !r.is_compiled()) {
+            return Err(RuleError::Released(released.name.to_string()));
+        }
         for (r, rule) in rules.iter().enumerate() {
             for p in &rule.programs {
                 programs.push(format!("(?:{p})$"));

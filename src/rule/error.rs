@@ -61,6 +61,8 @@ pub enum RuleError {
         "patterns[{index}] `{regex}`: remember: true records a session: the pattern needs a `(?P<session>...)` group"
     )]
     RememberWithoutSession { index: usize, regex: String },
+    #[error("rule `{0}` was let go (it had nothing to read) and is not compiled again")]
+    Released(String),
     #[error("patterns combined: {0}")]
     Combined(String),
 }

@@ -92,6 +92,8 @@ pub struct Rule {
     untagged: bool,
     own_format: bool,
     patterns: Vec<Pattern>,
+    /// Let go (`release`): the patterns are gone.
+    released: bool,
 }
 
 /// A matched line, read.
@@ -200,7 +202,21 @@ impl Rule {
             untagged: file.untagged,
             own_format,
             patterns,
+            released: false,
         })
+    }
+
+    /// Lets go of the compiled patterns, most of a rule's memory, keeping what the rule
+    /// is (name, files, journal, numbers): for a rule the daemon does not run now. It is
+    /// compiled again from its file when it must run; an automaton refuses it meanwhile.
+    pub fn release(&mut self) {
+        self.patterns = Vec::new();
+        self.released = true;
+    }
+
+    /// Whether the patterns are there (not `release`d).
+    pub fn is_compiled(&self) -> bool {
+        !self.released
     }
 
     /// How many patterns the rule has in its mode.
