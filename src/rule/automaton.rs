@@ -539,8 +539,9 @@ fn groups(
         pattern.backtrack.try_search(cache, &input, caps).ok()?;
         spans(&|g: usize| caps.get_group(g).map(|s| s.start..s.end))
     } else {
-        let locs = locs.get_or_insert_with(|| pattern.regex.capture_locations());
-        pattern.regex.captures_read(locs, text)?;
+        let regex = pattern.long_text_regex()?;
+        let locs = locs.get_or_insert_with(|| regex.capture_locations());
+        regex.captures_read(locs, text)?;
         spans(&|g: usize| locs.get(g).map(|(s, e)| s..e))
     }
 }
