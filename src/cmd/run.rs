@@ -8,7 +8,11 @@
 //! stop, queued attempts are handled, positions and the metrics' snapshot are saved.
 //! With `--metrics ADDR`, Prometheus metrics are served on threads of their own.
 //!
-//! Before anything else it takes the state lock (a second daemon on the same state is
+//! It loads the configuration itself (`load`): every rule is checked, but only those
+//! with something to read are kept compiled, the others compiled again when a log of
+//! theirs appears.
+//!
+//! Once it is loaded, before anything else, it takes the state lock (a second daemon on the same state is
 //! refused, named) and listens on the control socket; the decision loop answers its
 //! requests between batches of attempts.
 
