@@ -2,6 +2,12 @@
 //! log and journal watchers, how far each source was read and how it stands, and the
 //! sync thread's news of other servers' bans, of this server's bans recorded by other
 //! processes, and of its link to Redis.
+//!
+//! The channel (`queue`) is bounded, yet holds memory only for what is queued: the events
+//! wait in a list that grows and shrinks with them, and the bound is a second channel of
+//! empty tokens, one taken by each event sent and given back when it is received. (An
+//! array channel of 16 Ki events would keep 1.8 MiB resident in the idle daemon, its
+//! slots all written when it is made.)
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -11,6 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, FixedOffset, Utc};
+use crossbeam_channel::{Receiver, RecvTimeoutError, SendError, Sender, TryRecvError};
 use ipnet::IpNet;
 
 use crate::ban::Change;
@@ -91,4 +98,118 @@ pub enum Link {
     /// Subscribed at this instant: every event published since will arrive.
     Up(Instant),
     Down,
+}
+
+/// The decision thread's channel: at most `capacity` events queued (a sender blocks
+/// while it is full: back-pressure), its memory following what is queued.
+pub fn queue(capacity: usize) -> (EventSender, EventReceiver) {
+    let (events_tx, events) = crossbeam_channel::unbounded();
+    let (room_tx, room) = crossbeam_channel::bounded(capacity);
+    (
+        EventSender {
+            events: events_tx,
+            room: room_tx,
+        },
+        EventReceiver { events, room },
+    )
+}
+
+/// Sends events to the decision thread; cloned for each thread that does.
+#[derive(Debug, Clone)]
+pub struct EventSender {
+    events: Sender<Event>,
+    /// One token per queued event: blocks while the queue is full.
+    room: Sender<()>,
+}
+
+impl EventSender {
+    /// Sends `event`, waiting while the queue is full; fails when the receiver is gone.
+    pub fn send(&self, event: Event) -> Result<(), SendError<Event>> {
+        if self.room.send(()).is_err() {
+            return Err(SendError(event));
+        }
+        self.events.send(event)
+    }
+}
+
+/// The decision thread's end of `queue`. Every event received gives its token back:
+/// through these methods, or `took` after receiving from `ready` in a `select!`.
+#[derive(Debug)]
+pub struct EventReceiver {
+    events: Receiver<Event>,
+    room: Receiver<()>,
+}
+
+impl EventReceiver {
+    /// The events, for `select!`; call `took` for each event received from it.
+    pub fn ready(&self) -> &Receiver<Event> {
+        &self.events
+    }
+
+    /// An event received from `ready` frees its place.
+    pub fn took(&self) {
+        // Each sender puts its token before its event: one is there.
+        let _ = self.room.try_recv();
+    }
+
+    pub fn recv_timeout(&self, timeout: std::time::Duration) -> Result<Event, RecvTimeoutError> {
+        let event = self.events.recv_timeout(timeout)?;
+        self.took();
+        Ok(event)
+    }
+
+    pub fn try_recv(&self) -> Result<Event, TryRecvError> {
+        let event = self.events.try_recv()?;
+        self.took();
+        Ok(event)
+    }
+
+    /// The events queued now, without waiting.
+    pub fn try_iter(&self) -> impl Iterator<Item = Event> + '_ {
+        std::iter::from_fn(|| self.try_recv().ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn link() -> Event {
+        Event::Link(Link::Down)
+    }
+
+    #[test]
+    fn the_queue_is_bounded_and_frees_a_place_per_event_received() {
+        let (tx, rx) = queue(2);
+        tx.send(link()).unwrap();
+        tx.send(link()).unwrap();
+        let sender = std::thread::spawn(move || {
+            tx.send(link()).unwrap();
+            tx
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!sender.is_finished(), "a full queue holds the sender back");
+        assert_eq!(rx.try_iter().take(1).count(), 1);
+        let tx = sender.join().unwrap();
+        assert_eq!(rx.try_iter().count(), 2);
+        assert!(rx.try_recv().is_err());
+        drop(rx);
+        assert!(
+            tx.send(link()).is_err(),
+            "no receiver: the send fails, never blocks"
+        );
+    }
+
+    #[test]
+    fn a_select_on_ready_gives_the_place_back_with_took() {
+        let (tx, rx) = queue(1);
+        tx.send(link()).unwrap();
+        crossbeam_channel::select! {
+            recv(rx.ready()) -> e => { assert!(e.is_ok()); rx.took(); }
+        }
+        tx.send(link()).unwrap();
+        assert!(rx.recv_timeout(Duration::from_secs(1)).is_ok());
+    }
 }

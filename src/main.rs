@@ -79,11 +79,14 @@ fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Run { metrics } = &cli.command {
+        // The daemon loads its configuration itself: it keeps compiled only the rules
+        // with something to read.
+        return cmd::run::run(cli.config.as_deref(), *metrics).map(|()| ExitCode::SUCCESS);
+    }
     let settings = Settings::load(cli.config.as_deref())?;
     match &cli.command {
-        Command::Run { metrics } => {
-            cmd::run::run(cli.config.as_deref(), settings, *metrics).map(|()| ExitCode::SUCCESS)
-        }
+        Command::Run { .. } => unreachable!("run above"),
         Command::Ban(args) => cmd::ban::run(&settings, args),
         Command::Unban { ip } => cmd::unban::run(&settings, ip),
         Command::List { json, all } => cmd::list::run(&settings, *json, *all),

@@ -32,8 +32,19 @@ impl Settings {
         text: &str,
         source: ConfigSource,
     ) -> Result<Settings, ConfigError> {
+        Settings::from_text_keeping(name, text, source, &|_| true)
+    }
+
+    /// `from_text`, keeping compiled only the rules `keep` accepts: the others are
+    /// checked as well, then let go (`Rule::release`).
+    pub fn from_text_keeping(
+        name: &Path,
+        text: &str,
+        source: ConfigSource,
+        keep: &dyn Fn(&Rule) -> bool,
+    ) -> Result<Settings, ConfigError> {
         let config = config::parse(name, text)?;
-        let rules = rule::compile_rules(name, text, &config)?;
+        let rules = rule::compile_rules(name, text, &config, keep)?;
         let ignore = IgnoreList::new(config.ignore.iter().map(|n| n.0));
         Ok(Settings {
             config,

@@ -8,7 +8,11 @@
 //! stop, queued attempts are handled, positions and the metrics' snapshot are saved.
 //! With `--metrics ADDR`, Prometheus metrics are served on threads of their own.
 //!
-//! Before anything else it takes the state lock (a second daemon on the same state is
+//! It loads the configuration itself (`load`): every rule is checked, but only those
+//! with something to read are kept compiled, the others compiled again when a log of
+//! theirs appears.
+//!
+//! Once it is loaded, before anything else, it takes the state lock (a second daemon on the same state is
 //! refused, named) and listens on the control socket; the decision loop answers its
 //! requests between batches of attempts.
 
@@ -22,10 +26,10 @@ use anyhow::Context;
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-use crate::config::StoreKind;
+use crate::config::{ConfigError, StoreKind};
 use crate::control::{self, Asked, Paths, StateLock};
 use crate::engine::Engine;
-use crate::event::Event;
+use crate::event::{self, EventReceiver, EventSender};
 use crate::firewall;
 use crate::fleet;
 use crate::metrics::{self, Metrics};
@@ -64,7 +68,7 @@ impl Watchers {
     fn start(
         settings: &Settings,
         engine: &mut Engine,
-        events: &Sender<Event>,
+        events: &EventSender,
         metrics: &Arc<Metrics>,
         hub: &Hub,
         compile: Option<Compile>,
@@ -96,7 +100,7 @@ impl Watchers {
     }
 
     /// Stops every watcher, handling what they still send meanwhile.
-    fn stop(mut self, events: &Receiver<Event>, engine: &mut Engine) {
+    fn stop(mut self, events: &EventReceiver, engine: &mut Engine) {
         drop(self.stop.take());
         while !self.handles.iter().all(JoinHandle::is_finished) {
             if let Ok(event) = events.recv_timeout(Duration::from_millis(20)) {
@@ -111,13 +115,10 @@ impl Watchers {
     }
 }
 
-/// Runs the daemon until a stop signal. `config_path` is re-read on SIGHUP. With
-/// `metrics_addr`, Prometheus metrics are served there.
-pub fn run(
-    config_path: Option<&Path>,
-    mut settings: Settings,
-    metrics_addr: Option<SocketAddr>,
-) -> anyhow::Result<()> {
+/// Runs the daemon until a stop signal. `config_path` is read first, and again on
+/// SIGHUP. With `metrics_addr`, Prometheus metrics are served there.
+pub fn run(config_path: Option<&Path>, metrics_addr: Option<SocketAddr>) -> anyhow::Result<()> {
+    let (mut settings, compile) = load(config_path)?;
     crate::resident::limit_arenas();
     // First: a daemon already at work on this state, or a port already taken, stops
     // this one before it has touched anything.
@@ -144,7 +145,7 @@ pub fn run(
     engine.notify(
         Notifier::start(&settings.config.notify, &metrics).context("starting the notifications")?,
     );
-    let (events_tx, events) = bounded::<Event>(EVENT_QUEUE);
+    let (events_tx, events) = event::queue(EVENT_QUEUE);
     if settings.config.store == StoreKind::Redis && settings.config.redis.sync {
         // Lives as long as the process: it reconnects by itself. Started before the
         // restore so that, once subscribed, no event is missed while the bans are read.
@@ -176,7 +177,7 @@ pub fn run(
         &events_tx,
         &metrics,
         &hub,
-        rule_compiler(config_path),
+        Some(compile),
     )?;
     let rules: Vec<&str> = settings.enabled_rules().map(|r| &*r.name).collect();
     log::info!(
@@ -200,17 +201,18 @@ pub fn run(
             d.saturating_duration_since(Instant::now())
         });
         select! {
-            recv(events) -> event => {
+            recv(events.ready()) -> event => {
                 idle.busy();
                 if let Ok(event) = event {
+                    events.took();
                     engine.receive(std::iter::once(event).chain(events.try_iter()));
                 }
             }
             recv(control) -> msg => match msg {
                 Ok(Control::Reload) => {
                     log::info!("SIGHUP: reloading the configuration");
-                    match Settings::load(config_path) {
-                        Ok(new) => {
+                    match load(config_path) {
+                        Ok((new, compile)) => {
                             let (old, fresh) = (&settings.config, &new.config);
                             if fresh.store != old.store || fresh.sqlite != old.sqlite || fresh.redis != old.redis || fresh.max_tracked != old.max_tracked {
                                 log::warn!("store, sqlite, redis and max_tracked take effect at the next restart, not on reload");
@@ -227,7 +229,7 @@ pub fn run(
                                 engine.notify(Notifier::start(&new.config.notify, &metrics)?).stop();
                             }
                             settings = new;
-                            watchers = Watchers::start(&settings, &mut engine, &events_tx, &metrics, &hub, rule_compiler(config_path))?;
+                            watchers = Watchers::start(&settings, &mut engine, &events_tx, &metrics, &hub, Some(compile))?;
                             keep_needed_rules(&mut settings);
                             log::info!("configuration reloaded");
                             crate::resident::shed();
@@ -282,31 +284,41 @@ fn spawn_signal_thread(control: Sender<Control>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Compiles rules by name from the configuration as it is now (the one just loaded),
-/// for a log that appears; `None` when it cannot be read again (every rule is then kept
-/// compiled).
-fn rule_compiler(config_path: Option<&Path>) -> Option<Compile> {
-    let (source, text) = crate::config::read(config_path).ok()?;
+/// The configuration the daemon runs, and the compiler of its rules by name, from the
+/// same text, for a log that appears.
+///
+/// Every rule is compiled, so a bad one is refused as `check` refuses it, but only the
+/// enabled rules with something to read now are kept compiled: the others are let go one
+/// by one as they are checked (`Rule::release`), so the daemon never holds every rule
+/// compiled at once, and what it keeps is not scattered through a heap that held them
+/// all (most of the daemon's memory is compiled rules). The compiler, likewise, keeps
+/// only the rules it is asked for.
+fn load(config_path: Option<&Path>) -> Result<(Settings, Compile), ConfigError> {
+    let (source, text) = crate::config::read(config_path)?;
     let name = source.name();
-    Some(Arc::new(move |names: &[Arc<str>]| {
-        let settings =
-            Settings::from_text(&name, &text, source.clone()).map_err(|e| e.to_string())?;
+    let needed = |r: &Rule| r.enabled && !RulePlan::of(r).reads_nothing();
+    let settings = Settings::from_text_keeping(&name, &text, source.clone(), &needed)?;
+    let compile: Compile = Arc::new(move |names: &[Arc<str>]| {
+        let asked = |r: &Rule| names.contains(&r.name);
+        let settings = Settings::from_text_keeping(&name, &text, source.clone(), &asked)
+            .map_err(|e| e.to_string())?;
         Ok(settings
             .rules
             .into_iter()
-            .filter(|r| names.contains(&r.name))
+            .filter(asked)
             .map(Arc::new)
             .collect())
-    }))
+    });
+    Ok((settings, compile))
 }
 
-/// Lets go of the compiled rules that have nothing to read now (most of the daemon's
-/// memory is compiled rules); the watchers compile a rule again when a log of its
-/// appears. The engine took every rule's numbers already.
+/// Lets go of the rules that have nothing to read now, and of those let go at the load;
+/// the watchers compile a rule again when a log of its appears. The engine took every
+/// rule's numbers already.
 fn keep_needed_rules(settings: &mut Settings) {
     settings
         .rules
-        .retain(|r| r.enabled && !RulePlan::of(r).reads_nothing());
+        .retain(|r| r.enabled && r.is_compiled() && !RulePlan::of(r).reads_nothing());
 }
 
 /// Says, one line per enabled rule, what it reads now, what it waits for, and warns of a

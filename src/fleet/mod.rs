@@ -22,10 +22,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use crossbeam_channel::Sender;
 
 use crate::config::RedisConfig;
-use crate::event::{Event, Link};
+use crate::event::{Event, EventSender, Link};
 use crate::metrics::Metrics;
 
 pub use connect::{Endpoint, EndpointError, SentinelView};
@@ -50,7 +49,7 @@ pub enum SpawnError {
 pub fn spawn(
     config: RedisConfig,
     own_server: String,
-    events: Sender<Event>,
+    events: EventSender,
     metrics: Arc<Metrics>,
 ) -> Result<JoinHandle<()>, SpawnError> {
     let endpoint = Endpoint::new(&config)?;

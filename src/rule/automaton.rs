@@ -152,6 +152,9 @@ impl Automaton {
         let mut message_map = Vec::new();
         let mut lines = Vec::new();
         let mut line_map = Vec::new();
+        if let Some(released) = rules.iter().find(|r| !r.is_compiled()) {
+            return Err(RuleError::Released(released.name.to_string()));
+        }
         for (r, rule) in rules.iter().enumerate() {
             for p in &rule.programs {
                 programs.push(format!("(?:{p})$"));
@@ -568,8 +571,9 @@ fn groups(
         pattern.backtrack.try_search(cache, &input, caps).ok()?;
         spans(&|g: usize| caps.get_group(g).map(|s| s.start..s.end))
     } else {
-        let locs = locs.get_or_insert_with(|| pattern.regex.capture_locations());
-        pattern.regex.captures_read(locs, text)?;
+        let regex = pattern.long_text_regex()?;
+        let locs = locs.get_or_insert_with(|| regex.capture_locations());
+        regex.captures_read(locs, text)?;
         spans(&|g: usize| locs.get(g).map(|(s, e)| s..e))
     }
 }

@@ -73,6 +73,8 @@ pub enum RuleError {
         "patterns[{index}] `{regex}`: `session: pid` names the session by the syslog tag's process id: the pattern may not also have a `session` group, and the rule needs `programs`"
     )]
     SessionPid { index: usize, regex: String },
+    #[error("rule `{0}` was let go (it had nothing to read) and is not compiled again")]
+    Released(String),
     #[error("patterns combined: {0}")]
     Combined(String),
 }

@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset};
@@ -50,8 +50,10 @@ struct Pattern {
     /// The expanded source, for the automaton.
     source: String,
     /// For texts too long for the backtracker (rare: it takes lines of a few KiB),
-    /// anchored at the start.
-    regex: Regex,
+    /// anchored at the start: built from `source` when first needed (`long_text_regex`),
+    /// since most patterns never meet such a text and a built regex is most of a
+    /// compiled pattern's memory.
+    regex: OnceLock<Regex>,
     /// Finds the groups inside a text the automaton said matches.
     backtrack: BoundedBacktracker,
     /// Capture group index of the address; `None` for an `ignore` pattern, or a pattern
@@ -96,6 +98,8 @@ pub struct Rule {
     untagged: bool,
     own_format: bool,
     patterns: Vec<Pattern>,
+    /// Let go (`release`): the patterns are gone.
+    released: bool,
 }
 
 /// A matched line, read.
@@ -204,7 +208,21 @@ impl Rule {
             untagged: file.untagged,
             own_format,
             patterns,
+            released: false,
         })
+    }
+
+    /// Lets go of the compiled patterns, most of a rule's memory, keeping what the rule
+    /// is (name, files, journal, numbers): for a rule the daemon does not run now. It is
+    /// compiled again from its file when it must run; an automaton refuses it meanwhile.
+    pub fn release(&mut self) {
+        self.patterns = Vec::new();
+        self.released = true;
+    }
+
+    /// Whether the patterns are there (not `release`d).
+    pub fn is_compiled(&self) -> bool {
+        !self.released
     }
 
     /// How many patterns the rule has in its mode.
@@ -325,8 +343,8 @@ fn compile_pattern(
         }
         other => other.map_err(placeholder)?,
     };
-    let anchored = build(&format!("^(?:{expanded})")).map_err(|e| bad(e.to_string()))?;
-    let group = |name: &str| anchored.capture_names().position(|n| n == Some(name));
+    let checked = build(&anchored(&expanded)).map_err(|e| bad(e.to_string()))?;
+    let group = |name: &str| checked.capture_names().position(|n| n == Some(name));
     let ip_group = group(IP_GROUP);
     let time_group = group("time");
     let session_group = group(SESSION_GROUP);
@@ -364,7 +382,9 @@ fn compile_pattern(
         .map_err(|e| bad(e.to_string()))?;
     Ok(Pattern {
         source: expanded,
-        regex: anchored,
+        // Built above to check the pattern and find its groups; built again, the same,
+        // if a text too long for the backtracker comes.
+        regex: OnceLock::new(),
         backtrack,
         ip_group,
         time_group,
@@ -375,6 +395,28 @@ fn compile_pattern(
         instant: spec.instant,
         ignore: spec.ignore,
     })
+}
+
+impl Pattern {
+    /// The regex for texts too long for the backtracker, built at its first use. The
+    /// same source built when the rule was compiled, so it builds; `None` if it does not.
+    fn long_text_regex(&self) -> Option<&Regex> {
+        if let Some(regex) = self.regex.get() {
+            return Some(regex);
+        }
+        match build(&anchored(&self.source)) {
+            Ok(regex) => Some(self.regex.get_or_init(|| regex)),
+            Err(e) => {
+                log::error!("pattern `{}`: {e}", self.source);
+                None
+            }
+        }
+    }
+}
+
+/// The pattern anchored at the start of the text.
+fn anchored(expanded: &str) -> String {
+    format!("^(?:{expanded})")
 }
 
 /// Matches become journalctl arguments: a field name, `=`, a value, never an option; or
@@ -486,6 +528,21 @@ mod tests {
             })
         });
         out
+    }
+
+    #[test]
+    fn a_text_too_long_for_the_backtracker_is_matched_by_the_regex_built_then() {
+        let r =
+            rule("name: t\nprograms: [prog]\npatterns:\n  - 'bad (?:\\S+ )*from <IP>$'\n").unwrap();
+        let pattern = &r.patterns[0];
+        assert!(pattern.regex.get().is_none(), "not built with the rule");
+        let words = "w ".repeat(pattern.backtrack.max_haystack_len());
+        let line = format!("Nov 26 01:02:03 host prog[1]: bad {words}from 192.0.2.9");
+        assert!(line.len() > pattern.backtrack.max_haystack_len());
+        let hit = find(&r, line.as_bytes()).unwrap();
+        assert_eq!(hit, (Some("192.0.2.9".parse().unwrap()), false));
+        let short = find(&r, b"Nov 26 01:02:03 host prog[1]: bad w from 192.0.2.7").unwrap();
+        assert_eq!(short.0, Some("192.0.2.7".parse().unwrap()));
     }
 
     #[test]

@@ -10,8 +10,15 @@ use super::{Limits, Origin, Rule, RuleError, load_sources};
 use crate::config::{ADMIN_RULE, Config, ConfigError};
 
 /// Compiles every known rule with `config`'s overrides. `name` and `text` are the
-/// configuration's, for locating an override that names no rule.
-pub fn compile_rules(name: &Path, text: &str, config: &Config) -> Result<Vec<Rule>, ConfigError> {
+/// configuration's, for locating an override that names no rule. A rule `keep` turns
+/// down is checked (compiled) and let go at once (`Rule::release`), before the next one
+/// is compiled: the daemon never holds every rule compiled at the same time.
+pub fn compile_rules(
+    name: &Path,
+    text: &str,
+    config: &Config,
+    keep: &dyn Fn(&Rule) -> bool,
+) -> Result<Vec<Rule>, ConfigError> {
     let sources = load_sources(&config.rules_dir)?;
     for key in config.rules.keys() {
         if !sources.iter().any(|s| &s.file.name == key) {
@@ -105,6 +112,10 @@ pub fn compile_rules(name: &Path, text: &str, config: &Config) -> Result<Vec<Rul
                     ),
                 }
             })?;
+        let mut rule = rule;
+        if !keep(&rule) {
+            rule.release();
+        }
         rules.push(rule);
     }
     Ok(rules)
@@ -113,7 +124,7 @@ pub fn compile_rules(name: &Path, text: &str, config: &Config) -> Result<Vec<Rul
 /// The key of a rule file an error is about, to point at its line.
 fn error_key(e: &RuleError) -> &'static str {
     match e {
-        RuleError::BadName(_) => "name",
+        RuleError::BadName(_) | RuleError::Released(_) => "name",
         RuleError::Program { .. } | RuleError::UntaggedWithoutPrograms => "programs",
         RuleError::JournalMatch(_) | RuleError::JournalPlus => "journal",
         RuleError::TimeFormat(_) | RuleError::TimeFormatWithoutOwnFormat => "time_format",
@@ -159,7 +170,7 @@ mod tests {
     fn load(text: &str) -> Result<Loaded, ConfigError> {
         let name = Path::new("/etc/pyfilter/pyfilter.yml");
         let config = parse(name, text)?;
-        let rules = compile_rules(name, text, &config)?;
+        let rules = compile_rules(name, text, &config, &|_| true)?;
         Ok(Loaded { config, rules })
     }
 
@@ -271,5 +282,30 @@ mod tests {
             e.to_string().contains("bad.yml:2:") && e.message.contains("no <IP>"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn rules_turned_down_are_checked_then_let_go() {
+        let name = Path::new("/etc/pyfilter/pyfilter.yml");
+        let sshd = |r: &Rule| &*r.name == "sshd";
+        let rules = compile_rules(name, "", &parse(name, "").unwrap(), &sshd).unwrap();
+        let kept: Vec<&Rule> = rules.iter().filter(|r| r.is_compiled()).collect();
+        assert_eq!(kept.len(), 1);
+        assert!(sshd(kept[0]) && kept[0].pattern_count() > 0);
+        let other = rules.iter().find(|r| !sshd(r)).unwrap();
+        assert_eq!(other.pattern_count(), 0, "its patterns are gone");
+        assert!(other.limits.failed_attempts.get() > 0 && !other.log_files.is_empty());
+        let refused = crate::rule::Automaton::new(vec![std::sync::Arc::new(other.clone())]);
+        assert!(matches!(refused, Err(RuleError::Released(n)) if n == *other.name));
+        // A rule turned down is checked all the same.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("bad.yml"),
+            "name: bad\npatterns:\n  - 'no ip here'\n",
+        )
+        .unwrap();
+        let text = format!("rules_dir: {}\n", dir.path().display());
+        let e = compile_rules(name, &text, &parse(name, &text).unwrap(), &|_| false).unwrap_err();
+        assert!(e.message.contains("no <IP>"), "{e}");
     }
 }

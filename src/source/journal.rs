@@ -56,7 +56,8 @@ pub fn reads_journal(rule: &Rule) -> bool {
     !any_file && (rule.log_files.is_empty() || available(spec))
 }
 
-/// Starts a journal thread for every rule that reads the journal.
+/// Starts a journal thread for every rule that reads the journal (compiling again a rule
+/// let go at the load, when it had nothing to read).
 pub fn spawn_all<'a>(
     rules: impl Iterator<Item = &'a Rule>,
     cursors: &Cursors,
@@ -64,8 +65,26 @@ pub fn spawn_all<'a>(
 ) -> Vec<JoinHandle<()>> {
     rules
         .filter(|r| reads_journal(r))
-        .map(|rule| {
-            let rule = Arc::new(rule.clone());
+        .filter_map(|rule| {
+            let rule = if rule.is_compiled() {
+                Arc::new(rule.clone())
+            } else {
+                let compiled = ctx.compile.as_ref().map_or_else(
+                    || Err("no configuration to compile it from".to_string()),
+                    |compile| compile(std::slice::from_ref(&rule.name)),
+                );
+                match compiled.map(|mut c| c.pop()) {
+                    Ok(Some(rule)) => rule,
+                    Ok(None) => return None,
+                    Err(e) => {
+                        log::error!(
+                            "rule {}: cannot read the journal: it does not compile now: {e}",
+                            rule.name
+                        );
+                        return None;
+                    }
+                }
+            };
             let cursor = cursors.get(&*rule.name).cloned();
             let ctx = ctx.clone();
             log::info!(
@@ -73,10 +92,12 @@ pub fn spawn_all<'a>(
                 rule.name,
                 describe(rule.journal.as_ref().expect("reads_journal checked"))
             );
-            std::thread::Builder::new()
-                .name(format!("journal {}", rule.name))
-                .spawn(move || supervise(&rule, cursor, &ctx))
-                .expect("spawning a thread")
+            Some(
+                std::thread::Builder::new()
+                    .name(format!("journal {}", rule.name))
+                    .spawn(move || supervise(&rule, cursor, &ctx))
+                    .expect("spawning a thread"),
+            )
         })
         .collect()
 }

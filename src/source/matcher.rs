@@ -13,9 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use chrono::{DateTime, FixedOffset, Local};
-use crossbeam_channel::Sender;
 
-use crate::event::{Attempt, Event};
+use crate::event::{Attempt, Event, EventSender};
 use crate::metrics::{Metrics, RuleStats};
 use crate::rule::{Automaton, Found, Rule, RuleError, Scratch, Skip};
 use crate::status::SourceCounters;
@@ -38,7 +37,7 @@ pub struct Matcher {
     /// Each rule's counters, beside the automaton's rules: taken once, so counting needs
     /// no lock.
     stats: Vec<Arc<RuleStats>>,
-    events: Sender<Event>,
+    events: EventSender,
     metrics: Arc<Metrics>,
     /// The source's own counts, which `status` shows.
     counters: Arc<SourceCounters>,
@@ -53,7 +52,7 @@ impl Matcher {
     pub fn new(
         input: Input,
         rules: &[Arc<Rule>],
-        events: Sender<Event>,
+        events: EventSender,
         metrics: Arc<Metrics>,
         counters: Arc<SourceCounters>,
     ) -> Result<Matcher, RuleError> {
@@ -166,10 +165,9 @@ mod tests {
     use std::num::NonZeroU32;
     use std::time::Duration;
 
-    use crossbeam_channel::{Receiver, unbounded};
-
     use super::*;
     use crate::duration::BanTime;
+    use crate::event::EventReceiver;
     use crate::metrics::LINES_READ;
     use crate::rule::{Limits, Origin, RuleFile};
 
@@ -190,8 +188,8 @@ mod tests {
         )
     }
 
-    fn matcher(rules: &[Arc<Rule>]) -> (Matcher, Receiver<Event>, Arc<Metrics>) {
-        let (tx, rx) = unbounded();
+    fn matcher(rules: &[Arc<Rule>]) -> (Matcher, EventReceiver, Arc<Metrics>) {
+        let (tx, rx) = crate::event::queue(1 << 16);
         let metrics = Arc::new(Metrics::default());
         let m = Matcher::new(
             Input::File("/var/log/test.log".into()),
@@ -204,7 +202,7 @@ mod tests {
         (m, rx, metrics)
     }
 
-    fn attempts(rx: &Receiver<Event>) -> Vec<Attempt> {
+    fn attempts(rx: &EventReceiver) -> Vec<Attempt> {
         rx.try_iter()
             .map(|e| match e {
                 Event::Attempt(a) => a,

@@ -48,7 +48,8 @@ pub struct LogSpec {
 
 /// Groups the enabled rules by log path (one thread per file, however many rules read
 /// it). A rule reading its journal keeps its files here: they are followed when they
-/// appear.
+/// appear. A rule let go (`Rule::release`) is there by name, compiled when a log of its
+/// appears.
 pub fn log_specs<'a>(rules: impl Iterator<Item = &'a Rule>) -> Vec<LogSpec> {
     let mut specs: Vec<LogSpec> = Vec::new();
     for rule in rules {
@@ -67,7 +68,9 @@ pub fn log_specs<'a>(rules: impl Iterator<Item = &'a Rule>) -> Vec<LogSpec> {
                     specs.last_mut().expect("pushed")
                 }
             };
-            spec.rules.push(Arc::clone(&rule));
+            if rule.is_compiled() {
+                spec.rules.push(Arc::clone(&rule));
+            }
             spec.names.push(Arc::clone(&rule.name));
             if on_journal {
                 spec.journal_rules.push(rule.name.to_string());
@@ -150,7 +153,7 @@ pub fn spawn_all(specs: Vec<LogSpec>, positions: &Positions, ctx: &WatchContext)
         ended,
         restarts: Vec::new(),
     };
-    for spec in specs {
+    for mut spec in specs {
         if is_glob(&spec.path) {
             sup.globs.push(Glob {
                 watches: WatchSet::new(spec.path.clone()),
@@ -160,8 +163,16 @@ pub fn spawn_all(specs: Vec<LogSpec>, positions: &Positions, ctx: &WatchContext)
         } else {
             let path = PathBuf::from(&spec.path);
             let counters = Arc::default();
-            if path.is_file() {
-                sup.start(path, spec.rules, counters, Fresh::AtEnd);
+            // A rule let go at the load, its log there since, is compiled now.
+            let rules = path.is_file().then(|| sup.compiled(&mut spec));
+            if let Some(Err(e)) = &rules {
+                log::error!(
+                    "{}: its rules do not compile now: {e}; tried again at its next change, followed after a reload",
+                    path.display()
+                );
+            }
+            if let Some(Ok(rules)) = rules {
+                sup.start(path, rules, counters, Fresh::AtEnd);
             } else {
                 report_absent(ctx, &path, &spec, &counters);
                 sup.waiting.push(Waiting {

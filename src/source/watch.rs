@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, after, bounded, never, select};
 
-use crate::event::{Event, Position};
+use crate::event::{Event, EventSender, Position};
 use crate::metrics::Metrics;
 use crate::rule::{Rule, RuleError};
 use crate::source::follow::Follower;
@@ -35,7 +35,7 @@ const CUT_LOG_EVERY: Duration = Duration::from_secs(60);
 /// What every source thread needs.
 #[derive(Clone)]
 pub struct WatchContext {
-    pub events: Sender<Event>,
+    pub events: EventSender,
     /// Disconnected (its sender dropped) when the watchers must stop.
     pub stop: Receiver<()>,
     pub max_line: usize,
@@ -277,11 +277,10 @@ impl FileWatch {
 mod tests {
     use std::io::Write;
 
-    use crossbeam_channel::unbounded;
-
     use super::*;
+    use crate::event::EventReceiver;
 
-    fn ctx(events: Sender<Event>, stop: Receiver<()>, hub: Hub) -> WatchContext {
+    fn ctx(events: EventSender, stop: Receiver<()>, hub: Hub) -> WatchContext {
         WatchContext {
             events,
             stop,
@@ -304,7 +303,7 @@ mod tests {
     }
 
     /// The next state reported.
-    fn next_state(events: &Receiver<Event>) -> SourceState {
+    fn next_state(events: &EventReceiver) -> SourceState {
         loop {
             match events.recv_timeout(Duration::from_secs(3)) {
                 Ok(Event::Source(news)) => return news.state,
@@ -315,7 +314,7 @@ mod tests {
     }
 
     /// Offsets sent, in order, until `want` is reached, and the states reported.
-    fn offsets_until(events: &Receiver<Event>, want: u64) -> (Vec<u64>, Vec<SourceState>) {
+    fn offsets_until(events: &EventReceiver, want: u64) -> (Vec<u64>, Vec<SourceState>) {
         let mut seen = Vec::new();
         let mut states = Vec::new();
         while seen.last() != Some(&want) {
@@ -340,7 +339,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("a.log");
         append(&log, "");
-        let (tx, events) = unbounded();
+        let (tx, events) = crate::event::queue(1 << 16);
         let (stop_tx, stop) = bounded::<()>(0);
         let mut follower = Follower::new(&log, 1024);
         follower
