@@ -162,7 +162,9 @@ impl Bookkeeping {
             Ok(()) => {
                 self.positions.clear();
                 self.cursors.clear();
-                self.counts.clear();
+                // A flood of a million addresses leaves a map of a million changes: let
+                // its room go with it, not only its entries.
+                self.counts = CountChanges::new();
             }
             Err(e) => {
                 log::warn!("cannot save log positions and counts yet: {e}");
