@@ -546,6 +546,67 @@ fn the_journal_is_followed_and_resumed_from_its_cursor() {
 }
 
 #[test]
+fn the_rules_reading_one_journal_share_one_journalctl_and_each_gets_its_entries() {
+    let ns = Netns::new();
+    let s = Setup::new("");
+    let journal = s.path("system.journal");
+    s.write_config(&format!(
+        "failed_attempts: 1\nenabled_rules: [sshd, dropbear]\nrules:\n  sshd: {{ log_files: [], journal: {{ file: '{j}', match: [_COMM=sshd] }} }}\n  dropbear: {{ log_files: [], journal: {{ file: '{j}', match: [_COMM=dropbear] }} }}",
+        j = journal.display()
+    ));
+    journal_entry(&journal, "web1", "cron", 1, "started");
+    let d = Daemon::start(&s, &ns);
+    d.wait_log("following the journal for dropbear");
+    // The journalctl processes reading this test's journal file (its path is unique).
+    let file = journal.display().to_string();
+    let journalctls = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|p| {
+                std::fs::read(p.path().join("cmdline")).is_ok_and(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.starts_with("journalctl\0") && c.contains(&file)
+                })
+            })
+            .count()
+    };
+    wait_for(Duration::from_secs(5), "journalctl to start", || {
+        journalctls() > 0
+    });
+    assert_eq!(journalctls(), 1, "one journalctl for both rules");
+    std::thread::sleep(Duration::from_millis(300));
+    journal_entry(
+        &journal,
+        "web1",
+        "sshd",
+        4242,
+        "Failed password for root from 192.0.2.160 port 22 ssh2",
+    );
+    journal_entry(
+        &journal,
+        "web1",
+        "dropbear",
+        4243,
+        "Bad password attempt for 'root' from 192.0.2.161:50022",
+    );
+    // sshd's words from dropbear's process are not sshd's, and the other way round.
+    journal_entry(
+        &journal,
+        "web1",
+        "dropbear",
+        4244,
+        "Failed password for root from 192.0.2.162 port 22 ssh2",
+    );
+    ban_appears(&ns, "192.0.2.160");
+    ban_appears(&ns, "192.0.2.161");
+    assert!(!ns.has_ban("192.0.2.162"));
+    let out = d.output();
+    assert!(out.contains("banned 192.0.2.160 (rule sshd"), "{out}");
+    assert!(out.contains("banned 192.0.2.161 (rule dropbear"), "{out}");
+}
+
+#[test]
 fn repeat_offenders_are_banned_longer_each_time() {
     let ns = Netns::new();
     let s =
