@@ -9,7 +9,8 @@ what start-up touched once it has been quiet for 20 s):
 For each: VmRSS (target <= 8 MiB for the default; fail2ban-rs idles at 8.0 MB on this
 machine kind), and from /proc/PID/smaps where it stands: the binary's own pages, the heap,
 other anonymous maps, libc and the loader, the rest; then threads, inotify instances
-(target: 1) and open descriptors.
+(target: 1), open descriptors, and the child processes (the one journalctl the rules
+reading the journal share, where the host has a journal) with their own VmRSS.
 """
 
 import glob
@@ -137,6 +138,25 @@ def in_netns(ctx, res):
     res["threads"] = int(status["Threads"])
     res["kinds"] = smaps(pid, ctx["pyfilter"])
     res["inotify"], res["fds"] = descriptors(pid)
+    res["children"] = children(pid)
+
+
+def children(pid):
+    """[(command, VmRSS KiB)] of the daemon's child processes (a journalctl shared by the
+    rules that read the journal, where one is there): not in the daemon's VmRSS."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                status = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+        except OSError:
+            continue
+        if status.get("PPid", "").strip() == str(pid):
+            rss = int(status.get("VmRSS", "0 kB").split()[0])
+            found.append((status.get("Name", "?").strip(), rss))
+    return found
 
 
 def report(run, res):
@@ -162,6 +182,13 @@ def report(run, res):
             f"inotify instances {r['inotify']} (target {INOTIFY_TARGET}: "
             f"{verdict(ino_ok)}), descriptors {r['fds']}, ready after "
             f"{r['startup_ms']:.0f} ms")
+        kids = r.get("children") or []
+        if kids:
+            names = ", ".join(sorted({n for n, _ in kids}))
+            say(f"      child processes {len(kids)} ({names}), "
+                f"{mib(sum(k for _, k in kids))} besides")
+        else:
+            say("      child processes none (no rule reads the journal here)")
         if phase == "default" and not rss_ok:
             misses.append(f"footprint: idle VmRSS {mib(r['rss_kb'])} with the default "
                           f"configuration (target <= {mib(RSS_TARGET_KB)})")
