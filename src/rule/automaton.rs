@@ -265,22 +265,10 @@ impl Automaton {
         let reference = at.with_timezone(&Local);
         let all = message.len();
         let when = When::Known(at);
-        if self.message.is_some() {
+        // `search` passes over a source no rule reads.
+        for source in [Source::Message, Source::Line] {
             self.search(
-                Source::Message,
-                message,
-                0..all,
-                pid,
-                when,
-                Want::All,
-                reference,
-                scratch,
-                &mut each,
-            );
-        }
-        if self.line.is_some() {
-            self.search(
-                Source::Line,
+                source,
                 message,
                 0..all,
                 pid,

@@ -207,7 +207,14 @@ struct Cursor<'a> {
     i: usize,
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
+    fn new(text: &'a str) -> Cursor<'a> {
+        Cursor {
+            b: text.as_bytes(),
+            i: 0,
+        }
+    }
+
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
@@ -345,10 +352,7 @@ impl Cursor<'_> {
 
 /// `[Www ]Mmm dd [yyyy ]hh:mm:ss[.frac][ yyyy]`.
 fn read_syslog(text: &str, reference: DateTime<Local>) -> Option<DateTime<FixedOffset>> {
-    let mut c = Cursor {
-        b: text.as_bytes(),
-        i: 0,
-    };
+    let mut c = Cursor::new(text);
     if let Some(w) = text.get(..4)
         && WEEKDAYS.iter().any(|d| w.starts_with(d))
         && w.ends_with(' ')
@@ -390,10 +394,7 @@ fn read_syslog(text: &str, reference: DateTime<Local>) -> Option<DateTime<FixedO
 
 /// `YYYY-MM-DD[T ]hh:mm:ss[.frac][ ][offset]`, or `/` between the date's parts.
 fn read_iso(text: &str) -> Option<DateTime<FixedOffset>> {
-    let mut c = Cursor {
-        b: text.as_bytes(),
-        i: 0,
-    };
+    let mut c = Cursor::new(text);
     let year = c.number(4, 4)? as i32;
     let sep = c.peek()?;
     if sep != b'-' && sep != b'/' {
@@ -413,19 +414,13 @@ fn read_iso(text: &str) -> Option<DateTime<FixedOffset>> {
         c.i = save;
         (c.spaces() == 1).then(|| c.offset()).flatten()
     });
-    match offset {
-        Some(offset) => offset.from_local_datetime(&naive).single(),
-        None => local(naive),
-    }
+    zoned(naive, offset)
 }
 
 /// `dd/Mmm/yyyy:hh:mm:ss[ offset]` (the common log format), the month in English or in
 /// another language (`LOCALIZED_MONTHS`).
 fn read_clf(text: &str) -> Option<DateTime<FixedOffset>> {
-    let mut c = Cursor {
-        b: text.as_bytes(),
-        i: 0,
-    };
+    let mut c = Cursor::new(text);
     let day = c.number(1, 2)?;
     c.eat(b'/').then_some(())?;
     let save = c.i;
@@ -443,18 +438,12 @@ fn read_clf(text: &str) -> Option<DateTime<FixedOffset>> {
     let time = c.clock()?;
     let naive = NaiveDate::from_ymd_opt(year, month, day)?.and_time(time);
     c.spaces();
-    match c.offset() {
-        Some(offset) => offset.from_local_datetime(&naive).single(),
-        None => local(naive),
-    }
+    zoned(naive, c.offset())
 }
 
 /// MySQL before 5.7: `yymmdd hh:mm:ss`, the hour padded with a space or not.
 fn read_mysql(text: &str) -> Option<DateTime<FixedOffset>> {
-    let mut c = Cursor {
-        b: text.as_bytes(),
-        i: 0,
-    };
+    let mut c = Cursor::new(text);
     let date = c.number(6, 6)?;
     if c.spaces() == 0 {
         return None;
@@ -478,10 +467,7 @@ fn read_tai64n(text: &str) -> Option<DateTime<FixedOffset>> {
 
 /// Seconds since the epoch, a fraction allowed.
 fn read_epoch(text: &str) -> Option<DateTime<FixedOffset>> {
-    let mut c = Cursor {
-        b: text.as_bytes(),
-        i: 0,
-    };
+    let mut c = Cursor::new(text);
     let secs = c.number(9, 11)?;
     let nanos = c.fraction();
     DateTime::<Utc>::from_timestamp(i64::from(secs), nanos).map(|t| t.fixed_offset())
@@ -532,6 +518,14 @@ fn on_the_reference_day(
         Some(at)
     } else {
         local(day.pred_opt()?.and_time(time))
+    }
+}
+
+/// `naive` at `offset`, or in local time when the text gave none.
+fn zoned(naive: NaiveDateTime, offset: Option<FixedOffset>) -> Option<DateTime<FixedOffset>> {
+    match offset {
+        Some(offset) => offset.from_local_datetime(&naive).single(),
+        None => local(naive),
     }
 }
 

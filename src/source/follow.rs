@@ -320,11 +320,12 @@ fn is_other_file(meta: &Metadata, inode: u64) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
 
-    fn append(path: &Path, text: &str) {
+    /// Appends as a logger does (the file threads' tests use it too).
+    pub(crate) fn append(path: &Path, text: &str) {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)

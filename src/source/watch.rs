@@ -275,7 +275,7 @@ impl FileWatch {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
+    use crate::source::follow::tests::append;
 
     use super::*;
     use crate::event::EventReceiver;
@@ -290,16 +290,6 @@ mod tests {
             poll_interval: Duration::from_millis(50),
             compile: None,
         }
-    }
-
-    fn append(path: &Path, text: &str) {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
     }
 
     /// The next state reported.
