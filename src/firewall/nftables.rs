@@ -4,12 +4,17 @@
 //! `v4`/`v6` for addresses, `net4`/`net6` (`flags interval`) for CIDR blocks, all with
 //! `flags timeout` so the kernel expires bans — and one base chain per configured hook
 //! (`input` by default; add `forward` for containers) whose rules drop or reject members.
-//! Every change is one transaction fed to `nft -f -`; nothing outside the table is
-//! touched, and `flush` deletes the table.
+//! Every change is one transaction: bans and unbans of single addresses go straight to
+//! the kernel over netlink (`netlink`), everything else — the structure, restores,
+//! blocks, and any change netlink could not make — is fed to `nft -f -`. Nothing outside
+//! the table is touched, and `flush` deletes the table.
+
+use std::time::Duration;
 
 use ipnet::IpNet;
 
 use super::iptables::Family;
+use super::netlink::{Change, SetElements};
 use super::{Entry, Firewall, FirewallError, output, run, run_script};
 use crate::config::{Action, FirewallConfig};
 
@@ -19,6 +24,11 @@ pub struct Nftables {
     priority: i32,
     action: Action,
     maxelem: u32,
+    /// The netlink socket, opened on first use; `None` again after a failure, so the
+    /// next change opens a fresh one.
+    netlink: Option<SetElements>,
+    /// Netlink to nf_tables cannot be opened here at all: every change goes to `nft`.
+    no_netlink: bool,
 }
 
 /// (set, element type, flags, match keyword)
@@ -39,6 +49,12 @@ fn set_of(net: &IpNet) -> &'static str {
     }
 }
 
+/// Whether a set holds single addresses (whose changes netlink makes) rather than
+/// blocks (interval sets, left to `nft`, which turns a block into a range).
+fn holds_addresses(set: &str) -> bool {
+    set == "v4" || set == "v6"
+}
+
 /// Elements per `add element` statement, to keep lines reasonable in huge restores.
 const CHUNK: usize = 2000;
 
@@ -50,6 +66,38 @@ impl Nftables {
             priority: config.priority,
             action: config.action,
             maxelem: config.maxelem,
+            netlink: None,
+            no_netlink: false,
+        }
+    }
+
+    /// Makes `changes` to the address set `set` over netlink. `false` when that could
+    /// not be done — the changes are then left to `nft`, which makes them or says in its
+    /// own words why not (a full set, a table deleted by hand).
+    fn direct(&mut self, set: &str, changes: &[Change]) -> bool {
+        if self.netlink.is_none() && !self.no_netlink {
+            match SetElements::open() {
+                Ok(socket) => self.netlink = Some(socket),
+                Err(e) => {
+                    log::warn!(
+                        "nftables: cannot open netlink to nf_tables ({e}); every change will start `nft`"
+                    );
+                    self.no_netlink = true;
+                }
+            }
+        }
+        let Some(socket) = self.netlink.as_mut() else {
+            return false;
+        };
+        match socket.apply(&self.table, set, changes) {
+            Ok(()) => true,
+            Err(e) => {
+                log::debug!(
+                    "nftables: netlink change of set {set} failed ({e}); handing it to nft"
+                );
+                self.netlink = None;
+                false
+            }
         }
     }
 
@@ -153,7 +201,22 @@ impl Firewall for Nftables {
         let mut script = String::new();
         for (name, _, _, _) in SETS {
             let mine: Vec<&Entry> = bans.iter().filter(|e| set_of(&e.net) == name).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            if holds_addresses(name) {
+                let changes: Vec<Change> = mine
+                    .iter()
+                    .map(|e| Change::Add(e.net.addr(), e.timeout_secs().map(Duration::from_secs)))
+                    .collect();
+                if self.direct(name, &changes) {
+                    continue;
+                }
+            }
             self.add_elements(&mut script, &mine, name);
+        }
+        if script.is_empty() {
+            return Ok(());
         }
         self.apply(&script, &crate::words::counted(bans.len(), "ban"))
     }
@@ -163,12 +226,22 @@ impl Firewall for Nftables {
     fn unban(&mut self, nets: &[IpNet]) -> Result<(), FirewallError> {
         let mut script = String::new();
         for (name, _, _, _) in SETS {
-            let mine: Vec<String> = nets
+            let theirs: Vec<&IpNet> = nets.iter().filter(|n| set_of(n) == name).collect();
+            if theirs.is_empty() {
+                continue;
+            }
+            if holds_addresses(name) {
+                let changes: Vec<Change> =
+                    theirs.iter().map(|n| Change::Delete(n.addr())).collect();
+                if self.direct(name, &changes) {
+                    continue;
+                }
+            }
+            let mine: Vec<String> = theirs
                 .iter()
-                .filter(|n| set_of(n) == name)
                 .map(|n| {
                     Self::element(&Entry {
-                        net: *n,
+                        net: **n,
                         timeout: None,
                     })
                 })
@@ -184,6 +257,9 @@ impl Firewall for Nftables {
                     self.table
                 ));
             }
+        }
+        if script.is_empty() {
+            return Ok(());
         }
         self.apply(&script, &crate::words::counted(nets.len(), "unban"))
     }
