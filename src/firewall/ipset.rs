@@ -10,6 +10,7 @@
 use ipnet::IpNet;
 
 use super::iptables::{Chains, Family};
+use super::netlink::{Change, Direct, IpsetMembers};
 use super::{Entry, Firewall, FirewallError, output, run, run_script};
 use crate::config::{Action, FirewallConfig};
 
@@ -18,6 +19,9 @@ pub struct Ipset {
     action: Action,
     base: String,
     maxelem: u32,
+    /// Where changes of single addresses go first; blocks and whatever it could not do
+    /// go to `ipset restore`.
+    netlink: Direct<IpsetMembers>,
 }
 
 /// Which of the four sets a network belongs in.
@@ -45,6 +49,7 @@ impl Ipset {
             action: config.action,
             base: config.set.clone(),
             maxelem: config.maxelem,
+            netlink: Direct::new(IpsetMembers::open, "ipset"),
         }
     }
 
@@ -152,28 +157,57 @@ impl Firewall for Ipset {
     }
 
     fn ban(&mut self, bans: &[Entry]) -> Result<(), FirewallError> {
-        let script: String = bans
+        let mut rest: Vec<&Entry> = Vec::new();
+        for suffix in ["-v4", "-v6"] {
+            let mine: Vec<&Entry> = bans.iter().filter(|e| kind(&e.net).0 == suffix).collect();
+            let changes: Vec<Change> = mine
+                .iter()
+                .map(|e| Change::Add(e.net.addr(), e.timeout))
+                .collect();
+            let set = self.set(suffix);
+            if !changes.is_empty() && !self.netlink.apply(&set, |m| m.apply(&set, &changes)) {
+                rest.extend(mine);
+            }
+        }
+        rest.extend(bans.iter().filter(|e| kind(&e.net).1 == "hash:net"));
+        if rest.is_empty() {
+            return Ok(());
+        }
+        let script: String = rest
             .iter()
             .map(|e| self.add_line(e, &self.set(kind(&e.net).0)))
             .collect();
-        self.restore_script(&script, &crate::words::counted(bans.len(), "ban"))
+        self.restore_script(&script, &crate::words::counted(rest.len(), "ban"))
     }
 
     fn unban(&mut self, nets: &[IpNet]) -> Result<(), FirewallError> {
-        let script: String = nets
+        let mut rest: Vec<&IpNet> = Vec::new();
+        for suffix in ["-v4", "-v6"] {
+            let mine: Vec<&IpNet> = nets.iter().filter(|n| kind(n).0 == suffix).collect();
+            let changes: Vec<Change> = mine.iter().map(|n| Change::Delete(n.addr())).collect();
+            let set = self.set(suffix);
+            if !changes.is_empty() && !self.netlink.apply(&set, |m| m.apply(&set, &changes)) {
+                rest.extend(mine);
+            }
+        }
+        rest.extend(nets.iter().filter(|n| kind(n).1 == "hash:net"));
+        if rest.is_empty() {
+            return Ok(());
+        }
+        let script: String = rest
             .iter()
             .map(|n| {
                 format!(
                     "del {} {} -exist\n",
                     self.set(kind(n).0),
                     Self::member(&Entry {
-                        net: *n,
+                        net: **n,
                         timeout: None
                     })
                 )
             })
             .collect();
-        self.restore_script(&script, &crate::words::counted(nets.len(), "unban"))
+        self.restore_script(&script, &crate::words::counted(rest.len(), "unban"))
     }
 
     fn flush(&mut self) -> Result<(), FirewallError> {

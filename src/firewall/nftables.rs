@@ -14,7 +14,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::iptables::Family;
-use super::netlink::{Change, SetElements};
+use super::netlink::{Change, Direct, SetElements};
 use super::{Entry, Firewall, FirewallError, output, run, run_script};
 use crate::config::{Action, FirewallConfig};
 
@@ -24,11 +24,8 @@ pub struct Nftables {
     priority: i32,
     action: Action,
     maxelem: u32,
-    /// The netlink socket, opened on first use; `None` again after a failure, so the
-    /// next change opens a fresh one.
-    netlink: Option<SetElements>,
-    /// Netlink to nf_tables cannot be opened here at all: every change goes to `nft`.
-    no_netlink: bool,
+    /// Where changes of single addresses go first.
+    netlink: Direct<SetElements>,
 }
 
 /// (set, element type, flags, match keyword)
@@ -66,38 +63,7 @@ impl Nftables {
             priority: config.priority,
             action: config.action,
             maxelem: config.maxelem,
-            netlink: None,
-            no_netlink: false,
-        }
-    }
-
-    /// Makes `changes` to the address set `set` over netlink. `false` when that could
-    /// not be done — the changes are then left to `nft`, which makes them or says in its
-    /// own words why not (a full set, a table deleted by hand).
-    fn direct(&mut self, set: &str, changes: &[Change]) -> bool {
-        if self.netlink.is_none() && !self.no_netlink {
-            match SetElements::open() {
-                Ok(socket) => self.netlink = Some(socket),
-                Err(e) => {
-                    log::warn!(
-                        "nftables: cannot open netlink to nf_tables ({e}); every change will start `nft`"
-                    );
-                    self.no_netlink = true;
-                }
-            }
-        }
-        let Some(socket) = self.netlink.as_mut() else {
-            return false;
-        };
-        match socket.apply(&self.table, set, changes) {
-            Ok(()) => true,
-            Err(e) => {
-                log::debug!(
-                    "nftables: netlink change of set {set} failed ({e}); handing it to nft"
-                );
-                self.netlink = None;
-                false
-            }
+            netlink: Direct::new(SetElements::open, "nft"),
         }
     }
 
@@ -205,11 +171,15 @@ impl Firewall for Nftables {
                 continue;
             }
             if holds_addresses(name) {
+                let table = self.table.clone();
                 let changes: Vec<Change> = mine
                     .iter()
                     .map(|e| Change::Add(e.net.addr(), e.timeout_secs().map(Duration::from_secs)))
                     .collect();
-                if self.direct(name, &changes) {
+                if self
+                    .netlink
+                    .apply(name, |s| s.apply(&table, name, &changes))
+                {
                     continue;
                 }
             }
@@ -231,9 +201,13 @@ impl Firewall for Nftables {
                 continue;
             }
             if holds_addresses(name) {
+                let table = self.table.clone();
                 let changes: Vec<Change> =
                     theirs.iter().map(|n| Change::Delete(n.addr())).collect();
-                if self.direct(name, &changes) {
+                if self
+                    .netlink
+                    .apply(name, |s| s.apply(&table, name, &changes))
+                {
                     continue;
                 }
             }
