@@ -3,8 +3,8 @@
 //! Every operation is idempotent (banning a banned address or unbanning an unbanned one
 //! is a no-op), takes a whole batch at once (a burst of thousands of bans is one or two
 //! processes, not thousands), and runs external tools with argument vectors and scripts
-//! on standard input, never through a shell. nftables changes single addresses over
-//! netlink itself (`netlink`), without a process at all.
+//! on standard input, never through a shell. ipset and nftables change single addresses
+//! over netlink themselves (`netlink`), without a process at all.
 
 pub mod ipset;
 pub mod iptables;
