@@ -278,11 +278,8 @@ fn a_ban_the_store_lost_is_recorded_again_not_lifted() {
     redis.cli(&["HDEL", "pyfilter:active", "192.0.2.80/32"]);
     redis.cli(&["ZREM", "pyfilter:expiry", "192.0.2.80/32"]);
     redis.cli(&["ZREM", "pyfilter:history", id.trim()]);
-    redis.cli(&[
-        "DEL",
-        &format!("pyfilter:ban:{}", id.trim()),
-        "pyfilter:bans_of:192.0.2.80/32",
-    ]);
+    redis.cli(&["HDEL", "pyfilter:records", id.trim()]);
+    redis.cli(&["HDEL", "pyfilter:offences", "192.0.2.80/32"]);
     wait_for(WAIT, "a to record it again", || {
         a.log().contains("the store lost the ban of 192.0.2.80")
     });
