@@ -59,7 +59,13 @@ pub enum Command {
         json: bool,
     },
     /// Lift bans whose time is up and drop history past history_retention.
-    Prune,
+    Prune {
+        /// With Redis: rewrite a store written before layout 2 into it (a third of the
+        /// memory). Run it once every server of the fleet runs this version: older ones
+        /// cannot read layout 2.
+        #[arg(long)]
+        compact: bool,
+    },
     /// Dry run of the whole pipeline over files; firewall and store untouched.
     Scan(ScanArgs),
     /// Validate the configuration and rules and print what would run.

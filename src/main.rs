@@ -91,7 +91,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Unban { ip } => cmd::unban::run(&settings, ip),
         Command::List { json, all } => cmd::list::run(&settings, *json, *all),
         Command::Show { ip, json } => cmd::show::run(&settings, ip, *json),
-        Command::Prune => cmd::prune::run(&settings),
+        Command::Prune { compact } => cmd::prune::run(&settings, *compact),
         Command::Scan(args) => cmd::scan::run(&settings, args),
         Command::Check { show_regex, json } => {
             cmd::check::run(&settings, show_regex.as_deref(), *json)

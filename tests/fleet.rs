@@ -278,11 +278,8 @@ fn a_ban_the_store_lost_is_recorded_again_not_lifted() {
     redis.cli(&["HDEL", "pyfilter:active", "192.0.2.80/32"]);
     redis.cli(&["ZREM", "pyfilter:expiry", "192.0.2.80/32"]);
     redis.cli(&["ZREM", "pyfilter:history", id.trim()]);
-    redis.cli(&[
-        "DEL",
-        &format!("pyfilter:ban:{}", id.trim()),
-        "pyfilter:bans_of:192.0.2.80/32",
-    ]);
+    redis.cli(&["HDEL", "pyfilter:records", id.trim()]);
+    redis.cli(&["HDEL", "pyfilter:offences", "192.0.2.80/32"]);
     wait_for(WAIT, "a to record it again", || {
         a.log().contains("the store lost the ban of 192.0.2.80")
     });
@@ -296,4 +293,49 @@ fn a_ban_the_store_lost_is_recorded_again_not_lifted() {
     std::thread::sleep(Duration::from_secs(3));
     everywhere(&[&a, &b], "192.0.2.80", true);
     assert!(!a.log().contains("unbanned 192.0.2.80"), "{}", a.log());
+}
+
+/// A fleet upgraded from a version before layout 2: its store goes on being written in
+/// layout 1 while the daemons run, `prune --compact` rewrites it under them, and they go
+/// on banning and unbanning across the fleet, now in layout 2.
+#[test]
+fn prune_compact_rewrites_a_running_fleets_store_into_layout_2() {
+    let redis = RedisServer::start();
+    redis.cli(&["SET", "pyfilter:layout", "1"]);
+    let a = Member::new("a", &redis).start();
+    let b = Member::new("b", &redis).start();
+    a.attack("192.0.2.90");
+    everywhere(&[&a, &b], "192.0.2.90", true);
+    assert_eq!(redis.cli(&["EXISTS", "pyfilter:ban:1"]).trim(), "1");
+    let before = stdout(&a.cli(&["list", "--json"]));
+
+    let out = a.cli(&["prune", "--compact"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("layout 2: 1 record rewritten"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(redis.cli(&["KEYS", "pyfilter:ban:*"]).trim(), "");
+    assert_eq!(stdout(&a.cli(&["list", "--json"])), before);
+
+    b.attack("192.0.2.91");
+    everywhere(&[&a, &b], "192.0.2.91", true);
+    assert_eq!(redis.cli(&["HLEN", "pyfilter:records"]).trim(), "2");
+    assert!(b.cli(&["unban", "192.0.2.90"]).status.success());
+    everywhere(&[&a, &b], "192.0.2.90", false);
+    assert_eq!(redis.cli(&["KEYS", "pyfilter:ban*"]).trim(), "");
+}
+
+/// `prune --compact` is for a shared store: with SQLite it says so.
+#[test]
+fn prune_compact_without_redis_says_what_it_is_for() {
+    let s = Setup::new("firewall: { backend: none }");
+    let out = s.cli(None, &["prune", "--compact"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--compact is for a Redis store"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -14,7 +14,18 @@ use common::RedisServer;
 
 #[test]
 fn summary_and_history_pages_from_the_indexes_match_the_whole_history() {
+    summary_and_history_pages("2");
+}
+
+/// The same of a store written before layout 2, which servers go on writing that way.
+#[test]
+fn summary_and_history_pages_of_a_layout_1_store_match_the_whole_history() {
+    summary_and_history_pages("1");
+}
+
+fn summary_and_history_pages(layout: &str) {
     let redis = RedisServer::start();
+    redis.cli(&["SET", "pyfilter:layout", layout]);
     let dir = tempfile::tempdir().unwrap();
     let config = RedisConfig {
         url: redis.url(),
@@ -46,6 +57,7 @@ fn summary_and_history_pages_from_the_indexes_match_the_whole_history() {
     store.lift_many(&lifted, now, "test").unwrap();
     // A record gone past history_retention leaves its id in the index for a while.
     redis.cli(&["DEL", "pyfilter:ban:3"]);
+    redis.cli(&["HDEL", "pyfilter:records", "3"]);
 
     // Asked while that id is still indexed: the summary and every filtered page read the
     // records' fields, so they leave it out.
@@ -169,4 +181,137 @@ fn active_pages_hold_every_active_ban_even_while_others_are_lifted() {
             .unwrap(),
         [false, true]
     );
+}
+
+/// A store written before layout 2 (a hash per record, a sorted set per network) is read
+/// and written in its own layout until `prune --compact` rewrites it: afterwards every
+/// ban, lift, log line (tabs and backslashes included) and repeat offence reads the same,
+/// no key of the old layout is left, and new bans are packed.
+#[test]
+fn a_layout_1_store_is_compacted_into_layout_2_and_reads_the_same() {
+    let redis = RedisServer::start();
+    redis.cli(&["SET", "pyfilter:layout", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = RedisConfig {
+        url: redis.url(),
+        sync: false,
+        ..RedisConfig::default()
+    };
+    let mut store = RedisStore::open(
+        &config,
+        &dir.path().join("local.db"),
+        Duration::from_secs(86_400 * 90),
+        "a",
+    )
+    .unwrap();
+    let now = Utc::now();
+    let ban = |i: i64, hours_ago: i64| NewBan {
+        net: format!("192.0.2.{i}/32").parse().unwrap(),
+        rule: "sshd".into(),
+        reason: format!("line {i}\twith a tab, a \\ and\\t a fake escape"),
+        attempts: 3,
+        server: "a".into(),
+        source: Origin::Log,
+        banned_at: DateTime::from_timestamp(now.timestamp() - hours_ago * 3600, 0).unwrap(),
+        expires_at: Some(DateTime::from_timestamp(now.timestamp() + 3600, 0).unwrap()),
+    };
+    store
+        .record_many(&(0..10).map(|i| ban(i, 10)).collect::<Vec<_>>())
+        .unwrap();
+    let lifted: Vec<_> = (0..4).map(|i| ban(i, 10).net).collect();
+    store.lift_many(&lifted, now, "by\thand").unwrap();
+    // Two of them again: repeat offenders.
+    store.record_many(&[ban(0, 1), ban(1, 1)]).unwrap();
+    assert_eq!(redis.cli(&["EXISTS", "pyfilter:ban:1"]).trim(), "1");
+    assert_eq!(redis.cli(&["HLEN", "pyfilter:records"]).trim(), "0");
+    let before = store.all_bans().unwrap();
+    assert_eq!(before.len(), 12);
+    let since = now - chrono::Duration::days(1);
+    assert_eq!(store.bans_since(&ban(0, 1).net, since).unwrap(), 2);
+
+    assert_eq!(store.compact().unwrap(), Some(12));
+    assert_eq!(redis.cli(&["GET", "pyfilter:layout"]).trim(), "2");
+    assert_eq!(redis.cli(&["HLEN", "pyfilter:records"]).trim(), "12");
+    for pattern in ["pyfilter:ban:*", "pyfilter:bans_of:*"] {
+        assert_eq!(redis.cli(&["KEYS", pattern]).trim(), "", "{pattern}");
+    }
+    assert_eq!(store.all_bans().unwrap(), before);
+    assert_eq!(store.bans_since(&ban(0, 1).net, since).unwrap(), 2);
+    assert!(store.holds(&ban(1, 10)).unwrap() && store.holds(&ban(1, 1)).unwrap());
+    assert_eq!(
+        store.ban(1).unwrap().unwrap().lift_reason.as_deref(),
+        Some("by\thand")
+    );
+    // Run again, nothing is left to rewrite.
+    assert_eq!(store.compact().unwrap(), Some(0));
+
+    // New bans and lifts are packed; prune drops the old lifted ones and their offences.
+    store.record_many(&[ban(20, 0)]).unwrap();
+    store.lift_many(&[ban(20, 0).net], now, "test").unwrap();
+    assert_eq!(redis.cli(&["HLEN", "pyfilter:records"]).trim(), "13");
+    assert_eq!(redis.cli(&["EXISTS", "pyfilter:ban:13"]).trim(), "0");
+    let dropped = store
+        .purge_history(now + chrono::Duration::seconds(1))
+        .unwrap();
+    assert_eq!(dropped, 5, "the four lifted before and the new one");
+    assert_eq!(redis.cli(&["HLEN", "pyfilter:records"]).trim(), "8");
+    assert_eq!(
+        redis
+            .cli(&["HEXISTS", "pyfilter:offences", "192.0.2.20/32"])
+            .trim(),
+        "0"
+    );
+    assert_eq!(
+        store.bans_since(&ban(0, 1).net, since).unwrap(),
+        1,
+        "its lifted ban is forgotten, its active one is not"
+    );
+    assert_eq!(store.all_bans().unwrap().len(), 8);
+}
+
+/// A new store is of layout 2 from its first ban: one packed line per ban, no key per ban.
+#[test]
+fn a_new_store_packs_each_ban_in_one_line() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = RedisConfig {
+        url: redis.url(),
+        sync: false,
+        ..RedisConfig::default()
+    };
+    let mut store = RedisStore::open(
+        &config,
+        &dir.path().join("local.db"),
+        Duration::from_secs(86_400),
+        "a",
+    )
+    .unwrap();
+    let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    let new = NewBan {
+        net: "198.51.100.7/32".parse().unwrap(),
+        rule: "sshd".into(),
+        reason: "Failed password for root from 198.51.100.7".into(),
+        attempts: 5,
+        server: "a".into(),
+        source: Origin::Log,
+        banned_at: now,
+        expires_at: None,
+    };
+    store.record_many(std::slice::from_ref(&new)).unwrap();
+    assert_eq!(redis.cli(&["GET", "pyfilter:layout"]).trim(), "2");
+    assert_eq!(
+        redis.cli(&["HGET", "pyfilter:records", "1"]).trim(),
+        format!(
+            "198.51.100.7/32\tsshd\t5\ta\tlog\t{}\t\tFailed password for root from 198.51.100.7",
+            now.timestamp()
+        )
+    );
+    assert_eq!(
+        redis
+            .cli(&["HGET", "pyfilter:offences", "198.51.100.7/32"])
+            .trim(),
+        format!("1:{}", now.timestamp())
+    );
+    assert_eq!(redis.cli(&["KEYS", "pyfilter:ban*"]).trim(), "");
+    assert_eq!(store.ban(1).unwrap().unwrap().new, new);
 }

@@ -7,8 +7,9 @@ server's `nft monitor` (the first one's too) has read all 10,000 addresses; no t
 set. On one machine the harness's own reading (fifty monitors and fifty daemon logs,
 a million lines in all, in Python) shares the cores with the fleet, so the CPU the
 servers themselves spent (utime + stime, with their `nft` children) is given too.
-Then Redis's memory per ban, as pyfilter itself wrote them (hash, indexes, per-network
-history, real sshd lines as reasons): `used_memory` after, less before, over the bans.
+Then Redis's memory per ban, as pyfilter itself wrote them (packed record, indexes, past
+bans of the network, real sshd lines as reasons): `used_memory` after, less before, over
+the bans.
 """
 
 import os
@@ -71,7 +72,8 @@ def measure(run, res):
     res["recorded"] = active - active_before
     mem_after = used_memory(run.redis)
     res["bytes_per_ban"] = (mem_after - mem_before) / max(1, res["recorded"])
-    res["sample_usage"] = run.redis.cli("MEMORY", "USAGE", f"{PREFIX}ban:{active}").strip()
+    last = run.redis.cli("GET", PREFIX + "next_id").strip()
+    res["sample_record"] = run.redis.cli("HSTRLEN", PREFIX + "records", last).strip()
 
 
 def report(run, res):
@@ -92,7 +94,7 @@ def report(run, res):
         f"{res['cpu_median_s']:.2f} s on a median other, {res['cpu_total_s']:.1f} s in all "
         f"({len(per) if res['all_s'] is not None else '?'} servers)")
     say(f"   Redis: {res['recorded']:,} bans recorded, {res['bytes_per_ban']:.0f} bytes per "
-        f"ban (used_memory; one ban hash: {res['sample_usage']} bytes)")
+        f"ban (used_memory; one packed record: {res['sample_record']} bytes)")
     say()
 
 

@@ -128,7 +128,7 @@ def propagation(pyfilter, tmp, redis, count):
         res["b_kernel"], _ = kernel_count("nftables", ns_b, timeout=120)
         res["a_kernel"], _ = kernel_count("nftables", ns_a, timeout=120)
         res["redis_active"] = int(redis.cli("HLEN", PREFIX + "active").strip() or 0)
-        res["example_record"] = redis.cli("HGETALL", PREFIX + "ban:1").splitlines()
+        res["example_record"] = redis.cli("HGET", PREFIX + "records", "1").splitlines()
         res["b_rss_kb"] = read_status(b.proc.pid).get("VmRSS")
     finally:
         for label, d in (("a", a), ("b", b)):

@@ -13,7 +13,7 @@ use crate::control::{self, Applier, Paths};
 use crate::engine::apply;
 use crate::settings::Settings;
 
-pub fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
+pub fn run(settings: &Settings, compact: bool) -> anyhow::Result<ExitCode> {
     let mut store = crate::store::open(settings)?;
     let now = Utc::now();
     // The firewall is only needed when something expired and no daemon runs: a prune
@@ -47,5 +47,14 @@ pub fn run(settings: &Settings) -> anyhow::Result<ExitCode> {
         crate::words::count(lifted, "expired ban", "expired bans"),
         crate::words::count(dropped, "old history record", "old history records")
     );
+    if compact {
+        match store.compact()? {
+            Some(n) => println!(
+                "layout 2: {} rewritten",
+                crate::words::count(n, "record", "records")
+            ),
+            None => anyhow::bail!("--compact is for a Redis store (`store: redis`)"),
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

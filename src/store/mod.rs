@@ -51,6 +51,11 @@ pub trait BanStore: Send {
     fn flush_outbox(&mut self) -> Result<usize, StoreError> {
         Ok(0)
     }
+    /// Rewrites a shared store kept in an older, larger layout into the current one;
+    /// how many records were rewritten (`None`: not a shared store).
+    fn compact(&mut self) -> Result<Option<usize>, StoreError> {
+        Ok(None)
+    }
     /// A token that changes when a shared store lost its data (`None`: not shared).
     fn epoch(&mut self) -> Result<Option<String>, StoreError> {
         Ok(None)

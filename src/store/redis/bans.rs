@@ -8,8 +8,8 @@ use ::redis::Value;
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
-use super::RedisStore;
-use crate::ban::{Ban, BanQuery, NewBan, Origin, Page, Recorded, Summary};
+use super::{RedisStore, record};
+use crate::ban::{Ban, BanQuery, NewBan, Page, Recorded, Summary};
 use crate::store::{Active, ActivePage, BanStore, StoreError};
 
 /// Ban records read per round trip.
@@ -28,25 +28,74 @@ impl RedisStore {
         Ok(self.load_many(&[id])?.pop().flatten())
     }
 
-    /// Reads ban records, a pipeline of `LOAD_CHUNK` at a time: the raw replies of a
-    /// hundred thousand hashes at once would take hundreds of MB.
+    /// Reads ban records, `LOAD_CHUNK` at a time: the raw replies of a hundred thousand
+    /// at once would take hundreds of MB. Packed records (layout 2) come in one HMGET;
+    /// those not found there are read as hashes (layout 1), a pipeline of HGETALLs.
     pub(super) fn load_many(&mut self, ids: &[i64]) -> Result<Vec<Option<Ban>>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
+        let records = self.key("records");
         for chunk in ids.chunks(LOAD_CHUNK) {
-            let keys: Vec<String> = chunk
+            let packed: Vec<Option<String>> =
+                self.with(|c| ::redis::cmd("HMGET").arg(&records).arg(chunk).query(c))?;
+            let hashed: Vec<i64> = chunk
                 .iter()
-                .map(|id| self.key(&format!("ban:{id}")))
+                .zip(&packed)
+                .filter(|(_, p)| p.is_none())
+                .map(|(id, _)| *id)
                 .collect();
-            let maps: Vec<HashMap<String, String>> = self.with(|c| {
-                let mut pipe = ::redis::pipe();
-                for k in &keys {
-                    pipe.hgetall(k);
-                }
-                pipe.query(c)
-            })?;
-            out.extend(chunk.iter().zip(maps).map(|(id, m)| decode(*id, &m)));
+            let mut maps = self.hashes(&hashed)?.into_iter();
+            for (id, p) in chunk.iter().zip(packed) {
+                out.push(match p {
+                    Some(line) => record::unpack(*id, &line),
+                    None => maps.next().and_then(|m| record::decode(*id, &m)),
+                });
+            }
         }
         Ok(out)
+    }
+
+    /// The hashes of layout-1 records, one per id (empty for those that do not exist).
+    fn hashes(&mut self, ids: &[i64]) -> Result<Vec<HashMap<String, String>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids
+            .iter()
+            .map(|id| self.key(&format!("ban:{id}")))
+            .collect();
+        self.with(|c| {
+            let mut pipe = ::redis::pipe();
+            for k in &keys {
+                pipe.hgetall(k);
+            }
+            pipe.query(c)
+        })
+    }
+
+    /// The start (Unix seconds) of every ban of `net` the store still knows: its words
+    /// in `offences` (layout 2) and its `bans_of` sorted set (layout 1).
+    fn ban_times(&mut self, net: &IpNet) -> Result<Vec<i64>, StoreError> {
+        let offences = self.key("offences");
+        let key = self.key(&format!("bans_of:{net}"));
+        let (words, old): (Option<String>, Vec<(i64, f64)>) = self.with(|c| {
+            ::redis::pipe()
+                .cmd("HGET")
+                .arg(&offences)
+                .arg(net.to_string())
+                .cmd("ZRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .query(c)
+        })?;
+        let mut times: Vec<i64> = words
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|w| w.split_once(':')?.1.parse().ok())
+            .collect();
+        times.extend(old.into_iter().map(|(_, at)| at as i64));
+        Ok(times)
     }
 
     fn bans_of(&mut self, nets: Vec<String>) -> Result<Vec<Ban>, StoreError> {
@@ -199,14 +248,8 @@ impl BanStore for RedisStore {
     }
 
     fn bans_since(&mut self, net: &IpNet, since: DateTime<Utc>) -> Result<usize, StoreError> {
-        let key = self.key(&format!("bans_of:{net}"));
-        self.with(|c| {
-            ::redis::cmd("ZCOUNT")
-                .arg(&key)
-                .arg(since.timestamp())
-                .arg("+inf")
-                .query(c)
-        })
+        let since = since.timestamp();
+        Ok(self.ban_times(net)?.iter().filter(|&&t| t >= since).count())
     }
 
     fn ban(&mut self, id: i64) -> Result<Option<Ban>, StoreError> {
@@ -271,12 +314,10 @@ impl BanStore for RedisStore {
         Ok(out)
     }
 
-    /// `bans_of:<net>` lists every ban of that network by its start (whole seconds).
+    /// Whether the store knows a ban of that network begun at that second.
     fn holds(&mut self, ban: &NewBan) -> Result<bool, StoreError> {
-        let key = self.key(&format!("bans_of:{}", ban.net));
         let at = ban.banned_at.timestamp();
-        let n: usize = self.with(|c| ::redis::cmd("ZCOUNT").arg(&key).arg(at).arg(at).query(c))?;
-        Ok(n > 0)
+        Ok(self.ban_times(&ban.net)?.contains(&at))
     }
 
     fn summary(&mut self, now: DateTime<Utc>) -> Result<Summary, StoreError> {
@@ -285,6 +326,30 @@ impl BanStore for RedisStore {
 
     fn search(&mut self, query: &BanQuery) -> Result<Page, StoreError> {
         self.indexed_search(query)
+    }
+
+    /// Sets layout 2, so every server records in it from now on, then rewrites the
+    /// records of layout 1 a thousand at a time, each thousand in one script.
+    fn compact(&mut self) -> Result<Option<usize>, StoreError> {
+        let layout = self.key("layout");
+        self.with(|c| ::redis::cmd("SET").arg(&layout).arg("2").query::<Value>(c))?;
+        let history = self.key("history");
+        let (mut done, mut from) = (0, 0);
+        loop {
+            let ids: Vec<i64> = self.with(|c| {
+                ::redis::cmd("ZRANGE")
+                    .arg(&history)
+                    .arg(from)
+                    .arg(from + LOAD_CHUNK - 1)
+                    .query(c)
+            })?;
+            if ids.is_empty() {
+                break;
+            }
+            done += self.compact_records(&ids)?;
+            from += ids.len();
+        }
+        Ok(Some(done))
     }
 
     fn epoch(&mut self) -> Result<Option<String>, StoreError> {
@@ -310,50 +375,42 @@ impl BanStore for RedisStore {
             .flatten()
             .filter(|b| b.lifted_at.is_some_and(|t| t < before))
             .count();
-        if !old.is_empty() {
-            let keys: Vec<String> = old
+        // Packed records have no time to live: their network's past bans lose them here.
+        let forgotten: Vec<(String, String)> = ids
+            .iter()
+            .zip(&loaded)
+            .filter_map(|(id, b)| {
+                let b = b.as_ref()?;
+                b.lifted_at
+                    .is_some_and(|t| t < before)
+                    .then(|| (b.net.to_string(), id.to_string()))
+            })
+            .collect();
+        for chunk in old.chunks(LOAD_CHUNK) {
+            let keys: Vec<String> = chunk
                 .iter()
                 .map(|id| self.key(&format!("ban:{id}")))
                 .collect();
+            let records = self.key("records");
             self.with(|c| {
                 ::redis::pipe()
                     .cmd("DEL")
                     .arg(&keys)
                     .ignore()
+                    .cmd("HDEL")
+                    .arg(&records)
+                    .arg(chunk)
+                    .ignore()
                     .cmd("ZREM")
                     .arg(&history)
-                    .arg(&old)
+                    .arg(chunk)
                     .ignore()
                     .query::<Value>(c)
             })?;
         }
+        for chunk in forgotten.chunks(LOAD_CHUNK) {
+            self.forget_offences(chunk)?;
+        }
         Ok(dropped)
     }
-}
-
-fn decode(id: i64, m: &HashMap<String, String>) -> Option<Ban> {
-    let get = |k: &str| m.get(k).map(String::as_str);
-    let time = |k: &str| {
-        get(k)
-            .filter(|v| !v.is_empty())
-            .and_then(|v| v.parse::<i64>().ok())
-            .and_then(|s| DateTime::from_timestamp(s, 0))
-    };
-    let net: IpNet = get("net")?.parse().ok()?;
-    let source: Origin = get("source")?.parse().ok()?;
-    Some(Ban {
-        id,
-        new: NewBan {
-            net,
-            rule: get("rule")?.to_string(),
-            reason: get("reason").unwrap_or_default().to_string(),
-            attempts: get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
-            server: get("server").unwrap_or_default().to_string(),
-            source,
-            banned_at: time("banned_at")?,
-            expires_at: time("expires_at"),
-        },
-        lifted_at: time("lifted_at"),
-        lift_reason: get("lift_reason").map(str::to_string),
-    })
 }

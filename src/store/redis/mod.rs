@@ -1,16 +1,22 @@
 //! Redis store: a fleet's bans under one key prefix, with every change published.
 //!
-//! Keys (prefix `pyfilter:` by default):
-//! - `ban:<id>` — a hash with the ban's details (net, rule, reason, attempts, server,
-//!   source, banned_at, expires_at, lifted_at, lift_reason); a lifted ban's hash expires
-//!   by itself after `history_retention`;
+//! Keys (prefix `pyfilter:` by default), in layout 2 (`layout` = 2, set by the first ban
+//! of a new store, or by `pyfilter prune --compact`):
+//! - `records` — a hash id → the ban's record packed in one line (`record`): net, rule,
+//!   attempts, server, source, banned_at, expires_at, reason, and once lifted lifted_at
+//!   and lift_reason; `prune` drops those lifted more than `history_retention` ago;
+//! - `offences` — a hash network → its bans as `id:time` words (repeat offenders;
+//!   whether the store still knows a ban this server made), trimmed by `prune` with them;
 //! - `active` — a hash net → id, one active ban per network;
 //! - `expiry` — a sorted set net → expiry time (`+inf` for forever);
 //! - `history` — a sorted set id → ban time;
-//! - `bans_of:<net>` — a sorted set of that network's ban ids by ban time, expiring
-//!   `history_retention` after the last (repeat offenders; whether the store still knows
-//!   a ban this server made);
 //! - `next_id` — the id counter; `epoch` — a random token, new when Redis lost its data.
+//!
+//! A store written before layout 2 (no `layout` key) keeps a hash `ban:<id>` per record,
+//! expiring `history_retention` after its lift, and a sorted set `bans_of:<net>` per
+//! network; servers go on writing it that way until `prune --compact` rewrites it, and
+//! read both. Layout 2 takes a third of the memory: a record's log line is longer than
+//! Redis's 64-byte listpack values, which made each `ban:<id>` a full hash table.
 //!
 //! Recording and lifting are Lua scripts, so each is atomic and publishes its event on the
 //! ban channel in the same step (`sync`). When Redis cannot be reached, bans and unbans
@@ -25,6 +31,7 @@ mod accounts;
 mod bans;
 mod outbox;
 mod query;
+mod record;
 mod scripts;
 
 use std::path::Path;

@@ -1,12 +1,13 @@
 //! The admin's questions answered from Redis's indexes rather than from every record:
 //! the `history` sorted set gives each ban's time, so the day chart, the latest bans and
 //! an unfiltered history page need no record but the ones shown; a filter reads only
-//! the three short fields it tests (`net`, `rule`, `server`).
+//! the three short fields it tests (`net`, `rule`, `server`) of a record of layout 1, or
+//! the packed line of one of layout 2.
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
-use super::RedisStore;
+use super::{RedisStore, record};
 use crate::ban::Ban;
 use crate::ban::query::{self, BanQuery, Page, Summary};
 use crate::store::StoreError;
@@ -46,10 +47,28 @@ impl RedisStore {
     }
 
     /// Reads `names` of each entry's record; a record gone (past history_retention)
-    /// leaves `fields` empty.
+    /// leaves `fields` empty. Packed records (layout 2) come in one HMGET and are
+    /// unpacked; the others are read as hashes (layout 1), only the fields asked.
     fn read_fields(&mut self, entries: &mut [Entry], names: &[&str]) -> Result<(), StoreError> {
+        let records = self.key("records");
         for chunk in entries.chunks_mut(CHUNK) {
-            let keys: Vec<String> = chunk
+            let ids: Vec<i64> = chunk.iter().map(|e| e.id).collect();
+            let packed: Vec<Option<String>> =
+                self.with(|c| ::redis::cmd("HMGET").arg(&records).arg(&ids).query(c))?;
+            let mut hashed = Vec::new();
+            for (e, p) in chunk.iter_mut().zip(packed) {
+                match p {
+                    Some(line) => {
+                        e.fields = record::unpack(e.id, &line)
+                            .map(|b| names.iter().map(|n| record::field(&b, n)).collect());
+                    }
+                    None => hashed.push(e),
+                }
+            }
+            if hashed.is_empty() {
+                continue;
+            }
+            let keys: Vec<String> = hashed
                 .iter()
                 .map(|e| self.key(&format!("ban:{}", e.id)))
                 .collect();
@@ -60,7 +79,7 @@ impl RedisStore {
                 }
                 pipe.query(c)
             })?;
-            for (e, row) in chunk.iter_mut().zip(rows) {
+            for (e, row) in hashed.into_iter().zip(rows) {
                 if row.iter().any(Option::is_some) {
                     e.fields = Some(row.into_iter().map(Option::unwrap_or_default).collect());
                 }

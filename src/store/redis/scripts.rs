@@ -16,27 +16,48 @@ use crate::ban::{Ban, NewBan, Recorded};
 use crate::fleet::wire::WireEvent;
 use crate::store::StoreError;
 
+/// Records a ban in the store's layout (`layout`: 2 for a new store, whose first ban
+/// sets it; a store without it is of layout 1, written before layout 2 existed). Its
+/// network's past bans are `id:time` words, oldest first.
 const RECORD: &str = r#"
 local p = ARGV[1]
 local net = ARGV[2]
 local existing = redis.call('HGET', p .. 'active', net)
 if existing then return {tonumber(existing), 0} end
+local layout = redis.call('GET', p .. 'layout')
+if not layout then
+  layout = '1'
+  if redis.call('EXISTS', p .. 'next_id') == 0 then
+    layout = '2'
+    redis.call('SET', p .. 'layout', '2')
+  end
+end
 local id = redis.call('INCR', p .. 'next_id')
-redis.call('HSET', p .. 'ban:' .. id, 'net', net, 'rule', ARGV[3], 'reason', ARGV[4], 'attempts', ARGV[5],
-  'server', ARGV[6], 'source', ARGV[7], 'banned_at', ARGV[8], 'expires_at', ARGV[9])
+if layout == '1' then
+  redis.call('HSET', p .. 'ban:' .. id, 'net', net, 'rule', ARGV[3], 'reason', ARGV[4], 'attempts', ARGV[5],
+    'server', ARGV[6], 'source', ARGV[7], 'banned_at', ARGV[8], 'expires_at', ARGV[9])
+  redis.call('ZADD', p .. 'bans_of:' .. net, ARGV[8], id)
+  if tonumber(ARGV[13]) > 0 then redis.call('EXPIRE', p .. 'bans_of:' .. net, ARGV[13]) end
+else
+  redis.call('HSET', p .. 'records', id, ARGV[14])
+  local word = id .. ':' .. ARGV[8]
+  local past = redis.call('HGET', p .. 'offences', net)
+  if past then word = past .. ' ' .. word end
+  redis.call('HSET', p .. 'offences', net, word)
+end
 redis.call('HSET', p .. 'active', net, id)
 local score = '+inf'
 if ARGV[9] ~= '' then score = ARGV[9] end
 redis.call('ZADD', p .. 'expiry', score, net)
 redis.call('ZADD', p .. 'history', ARGV[8], id)
-redis.call('ZADD', p .. 'bans_of:' .. net, ARGV[8], id)
-if tonumber(ARGV[13]) > 0 then redis.call('EXPIRE', p .. 'bans_of:' .. net, ARGV[13]) end
 if ARGV[10] ~= '' then
   redis.call('PUBLISH', ARGV[10], ARGV[11] .. string.format('%d', id) .. ARGV[12])
 end
 return {id, 1}
 "#;
 
+/// Lifts a ban, in the layout its record has: a packed record gets the lift's two fields
+/// appended (`record`), a hash its two fields and a time to live.
 const LIFT: &str = r#"
 local p = ARGV[1]
 local net = ARGV[2]
@@ -44,18 +65,97 @@ local id = redis.call('HGET', p .. 'active', net)
 if not id then return false end
 redis.call('HDEL', p .. 'active', net)
 redis.call('ZREM', p .. 'expiry', net)
-local key = p .. 'ban:' .. id
-redis.call('HSET', key, 'lifted_at', ARGV[3], 'lift_reason', ARGV[4])
-if tonumber(ARGV[5]) > 0 then redis.call('EXPIRE', key, ARGV[5]) end
+local packed = redis.call('HGET', p .. 'records', id)
+if packed then
+  redis.call('HSET', p .. 'records', id, packed .. '\t' .. ARGV[3] .. '\t' .. ARGV[9])
+else
+  local key = p .. 'ban:' .. id
+  redis.call('HSET', key, 'lifted_at', ARGV[3], 'lift_reason', ARGV[4])
+  if tonumber(ARGV[5]) > 0 then redis.call('EXPIRE', key, ARGV[5]) end
+end
 if ARGV[6] ~= '' then
   redis.call('PUBLISH', ARGV[6], ARGV[7] .. string.format('%d', tonumber(id)) .. ARGV[8])
 end
 return tonumber(id)
 "#;
 
+/// Drops bans from their network's past bans in `offences`: ARGV is the prefix, then
+/// (network, id) pairs.
+const FORGET: &str = r#"
+local key = ARGV[1] .. 'offences'
+for i = 2, #ARGV - 1, 2 do
+  local net, id = ARGV[i], ARGV[i + 1]
+  local words = redis.call('HGET', key, net)
+  if words then
+    local kept = {}
+    for w in string.gmatch(words, '%S+') do
+      if string.sub(w, 1, #id + 1) ~= id .. ':' then table.insert(kept, w) end
+    end
+    if #kept == 0 then
+      redis.call('HDEL', key, net)
+    else
+      redis.call('HSET', key, net, table.concat(kept, ' '))
+    end
+  end
+end
+return 0
+"#;
+
+/// Rewrites records of layout 1 into layout 2, each with its network's past bans: ARGV
+/// is the prefix, then ids. A record already packed, or gone, is left alone; the
+/// packing is `record::pack`'s, escapes included. Returns how many were rewritten.
+const COMPACT: &str = r#"
+local p = ARGV[1]
+local function esc(s)
+  s = string.gsub(s, '\\', '\\\\')
+  s = string.gsub(s, '\t', '\\t')
+  s = string.gsub(s, '\n', '\\n')
+  return s
+end
+local done = 0
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local key = p .. 'ban:' .. id
+  local h = redis.call('HGETALL', key)
+  if #h > 0 and redis.call('HEXISTS', p .. 'records', id) == 0 then
+    local f = {}
+    for j = 1, #h - 1, 2 do f[h[j]] = h[j + 1] end
+    local line = table.concat({f.net or '', f.rule or '', f.attempts or '0', f.server or '',
+      f.source or '', f.banned_at or '', f.expires_at or '', esc(f.reason or '')}, '\t')
+    if f.lifted_at then line = line .. '\t' .. f.lifted_at .. '\t' .. esc(f.lift_reason or '') end
+    redis.call('HSET', p .. 'records', id, line)
+    redis.call('DEL', key)
+    local old = p .. 'bans_of:' .. (f.net or '')
+    if f.net and redis.call('EXISTS', old) == 1 then
+      local words = {}
+      local known = redis.call('HGET', p .. 'offences', f.net)
+      if known then table.insert(words, known) end
+      local scored = redis.call('ZRANGE', old, 0, -1, 'WITHSCORES')
+      for j = 1, #scored - 1, 2 do
+        table.insert(words, scored[j] .. ':' .. string.format('%d', tonumber(scored[j + 1])))
+      end
+      redis.call('HSET', p .. 'offences', f.net, table.concat(words, ' '))
+      redis.call('DEL', old)
+    end
+    done = done + 1
+  end
+end
+return done
+"#;
+
 /// The RECORD script, prepared once per store.
 pub(super) fn record() -> Script {
     Script::new(RECORD)
+}
+
+/// The FORGET script.
+pub(super) fn forget() -> Script {
+    Script::new(FORGET)
+}
+
+/// The COMPACT script.
+pub(super) fn compact() -> Script {
+    Script::new(COMPACT)
 }
 
 /// The LIFT script, prepared once per store.
@@ -109,6 +209,7 @@ impl RedisStore {
             publish.before,
             publish.after,
             self.retention.as_secs().to_string(),
+            super::record::pack(ban),
         ]
     }
 
@@ -185,11 +286,33 @@ impl RedisStore {
             .arg(self.retention.as_secs())
             .arg(&publish.channel)
             .arg(&publish.before)
-            .arg(&publish.after);
+            .arg(&publish.after)
+            .arg(super::record::escape(why));
         let id: Option<i64> = self.with(|c| inv.invoke(c))?;
         match id {
             Some(id) => self.load(id),
             None => Ok(None),
         }
+    }
+}
+
+impl RedisStore {
+    /// Drops `(network, id)` pairs from the networks' past bans (layout 2).
+    pub(super) fn forget_offences(&mut self, pairs: &[(String, String)]) -> Result<(), StoreError> {
+        let script = forget();
+        let mut inv = script.prepare_invoke();
+        inv.arg(&self.prefix);
+        for (net, id) in pairs {
+            inv.arg(net).arg(id);
+        }
+        self.with(|c| inv.invoke::<i64>(c)).map(drop)
+    }
+
+    /// Rewrites the layout-1 records of `ids` into layout 2; how many were.
+    pub(super) fn compact_records(&mut self, ids: &[i64]) -> Result<usize, StoreError> {
+        let script = compact();
+        let mut inv = script.prepare_invoke();
+        inv.arg(&self.prefix).arg(ids);
+        self.with(|c| inv.invoke::<usize>(c))
     }
 }
