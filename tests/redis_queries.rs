@@ -12,6 +12,23 @@ use pyfilter::store::{BanStore, RedisStore};
 
 use common::RedisServer;
 
+/// A store on `redis` as server `a`, its outbox in a directory that lives as long as the
+/// first value.
+fn open_store(
+    redis: &RedisServer,
+    sync: bool,
+    retention: Duration,
+) -> (tempfile::TempDir, RedisStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = RedisConfig {
+        url: redis.url(),
+        sync,
+        ..RedisConfig::default()
+    };
+    let store = RedisStore::open(&config, &dir.path().join("local.db"), retention, "a").unwrap();
+    (dir, store)
+}
+
 #[test]
 fn summary_and_history_pages_from_the_indexes_match_the_whole_history() {
     summary_and_history_pages("2");
@@ -26,18 +43,7 @@ fn summary_and_history_pages_of_a_layout_1_store_match_the_whole_history() {
 fn summary_and_history_pages(layout: &str) {
     let redis = RedisServer::start();
     redis.cli(&["SET", "pyfilter:layout", layout]);
-    let dir = tempfile::tempdir().unwrap();
-    let config = RedisConfig {
-        url: redis.url(),
-        ..RedisConfig::default()
-    };
-    let mut store = RedisStore::open(
-        &config,
-        &dir.path().join("local.db"),
-        Duration::from_secs(86_400 * 90),
-        "a",
-    )
-    .unwrap();
+    let (_dir, mut store) = open_store(&redis, true, Duration::from_secs(86_400 * 90));
     let now = Utc::now();
     let bans: Vec<NewBan> = (0..60i64)
         .map(|i| NewBan {
@@ -121,19 +127,7 @@ fn summary_and_history_pages(layout: &str) {
 #[test]
 fn active_pages_hold_every_active_ban_even_while_others_are_lifted() {
     let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = RedisConfig {
-        url: redis.url(),
-        sync: false,
-        ..RedisConfig::default()
-    };
-    let mut store = RedisStore::open(
-        &config,
-        &dir.path().join("local.db"),
-        Duration::from_secs(3600),
-        "a",
-    )
-    .unwrap();
+    let (_dir, mut store) = open_store(&redis, false, Duration::from_secs(3600));
     let now = Utc::now();
     let ban = |i: u32, minutes: i64| NewBan {
         net: format!("10.{}.{}.{}/32", i >> 16, (i >> 8) & 255, i & 255)
@@ -191,19 +185,7 @@ fn active_pages_hold_every_active_ban_even_while_others_are_lifted() {
 fn a_layout_1_store_is_compacted_into_layout_2_and_reads_the_same() {
     let redis = RedisServer::start();
     redis.cli(&["SET", "pyfilter:layout", "1"]);
-    let dir = tempfile::tempdir().unwrap();
-    let config = RedisConfig {
-        url: redis.url(),
-        sync: false,
-        ..RedisConfig::default()
-    };
-    let mut store = RedisStore::open(
-        &config,
-        &dir.path().join("local.db"),
-        Duration::from_secs(86_400 * 90),
-        "a",
-    )
-    .unwrap();
+    let (_dir, mut store) = open_store(&redis, false, Duration::from_secs(86_400 * 90));
     let now = Utc::now();
     let ban = |i: i64, hours_ago: i64| NewBan {
         net: format!("192.0.2.{i}/32").parse().unwrap(),
@@ -273,19 +255,7 @@ fn a_layout_1_store_is_compacted_into_layout_2_and_reads_the_same() {
 #[test]
 fn a_new_store_packs_each_ban_in_one_line() {
     let redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = RedisConfig {
-        url: redis.url(),
-        sync: false,
-        ..RedisConfig::default()
-    };
-    let mut store = RedisStore::open(
-        &config,
-        &dir.path().join("local.db"),
-        Duration::from_secs(86_400),
-        "a",
-    )
-    .unwrap();
+    let (_dir, mut store) = open_store(&redis, false, Duration::from_secs(86_400));
     let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
     let new = NewBan {
         net: "198.51.100.7/32".parse().unwrap(),
