@@ -99,6 +99,28 @@ impl Ipset {
         })
     }
 
+    /// Makes the changes of single addresses among `items` over netlink, a set at a
+    /// time; returns what is left for `ipset restore`: the blocks, and the addresses of a
+    /// set whose change netlink could not make.
+    fn direct<'a, T>(
+        &mut self,
+        items: &'a [T],
+        net: impl Fn(&T) -> IpNet,
+        change: impl Fn(&T) -> Change,
+    ) -> Vec<&'a T> {
+        let mut rest = Vec::new();
+        for suffix in ["-v4", "-v6"] {
+            let mine: Vec<&T> = items.iter().filter(|i| kind(&net(i)).0 == suffix).collect();
+            let changes: Vec<Change> = mine.iter().map(|i| change(i)).collect();
+            let set = self.set(suffix);
+            if !changes.is_empty() && !self.netlink.apply(&set, |m| m.apply(&set, &changes)) {
+                rest.extend(mine);
+            }
+        }
+        rest.extend(items.iter().filter(|i| kind(&net(i)).1 == "hash:net"));
+        rest
+    }
+
     fn rules(&self, family: Family) -> Vec<String> {
         SETS.iter()
             .filter(|(_, _, f)| (*f == "inet") == (family == Family::V4))
@@ -157,19 +179,7 @@ impl Firewall for Ipset {
     }
 
     fn ban(&mut self, bans: &[Entry]) -> Result<(), FirewallError> {
-        let mut rest: Vec<&Entry> = Vec::new();
-        for suffix in ["-v4", "-v6"] {
-            let mine: Vec<&Entry> = bans.iter().filter(|e| kind(&e.net).0 == suffix).collect();
-            let changes: Vec<Change> = mine
-                .iter()
-                .map(|e| Change::Add(e.net.addr(), e.timeout))
-                .collect();
-            let set = self.set(suffix);
-            if !changes.is_empty() && !self.netlink.apply(&set, |m| m.apply(&set, &changes)) {
-                rest.extend(mine);
-            }
-        }
-        rest.extend(bans.iter().filter(|e| kind(&e.net).1 == "hash:net"));
+        let rest = self.direct(bans, |e| e.net, |e| Change::Add(e.net.addr(), e.timeout));
         if rest.is_empty() {
             return Ok(());
         }
@@ -181,16 +191,7 @@ impl Firewall for Ipset {
     }
 
     fn unban(&mut self, nets: &[IpNet]) -> Result<(), FirewallError> {
-        let mut rest: Vec<&IpNet> = Vec::new();
-        for suffix in ["-v4", "-v6"] {
-            let mine: Vec<&IpNet> = nets.iter().filter(|n| kind(n).0 == suffix).collect();
-            let changes: Vec<Change> = mine.iter().map(|n| Change::Delete(n.addr())).collect();
-            let set = self.set(suffix);
-            if !changes.is_empty() && !self.netlink.apply(&set, |m| m.apply(&set, &changes)) {
-                rest.extend(mine);
-            }
-        }
-        rest.extend(nets.iter().filter(|n| kind(n).1 == "hash:net"));
+        let rest = self.direct(nets, |n| *n, |n| Change::Delete(n.addr()));
         if rest.is_empty() {
             return Ok(());
         }

@@ -171,15 +171,12 @@ impl Firewall for Nftables {
                 continue;
             }
             if holds_addresses(name) {
-                let table = self.table.clone();
+                let Nftables { netlink, table, .. } = self;
                 let changes: Vec<Change> = mine
                     .iter()
                     .map(|e| Change::Add(e.net.addr(), e.timeout_secs().map(Duration::from_secs)))
                     .collect();
-                if self
-                    .netlink
-                    .apply(name, |s| s.apply(&table, name, &changes))
-                {
+                if netlink.apply(name, |s| s.apply(table, name, &changes)) {
                     continue;
                 }
             }
@@ -201,13 +198,10 @@ impl Firewall for Nftables {
                 continue;
             }
             if holds_addresses(name) {
-                let table = self.table.clone();
+                let Nftables { netlink, table, .. } = self;
                 let changes: Vec<Change> =
                     theirs.iter().map(|n| Change::Delete(n.addr())).collect();
-                if self
-                    .netlink
-                    .apply(name, |s| s.apply(&table, name, &changes))
-                {
+                if netlink.apply(name, |s| s.apply(table, name, &changes)) {
                     continue;
                 }
             }

@@ -370,11 +370,6 @@ impl BanStore for RedisStore {
             })
             .map(|(id, _)| *id)
             .collect();
-        let dropped = loaded
-            .iter()
-            .flatten()
-            .filter(|b| b.lifted_at.is_some_and(|t| t < before))
-            .count();
         // Packed records have no time to live: their network's past bans lose them here.
         let forgotten: Vec<(String, String)> = ids
             .iter()
@@ -386,12 +381,12 @@ impl BanStore for RedisStore {
                     .then(|| (b.net.to_string(), id.to_string()))
             })
             .collect();
+        let records = self.key("records");
         for chunk in old.chunks(LOAD_CHUNK) {
             let keys: Vec<String> = chunk
                 .iter()
                 .map(|id| self.key(&format!("ban:{id}")))
                 .collect();
-            let records = self.key("records");
             self.with(|c| {
                 ::redis::pipe()
                     .cmd("DEL")
@@ -411,6 +406,6 @@ impl BanStore for RedisStore {
         for chunk in forgotten.chunks(LOAD_CHUNK) {
             self.forget_offences(chunk)?;
         }
-        Ok(dropped)
+        Ok(forgotten.len())
     }
 }

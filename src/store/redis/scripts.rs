@@ -148,16 +148,6 @@ pub(super) fn record() -> Script {
     Script::new(RECORD)
 }
 
-/// The FORGET script.
-pub(super) fn forget() -> Script {
-    Script::new(FORGET)
-}
-
-/// The COMPACT script.
-pub(super) fn compact() -> Script {
-    Script::new(COMPACT)
-}
-
 /// The LIFT script, prepared once per store.
 pub(super) fn lift() -> Script {
     Script::new(LIFT)
@@ -299,7 +289,7 @@ impl RedisStore {
 impl RedisStore {
     /// Drops `(network, id)` pairs from the networks' past bans (layout 2).
     pub(super) fn forget_offences(&mut self, pairs: &[(String, String)]) -> Result<(), StoreError> {
-        let script = forget();
+        let script = Script::new(FORGET);
         let mut inv = script.prepare_invoke();
         inv.arg(&self.prefix);
         for (net, id) in pairs {
@@ -310,7 +300,7 @@ impl RedisStore {
 
     /// Rewrites the layout-1 records of `ids` into layout 2; how many were.
     pub(super) fn compact_records(&mut self, ids: &[i64]) -> Result<usize, StoreError> {
-        let script = compact();
+        let script = Script::new(COMPACT);
         let mut inv = script.prepare_invoke();
         inv.arg(&self.prefix).arg(ids);
         self.with(|c| inv.invoke::<usize>(c))
