@@ -291,5 +291,5 @@ fn with_redis_a_fleet_shares_users_and_an_admin_ban_is_published_at_once() {
         &[("csrf", &csrf_b), ("ip", "203.0.113.50")],
     );
     assert_eq!(r.status, 303);
-    assert_eq!(redis.cli(&["HLEN", "pyfilter:active"]).trim(), "0");
+    assert_eq!(redis.cli(&["ZCARD", "pyfilter:expiry"]).trim(), "0");
 }

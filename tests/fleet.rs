@@ -102,7 +102,7 @@ fn bans_and_unbans_travel_across_the_fleet() {
     assert!(d.log().contains("1 ban restored"), "{}", d.log());
 
     // One record per ban, whoever applied it.
-    assert_eq!(redis.cli(&["HLEN", "pyfilter:active"]).trim(), "1");
+    assert_eq!(redis.cli(&["ZCARD", "pyfilter:expiry"]).trim(), "1");
 }
 
 #[test]
@@ -128,10 +128,10 @@ fn with_redis_down_a_server_still_bans_and_the_fleet_catches_up() {
     everywhere(&[&a, &b, &c], "192.0.2.21", true);
     everywhere(&[&a, &b, &c], "192.0.2.20", true);
     wait_for(WAIT, "both bans back in Redis", || {
-        redis.cli(&["HLEN", "pyfilter:active"]).trim() == "2"
+        redis.cli(&["ZCARD", "pyfilter:expiry"]).trim() == "2"
     });
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(redis.cli(&["HLEN", "pyfilter:active"]).trim(), "2");
+    assert_eq!(redis.cli(&["ZCARD", "pyfilter:expiry"]).trim(), "2");
     let list = stdout(&b.cli(&["list", "--json"]));
     assert_eq!(list.lines().count(), 2, "{list}");
     assert!(a.log().contains("lost Redis"), "{}", a.log());
@@ -274,20 +274,24 @@ fn a_ban_the_store_lost_is_recorded_again_not_lifted() {
     let b = Member::new("b", &redis).start();
     a.attack("192.0.2.80");
     everywhere(&[&a, &b], "192.0.2.80", true);
-    let id = redis.cli(&["HGET", "pyfilter:active", "192.0.2.80/32"]);
-    redis.cli(&["HDEL", "pyfilter:active", "192.0.2.80/32"]);
+    let words = redis.cli(&["HGET", "pyfilter:offences", "192.0.2.80/32"]);
+    let id: i64 = words.trim().split(':').next().unwrap().parse().unwrap();
     redis.cli(&["ZREM", "pyfilter:expiry", "192.0.2.80/32"]);
-    redis.cli(&["ZREM", "pyfilter:history", id.trim()]);
-    redis.cli(&["HDEL", "pyfilter:records", id.trim()]);
+    redis.cli(&[
+        "ZREM",
+        &format!("pyfilter:history:{}", id / 128),
+        &id.to_string(),
+    ]);
+    redis.cli(&["HDEL", "pyfilter:records", &id.to_string()]);
     redis.cli(&["HDEL", "pyfilter:offences", "192.0.2.80/32"]);
     wait_for(WAIT, "a to record it again", || {
         a.log().contains("the store lost the ban of 192.0.2.80")
     });
-    assert_eq!(
+    assert_ne!(
         redis
-            .cli(&["HEXISTS", "pyfilter:active", "192.0.2.80/32"])
+            .cli(&["ZSCORE", "pyfilter:expiry", "192.0.2.80/32"])
             .trim(),
-        "1"
+        ""
     );
     // Neither server lifted it meanwhile.
     std::thread::sleep(Duration::from_secs(3));
@@ -316,7 +320,9 @@ fn prune_compact_rewrites_a_running_fleets_store_into_layout_2() {
         "{}",
         stdout(&out)
     );
-    assert_eq!(redis.cli(&["KEYS", "pyfilter:ban:*"]).trim(), "");
+    for key in ["pyfilter:ban:*", "pyfilter:active", "pyfilter:history"] {
+        assert_eq!(redis.cli(&["KEYS", key]).trim(), "", "{key}");
+    }
     assert_eq!(stdout(&a.cli(&["list", "--json"])), before);
 
     b.attack("192.0.2.91");

@@ -141,10 +141,10 @@ fn bans_made_across_a_failover_reach_every_server_once() {
     // The new primary holds each ban once: none lost, none recorded twice.
     let count = |args: &[&str]| group.cli(new, args).trim().to_string();
     wait_for(Duration::from_secs(5), "every ban recorded", || {
-        count(&["HLEN", "pyfilter:active"]) == bans.to_string()
+        count(&["ZCARD", "pyfilter:expiry"]) == bans.to_string()
     });
     assert_eq!(
-        count(&["ZCARD", "pyfilter:history"]),
+        count(&["HLEN", "pyfilter:records"]),
         bans.to_string(),
         "{}",
         logs()

@@ -60,7 +60,7 @@ fn bans_travel_over_tls_checked_against_the_fleets_own_authority() {
             .contains("banned 192.0.2.71 (from a, rule sshd)")
     );
     assert_eq!(
-        redis.cli(&ns, &certs, &["HLEN", "pyfilter:active"]).trim(),
+        redis.cli(&ns, &certs, &["ZCARD", "pyfilter:expiry"]).trim(),
         "1"
     );
     drop(da);
@@ -86,7 +86,7 @@ fn bans_travel_over_tls_checked_against_the_fleets_own_authority() {
             .cli(
                 &ns,
                 &certs,
-                &["HEXISTS", "pyfilter:active", "192.0.2.72/32"]
+                &["HEXISTS", "pyfilter:offences", "192.0.2.72/32"]
             )
             .trim(),
         "0"
@@ -121,7 +121,7 @@ fn a_redis_that_asks_for_a_client_certificate_gets_the_configured_one() {
             .cli(
                 &ns,
                 &certs,
-                &["HEXISTS", "pyfilter:active", "192.0.2.73/32"]
+                &["HEXISTS", "pyfilter:offences", "192.0.2.73/32"]
             )
             .trim(),
         "1",

@@ -206,18 +206,31 @@ fn a_layout_1_store_is_compacted_into_layout_2_and_reads_the_same() {
     store.record_many(&[ban(0, 1), ban(1, 1)]).unwrap();
     assert_eq!(redis.cli(&["EXISTS", "pyfilter:ban:1"]).trim(), "1");
     assert_eq!(redis.cli(&["HLEN", "pyfilter:records"]).trim(), "0");
+    // `prune --compact` sets layout 2 first: a network lifted in layout 1 is banned
+    // again in layout 2 by a server while the records are being rewritten.
+    redis.cli(&["SET", "pyfilter:layout", "2"]);
+    store.record_many(&[ban(2, 1)]).unwrap();
     let before = store.all_bans().unwrap();
-    assert_eq!(before.len(), 12);
+    assert_eq!(before.len(), 13);
+    let active = store.active_bans().unwrap();
+    assert_eq!(active.len(), 9);
     let since = now - chrono::Duration::days(1);
     assert_eq!(store.bans_since(&ban(0, 1).net, since).unwrap(), 2);
 
     assert_eq!(store.compact().unwrap(), Some(12));
     assert_eq!(redis.cli(&["GET", "pyfilter:layout"]).trim(), "2");
-    assert_eq!(redis.cli(&["HLEN", "pyfilter:records"]).trim(), "12");
-    for pattern in ["pyfilter:ban:*", "pyfilter:bans_of:*"] {
+    assert_eq!(redis.cli(&["HLEN", "pyfilter:records"]).trim(), "13");
+    for pattern in [
+        "pyfilter:ban:*",
+        "pyfilter:bans_of:*",
+        "pyfilter:active",
+        "pyfilter:history",
+    ] {
         assert_eq!(redis.cli(&["KEYS", pattern]).trim(), "", "{pattern}");
     }
+    assert_eq!(redis.cli(&["ZCARD", "pyfilter:history:0"]).trim(), "13");
     assert_eq!(store.all_bans().unwrap(), before);
+    assert_eq!(store.active_bans().unwrap(), active);
     assert_eq!(store.bans_since(&ban(0, 1).net, since).unwrap(), 2);
     assert!(store.holds(&ban(1, 10)).unwrap() && store.holds(&ban(1, 1)).unwrap());
     assert_eq!(
@@ -226,17 +239,29 @@ fn a_layout_1_store_is_compacted_into_layout_2_and_reads_the_same() {
     );
     // Run again, nothing is left to rewrite.
     assert_eq!(store.compact().unwrap(), Some(0));
+    // A network's active ban is its last, whichever layout recorded it.
+    let lift = |store: &mut RedisStore, i: i64| -> Vec<i64> {
+        let lifted = store.lift_many(&[ban(i, 0).net], now, "test").unwrap();
+        lifted.iter().map(|b| b.id).collect()
+    };
+    assert_eq!(lift(&mut store, 0), [11], "banned again in layout 1");
+    assert_eq!(lift(&mut store, 2), [13], "banned again in layout 2");
+    assert_eq!(lift(&mut store, 2), [0i64; 0], "lifted already");
+    store.record_many(&[ban(0, 0), ban(2, 0)]).unwrap();
 
     // New bans and lifts are packed; prune drops the old lifted ones and their offences.
     store.record_many(&[ban(20, 0)]).unwrap();
     store.lift_many(&[ban(20, 0).net], now, "test").unwrap();
-    assert_eq!(redis.cli(&["HLEN", "pyfilter:records"]).trim(), "13");
-    assert_eq!(redis.cli(&["EXISTS", "pyfilter:ban:13"]).trim(), "0");
+    assert_eq!(redis.cli(&["HLEN", "pyfilter:records"]).trim(), "16");
+    assert_eq!(redis.cli(&["EXISTS", "pyfilter:ban:16"]).trim(), "0");
     let dropped = store
         .purge_history(now + chrono::Duration::seconds(1))
         .unwrap();
-    assert_eq!(dropped, 5, "the four lifted before and the new one");
-    assert_eq!(redis.cli(&["HLEN", "pyfilter:records"]).trim(), "8");
+    assert_eq!(
+        dropped, 7,
+        "the four lifted before, the two lifted above and the new one"
+    );
+    assert_eq!(redis.cli(&["HLEN", "pyfilter:records"]).trim(), "9");
     assert_eq!(
         redis
             .cli(&["HEXISTS", "pyfilter:offences", "192.0.2.20/32"])
@@ -248,7 +273,7 @@ fn a_layout_1_store_is_compacted_into_layout_2_and_reads_the_same() {
         1,
         "its lifted ban is forgotten, its active one is not"
     );
-    assert_eq!(store.all_bans().unwrap().len(), 8);
+    assert_eq!(store.all_bans().unwrap().len(), 9);
 }
 
 /// A new store is of layout 2 from its first ban: one packed line per ban, no key per ban.
@@ -282,6 +307,15 @@ fn a_new_store_packs_each_ban_in_one_line() {
             .trim(),
         format!("1:{}", now.timestamp())
     );
-    assert_eq!(redis.cli(&["KEYS", "pyfilter:ban*"]).trim(), "");
+    assert_eq!(
+        redis
+            .cli(&["ZRANGE", "pyfilter:history:0", "0", "-1", "WITHSCORES"])
+            .trim(),
+        format!("1\n{}", now.timestamp())
+    );
+    for pattern in ["pyfilter:ban*", "pyfilter:active", "pyfilter:history"] {
+        assert_eq!(redis.cli(&["KEYS", pattern]).trim(), "", "{pattern}");
+    }
     assert_eq!(store.ban(1).unwrap().unwrap().new, new);
+    assert_eq!(store.active_bans().unwrap().len(), 1);
 }

@@ -42,7 +42,7 @@ def measure(run, res):
         raise BenchError("needs the fleet of fleet_propagation (run both)")
     mons = fleet.monitors
     before = [m.count() for m in mons]
-    active_before = int(run.redis.cli("HLEN", PREFIX + "active").strip() or 0)
+    active_before = int(run.redis.cli("ZCARD", PREFIX + "expiry").strip() or 0)
     mem_before = used_memory(run.redis)
     data = "".join(fail_line(ipv4(BASE + i), i) for i in range(BURST)).encode()
     pids = [m[3].proc.pid for m in fleet.members]
@@ -68,7 +68,7 @@ def measure(run, res):
     res["all_s"] = max(done.values()) if len(done) == len(mons) else None
     res["missing"] = {fleet.members[k][0]: mons[k].count() - before[k]
                       for k in range(len(mons)) if k not in done}
-    active = int(run.redis.cli("HLEN", PREFIX + "active").strip() or 0)
+    active = int(run.redis.cli("ZCARD", PREFIX + "expiry").strip() or 0)
     res["recorded"] = active - active_before
     mem_after = used_memory(run.redis)
     res["bytes_per_ban"] = (mem_after - mem_before) / max(1, res["recorded"])

@@ -3,8 +3,8 @@
 The fleet of fleet_propagation is stopped first. Redis is emptied (FLUSHALL) and
 PYFILTER_BENCH_FLEET_SEED (1,000,000) active bans are written with `redis-cli --pipe`,
 100,000 at a time, as the store's RECORD script writes them, with a real sshd line as
-reason: in layout 2 (the ban packed in one line of `records`, `offences`, `active`,
-`expiry`, `history`), and for comparison in layout 1, the layout of stores written
+reason: in layout 2 (the ban packed in one line of `records`, `offences`, `expiry`,
+the `history:<id / 128>` buckets), and for comparison in layout 1, the layout of stores written
 before it (a hash per ban, a `bans_of` sorted set per network with its time to live),
 with Redis's defaults and with `hash-max-listpack-value 1024`. Redis's `used_memory`
 before and after gives the memory per active ban (target <= 512 bytes, layout 2). The
@@ -60,15 +60,19 @@ def measure(run, res):
         note(f"reconcile: seeding {run.seed:,} active bans into Redis (layout {layout}, "
              f"hash-max-listpack-value {listpack})")
         res[f"seed_s_{label}"] = seed(run.redis, run.seed, layout)
-        active = int(run.redis.cli("HLEN", PREFIX + "active").strip() or 0)
+        active = int(run.redis.cli("ZCARD", PREFIX + "expiry").strip() or 0)
         if active != run.seed:
             raise BenchError(f"seeded {run.seed:,} bans but Redis holds {active:,}")
         res[f"bytes_per_ban_{label}"] = (used_memory(run.redis) - before) / run.seed
-        shared = ("active", "expiry", "history") + (("records", "offences") if layout == 2
-                                                    else ())
+        shared = ("active", "expiry", "history") if layout == 1 else (
+            "records", "offences", "expiry")
         usage = {k: run.redis.cli("MEMORY", "USAGE", PREFIX + k, "SAMPLES", "0").strip()
                  for k in shared}
-        if layout == 1:
+        if layout == 2:
+            # The history's buckets (128 ids each) are alike: one full one, times as many.
+            one = int(run.redis.cli("MEMORY", "USAGE", PREFIX + "history:1").strip() or 0)
+            usage["history"] = one * -(-run.seed // 128)
+        else:
             usage["ban:1"] = run.redis.cli("MEMORY", "USAGE", PREFIX + "ban:1").strip()
             usage["bans_of"] = run.redis.cli("MEMORY", "USAGE",
                                              f"{PREFIX}bans_of:{ipv4(BASE)}/32").strip()
@@ -98,14 +102,15 @@ def seed(redis, count, layout):
                                   "source", "log", "banned_at", now, "expires_at", expires))
                 parts.append(resp("ZADD", f"{PREFIX}bans_of:{net}", now, ban_id))
                 parts.append(resp("EXPIRE", f"{PREFIX}bans_of:{net}", 90 * 86400))
+                parts.append(resp("HSET", PREFIX + "active", net, ban_id))
+                parts.append(resp("ZADD", PREFIX + "history", now, ban_id))
             else:
                 packed = b"\t".join([net.encode(), b"sshd", b"1", b"seed", b"log",
                                       str(now).encode(), str(expires).encode(), reason])
                 parts.append(resp("HSET", PREFIX + "records", ban_id, packed))
                 parts.append(resp("HSET", PREFIX + "offences", net, f"{ban_id}:{now}"))
-            parts.append(resp("HSET", PREFIX + "active", net, ban_id))
+                parts.append(resp("ZADD", f"{PREFIX}history:{ban_id // 128}", now, ban_id))
             parts.append(resp("ZADD", PREFIX + "expiry", expires, net))
-            parts.append(resp("ZADD", PREFIX + "history", now, ban_id))
         _, errors, s = redis.pipe(b"".join(parts), timeout=600)
         if errors:
             raise BenchError(f"seeding: {errors} Redis errors")

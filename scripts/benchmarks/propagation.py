@@ -127,7 +127,7 @@ def propagation(pyfilter, tmp, redis, count):
         res["late_in_kernel"] = [ip for ip in res["timeouts"][:20] if has_element(ip, ns_b)]
         res["b_kernel"], _ = kernel_count("nftables", ns_b, timeout=120)
         res["a_kernel"], _ = kernel_count("nftables", ns_a, timeout=120)
-        res["redis_active"] = int(redis.cli("HLEN", PREFIX + "active").strip() or 0)
+        res["redis_active"] = int(redis.cli("ZCARD", PREFIX + "expiry").strip() or 0)
         res["example_record"] = redis.cli("HGET", PREFIX + "records", "1").splitlines()
         res["b_rss_kb"] = read_status(b.proc.pid).get("VmRSS")
     finally:

@@ -98,16 +98,49 @@ impl RedisStore {
         Ok(times)
     }
 
+    /// The active bans of `nets`: a network in `expiry` is banned, by the ban `active`
+    /// names (layout 1) or else by its last in `offences`, the highest id (layout 2: a
+    /// network is banned again only once lifted).
     fn bans_of(&mut self, nets: Vec<String>) -> Result<Vec<Ban>, StoreError> {
         if nets.is_empty() {
             return Ok(Vec::new());
         }
-        let active = self.key("active");
-        let ids: Vec<Option<i64>> =
-            self.with(|c| ::redis::cmd("HMGET").arg(&active).arg(&nets).query(c))?;
-        let ids: Vec<i64> = ids.into_iter().flatten().collect();
+        let (active, expiry, offences) =
+            (self.key("active"), self.key("expiry"), self.key("offences"));
+        let (named, ends, words): ActiveLookup = self.with(|c| {
+            ::redis::pipe()
+                .cmd("HMGET")
+                .arg(&active)
+                .arg(&nets)
+                .cmd("ZMSCORE")
+                .arg(&expiry)
+                .arg(&nets)
+                .cmd("HMGET")
+                .arg(&offences)
+                .arg(&nets)
+                .query(c)
+        })?;
+        let ids: Vec<i64> = named
+            .into_iter()
+            .zip(ends)
+            .zip(words)
+            .filter_map(|((named, end), words)| {
+                named.or_else(|| end.and(last_offence(words.as_deref()?)))
+            })
+            .collect();
         Ok(self.load_many(&ids)?.into_iter().flatten().collect())
     }
+}
+
+/// Per network: the id `active` names, its end in `expiry`, its `offences` words.
+type ActiveLookup = (Vec<Option<i64>>, Vec<Option<f64>>, Vec<Option<String>>);
+
+/// The id of the last ban among a network's `offences` words (`id:time`).
+fn last_offence(words: &str) -> Option<i64> {
+    words
+        .split_whitespace()
+        .filter_map(|w| w.split_once(':')?.0.parse().ok())
+        .max()
 }
 
 impl RedisStore {
@@ -181,34 +214,31 @@ impl BanStore for RedisStore {
     }
 
     fn active_bans(&mut self) -> Result<Vec<Ban>, StoreError> {
-        let active = self.key("active");
-        let ids: HashMap<String, i64> =
-            self.with(|c| ::redis::cmd("HGETALL").arg(&active).query(c))?;
-        let ids: Vec<i64> = ids.into_values().collect();
-        let mut bans: Vec<Ban> = self.load_many(&ids)?.into_iter().flatten().collect();
+        let expiry = self.key("expiry");
+        let nets: Vec<String> =
+            self.with(|c| ::redis::cmd("ZRANGE").arg(&expiry).arg(0).arg(-1).query(c))?;
+        let mut bans = Vec::with_capacity(nets.len());
+        for chunk in nets.chunks(LOAD_CHUNK) {
+            bans.extend(self.bans_of(chunk.to_vec())?);
+        }
         bans.sort_by_key(|b| (b.banned_at, b.id));
         Ok(bans)
     }
 
     fn all_bans(&mut self) -> Result<Vec<Ban>, StoreError> {
-        let history = self.key("history");
-        let ids: Vec<i64> =
-            self.with(|c| ::redis::cmd("ZRANGE").arg(&history).arg(0).arg(-1).query(c))?;
+        let mut indexed = self.history(None, None)?;
+        indexed.sort_by_key(|e| (e.at, e.id));
+        let ids: Vec<i64> = indexed.iter().map(|e| e.id).collect();
         let loaded = self.load_many(&ids)?;
-        // Records whose hash expired (past history_retention) leave the index too.
+        // Records gone (past history_retention, in layout 1) leave the index too.
         let gone: Vec<i64> = ids
             .iter()
             .zip(&loaded)
             .filter(|(_, b)| b.is_none())
             .map(|(id, _)| *id)
             .collect();
-        if !gone.is_empty() {
-            self.with(|c| {
-                ::redis::cmd("ZREM")
-                    .arg(&history)
-                    .arg(&gone)
-                    .query::<Value>(c)
-            })?;
+        for chunk in gone.chunks(LOAD_CHUNK) {
+            self.unindex(chunk)?;
         }
         Ok(loaded.into_iter().flatten().collect())
     }
@@ -329,25 +359,31 @@ impl BanStore for RedisStore {
     }
 
     /// Sets layout 2, so every server records in it from now on, then rewrites the
-    /// records of layout 1 a thousand at a time, each thousand in one script.
+    /// records of layout 1 a thousand at a time, each thousand in one script, which also
+    /// moves them from layout 1's `history` into its buckets: the next thousand are
+    /// always the first of what is left.
     fn compact(&mut self) -> Result<Option<usize>, StoreError> {
         let layout = self.key("layout");
         self.with(|c| ::redis::cmd("SET").arg(&layout).arg("2").query::<Value>(c))?;
-        let history = self.key("history");
-        let (mut done, mut from) = (0, 0);
+        let mut done = 0;
+        let mut last = Vec::new();
         loop {
-            let ids: Vec<i64> = self.with(|c| {
-                ::redis::cmd("ZRANGE")
-                    .arg(&history)
-                    .arg(from)
-                    .arg(from + LOAD_CHUNK - 1)
-                    .query(c)
-            })?;
+            let ids = self.layout_1_history(0, LOAD_CHUNK)?;
             if ids.is_empty() {
                 break;
             }
+            if ids == last {
+                return Err(StoreError::Redis {
+                    url: self.url.clone(),
+                    message: format!(
+                        "compacting: ids {}.. stay in {} after being rewritten",
+                        ids[0],
+                        self.key("history")
+                    ),
+                });
+            }
             done += self.compact_records(&ids)?;
-            from += ids.len();
+            last = ids;
         }
         Ok(Some(done))
     }
@@ -357,9 +393,7 @@ impl BanStore for RedisStore {
     }
 
     fn purge_history(&mut self, before: DateTime<Utc>) -> Result<usize, StoreError> {
-        let history = self.key("history");
-        let ids: Vec<i64> =
-            self.with(|c| ::redis::cmd("ZRANGE").arg(&history).arg(0).arg(-1).query(c))?;
+        let ids: Vec<i64> = self.history(None, None)?.iter().map(|e| e.id).collect();
         let loaded = self.load_many(&ids)?;
         let old: Vec<i64> = ids
             .iter()
@@ -396,12 +430,9 @@ impl BanStore for RedisStore {
                     .arg(&records)
                     .arg(chunk)
                     .ignore()
-                    .cmd("ZREM")
-                    .arg(&history)
-                    .arg(chunk)
-                    .ignore()
                     .query::<Value>(c)
             })?;
+            self.unindex(chunk)?;
         }
         for chunk in forgotten.chunks(LOAD_CHUNK) {
             self.forget_offences(chunk)?;

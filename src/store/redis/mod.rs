@@ -7,16 +7,18 @@
 //!   and lift_reason; `prune` drops those lifted more than `history_retention` ago;
 //! - `offences` — a hash network → its bans as `id:time` words (repeat offenders;
 //!   whether the store still knows a ban this server made), trimmed by `prune` with them;
-//! - `active` — a hash net → id, one active ban per network;
-//! - `expiry` — a sorted set net → expiry time (`+inf` for forever);
-//! - `history` — a sorted set id → ban time;
+//! - `expiry` — a sorted set net → expiry time (`+inf` for forever): the networks
+//!   banned now, each by the last of its `offences`;
+//! - `history:<id / 128>` — sorted sets id → ban time, 128 ids each (`history`);
 //! - `next_id` — the id counter; `epoch` — a random token, new when Redis lost its data.
 //!
 //! A store written before layout 2 (no `layout` key) keeps a hash `ban:<id>` per record,
-//! expiring `history_retention` after its lift, and a sorted set `bans_of:<net>` per
-//! network; servers go on writing it that way until `prune --compact` rewrites it, and
-//! read both. Layout 2 takes a third of the memory: a record's log line is longer than
-//! Redis's 64-byte listpack values, which made each `ban:<id>` a full hash table.
+//! expiring `history_retention` after its lift, a sorted set `bans_of:<net>` per
+//! network, a hash `active` net → id and one sorted set `history`; servers go on writing
+//! it that way until `prune --compact` rewrites it, and read both. Layout 2 takes about
+//! a third of the memory: a record's log line is longer than Redis's 64-byte listpack
+//! values, which made each `ban:<id>` a full hash table, and the history's small buckets
+//! are listpacks, a tenth of one big sorted set.
 //!
 //! Recording and lifting are Lua scripts, so each is atomic and publishes its event on the
 //! ban channel in the same step (`sync`). When Redis cannot be reached, bans and unbans
@@ -29,6 +31,7 @@
 
 mod accounts;
 mod bans;
+mod history;
 mod outbox;
 mod query;
 mod record;

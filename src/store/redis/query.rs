@@ -1,5 +1,5 @@
 //! The admin's questions answered from Redis's indexes rather than from every record:
-//! the `history` sorted set gives each ban's time, so the day chart, the latest bans and
+//! the history index (`history`) gives each ban's time, so the day chart, the latest bans and
 //! an unfiltered history page need no record but the ones shown; a filter reads only
 //! the three short fields it tests (`net`, `rule`, `server`) of a record of layout 1, or
 //! the packed line of one of layout 2.
@@ -25,22 +25,12 @@ struct Entry {
 impl RedisStore {
     /// `(id, time)` of the bans begun in `[min, max)` (whole seconds).
     fn indexed(&mut self, min: Option<i64>, max: Option<i64>) -> Result<Vec<Entry>, StoreError> {
-        let history = self.key("history");
-        let min = min.map_or("-inf".to_string(), |t| t.to_string());
-        let max = max.map_or("+inf".to_string(), |t| format!("({t}"));
-        let pairs: Vec<(i64, f64)> = self.with(|c| {
-            ::redis::cmd("ZRANGEBYSCORE")
-                .arg(&history)
-                .arg(&min)
-                .arg(&max)
-                .arg("WITHSCORES")
-                .query(c)
-        })?;
-        Ok(pairs
+        Ok(self
+            .history(min, max)?
             .into_iter()
-            .map(|(id, at)| Entry {
-                id,
-                at: at as i64,
+            .map(|e| Entry {
+                id: e.id,
+                at: e.at,
                 fields: None,
             })
             .collect())
@@ -113,8 +103,8 @@ impl RedisStore {
         }
         entries.sort_by_key(|e| std::cmp::Reverse((e.at, e.id)));
         let latest: Vec<i64> = entries.iter().take(query::LATEST).map(|e| e.id).collect();
-        let active_key = self.key("active");
-        let active: u64 = self.with(|c| ::redis::cmd("HLEN").arg(&active_key).query(c))?;
+        let expiry = self.key("expiry");
+        let active: u64 = self.with(|c| ::redis::cmd("ZCARD").arg(&expiry).query(c))?;
         Ok(Summary {
             total: entries.len() as u64,
             active,

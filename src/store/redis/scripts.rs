@@ -16,13 +16,38 @@ use crate::ban::{Ban, NewBan, Recorded};
 use crate::fleet::wire::WireEvent;
 use crate::store::StoreError;
 
+/// The id of the active ban of the network `net`, or false: `active` holds it in layout
+/// 1; in layout 2 a network in `expiry` is banned and its ban is its last, the highest id
+/// of its `offences` words (a network is banned again only once lifted).
+macro_rules! active_id {
+    () => {
+        r#"
+local function active_id(p, net)
+  local id = redis.call('HGET', p .. 'active', net)
+  if id then return id end
+  if not redis.call('ZSCORE', p .. 'expiry', net) then return false end
+  local words = redis.call('HGET', p .. 'offences', net)
+  if not words then return false end
+  local last = false
+  for w in string.gmatch(words, '(%d+):%d+') do
+    if not last or tonumber(w) > tonumber(last) then last = w end
+  end
+  return last
+end
+"#
+    };
+}
+
 /// Records a ban in the store's layout (`layout`: 2 for a new store, whose first ban
 /// sets it; a store without it is of layout 1, written before layout 2 existed). Its
-/// network's past bans are `id:time` words, oldest first.
-const RECORD: &str = r#"
+/// network's past bans are `id:time` words, oldest first; its id and time go to the
+/// `history:<id / 128>` bucket (`HISTORY_BUCKET`).
+const RECORD: &str = concat!(
+    active_id!(),
+    r#"
 local p = ARGV[1]
 local net = ARGV[2]
-local existing = redis.call('HGET', p .. 'active', net)
+local existing = active_id(p, net)
 if existing then return {tonumber(existing), 0} end
 local layout = redis.call('GET', p .. 'layout')
 if not layout then
@@ -38,30 +63,34 @@ if layout == '1' then
     'server', ARGV[6], 'source', ARGV[7], 'banned_at', ARGV[8], 'expires_at', ARGV[9])
   redis.call('ZADD', p .. 'bans_of:' .. net, ARGV[8], id)
   if tonumber(ARGV[13]) > 0 then redis.call('EXPIRE', p .. 'bans_of:' .. net, ARGV[13]) end
+  redis.call('HSET', p .. 'active', net, id)
+  redis.call('ZADD', p .. 'history', ARGV[8], id)
 else
   redis.call('HSET', p .. 'records', id, ARGV[14])
   local word = id .. ':' .. ARGV[8]
   local past = redis.call('HGET', p .. 'offences', net)
   if past then word = past .. ' ' .. word end
   redis.call('HSET', p .. 'offences', net, word)
+  redis.call('ZADD', p .. 'history:' .. string.format('%d', math.floor(id / 128)), ARGV[8], id)
 end
-redis.call('HSET', p .. 'active', net, id)
 local score = '+inf'
 if ARGV[9] ~= '' then score = ARGV[9] end
 redis.call('ZADD', p .. 'expiry', score, net)
-redis.call('ZADD', p .. 'history', ARGV[8], id)
 if ARGV[10] ~= '' then
   redis.call('PUBLISH', ARGV[10], ARGV[11] .. string.format('%d', id) .. ARGV[12])
 end
 return {id, 1}
-"#;
+"#
+);
 
 /// Lifts a ban, in the layout its record has: a packed record gets the lift's two fields
 /// appended (`record`), a hash its two fields and a time to live.
-const LIFT: &str = r#"
+const LIFT: &str = concat!(
+    active_id!(),
+    r#"
 local p = ARGV[1]
 local net = ARGV[2]
-local id = redis.call('HGET', p .. 'active', net)
+local id = active_id(p, net)
 if not id then return false end
 redis.call('HDEL', p .. 'active', net)
 redis.call('ZREM', p .. 'expiry', net)
@@ -77,7 +106,8 @@ if ARGV[6] ~= '' then
   redis.call('PUBLISH', ARGV[6], ARGV[7] .. string.format('%d', tonumber(id)) .. ARGV[8])
 end
 return tonumber(id)
-"#;
+"#
+);
 
 /// Drops bans from their network's past bans in `offences`: ARGV is the prefix, then
 /// (network, id) pairs.
@@ -101,9 +131,13 @@ end
 return 0
 "#;
 
-/// Rewrites records of layout 1 into layout 2, each with its network's past bans: ARGV
-/// is the prefix, then ids. A record already packed, or gone, is left alone; the
-/// packing is `record::pack`'s, escapes included. Returns how many were rewritten.
+/// Rewrites records of layout 1 into layout 2: ARGV is the prefix, then ids, taken from
+/// the `history` index of layout 1. Each record is packed (`record::pack`'s packing,
+/// escapes included) with its network's past bans moved into `offences` (its own among
+/// them, even once `bans_of` expired: an active ban is found there), its entry moves to
+/// its `history:<id / 128>` bucket and its network leaves `active`. A record already
+/// packed is left as it is, one gone only leaves the index. Returns how many were
+/// rewritten.
 const COMPACT: &str = r#"
 local p = ARGV[1]
 local function esc(s)
@@ -112,12 +146,20 @@ local function esc(s)
   s = string.gsub(s, '\n', '\\n')
   return s
 end
+local function has_word(words, id)
+  for w in string.gmatch(words, '(%d+):%d+') do
+    if w == id then return true end
+  end
+  return false
+end
 local done = 0
 for i = 2, #ARGV do
   local id = ARGV[i]
   local key = p .. 'ban:' .. id
+  local net = false
   local h = redis.call('HGETALL', key)
-  if #h > 0 and redis.call('HEXISTS', p .. 'records', id) == 0 then
+  local packed = redis.call('HGET', p .. 'records', id)
+  if #h > 0 and not packed then
     local f = {}
     for j = 1, #h - 1, 2 do f[h[j]] = h[j + 1] end
     local line = table.concat({f.net or '', f.rule or '', f.attempts or '0', f.server or '',
@@ -125,19 +167,36 @@ for i = 2, #ARGV do
     if f.lifted_at then line = line .. '\t' .. f.lifted_at .. '\t' .. esc(f.lift_reason or '') end
     redis.call('HSET', p .. 'records', id, line)
     redis.call('DEL', key)
-    local old = p .. 'bans_of:' .. (f.net or '')
-    if f.net and redis.call('EXISTS', old) == 1 then
+    net = f.net
+    if net then
       local words = {}
-      local known = redis.call('HGET', p .. 'offences', f.net)
-      if known then table.insert(words, known) end
+      local old = p .. 'bans_of:' .. net
       local scored = redis.call('ZRANGE', old, 0, -1, 'WITHSCORES')
       for j = 1, #scored - 1, 2 do
         table.insert(words, scored[j] .. ':' .. string.format('%d', tonumber(scored[j + 1])))
       end
-      redis.call('HSET', p .. 'offences', f.net, table.concat(words, ' '))
       redis.call('DEL', old)
+      local known = redis.call('HGET', p .. 'offences', net)
+      if known then table.insert(words, known) end
+      local all = table.concat(words, ' ')
+      if f.banned_at and not has_word(all, id) then
+        if all ~= '' then all = all .. ' ' end
+        all = all .. id .. ':' .. f.banned_at
+      end
+      if all ~= '' then redis.call('HSET', p .. 'offences', net, all) end
     end
     done = done + 1
+  elseif packed then
+    net = string.match(packed, '^[^\t]*')
+  end
+  local at = redis.call('ZSCORE', p .. 'history', id)
+  if at then
+    local bucket = p .. 'history:' .. string.format('%d', math.floor(tonumber(id) / 128))
+    redis.call('ZADD', bucket, at, id)
+    redis.call('ZREM', p .. 'history', id)
+  end
+  if net and redis.call('HGET', p .. 'active', net) == id then
+    redis.call('HDEL', p .. 'active', net)
   end
 end
 return done
