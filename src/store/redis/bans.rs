@@ -368,7 +368,7 @@ impl BanStore for RedisStore {
         let mut done = 0;
         let mut last = Vec::new();
         loop {
-            let ids = self.layout_1_history(0, LOAD_CHUNK)?;
+            let ids = self.layout_1_history(LOAD_CHUNK)?;
             if ids.is_empty() {
                 break;
             }

@@ -66,18 +66,14 @@ impl RedisStore {
         Ok(out)
     }
 
-    /// The ids of layout 1's `history` from rank `from`, `count` of them.
-    pub(super) fn layout_1_history(
-        &mut self,
-        from: usize,
-        count: usize,
-    ) -> Result<Vec<i64>, StoreError> {
+    /// The first `count` ids of layout 1's `history`.
+    pub(super) fn layout_1_history(&mut self, count: usize) -> Result<Vec<i64>, StoreError> {
         let history = self.key("history");
         self.with(|c| {
             ::redis::cmd("ZRANGE")
                 .arg(&history)
-                .arg(from)
-                .arg(from + count - 1)
+                .arg(0)
+                .arg(count - 1)
                 .query(c)
         })
     }
