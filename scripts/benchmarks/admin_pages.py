@@ -66,8 +66,8 @@ def ban_rows(count, now):
 
 
 def seed_sqlite(pyfilter, cfg, db, count):
-    # `list` creates the schema, as any command does.
-    subprocess.run([pyfilter, "-c", cfg, "list"], check=True, stdout=subprocess.DEVNULL)
+    # `prune` creates the schema, as any command that writes does (`list` only reads).
+    subprocess.run([pyfilter, "-c", cfg, "prune"], check=True, stdout=subprocess.DEVNULL)
     con = sqlite3.connect(db)
     cols = ["net", "rule", "reason", "attempts", "server", "source", "banned_at",
             "expires_at", "lifted_at", "lift_reason"]
@@ -79,20 +79,21 @@ def seed_sqlite(pyfilter, cfg, db, count):
 
 
 def seed_redis(redis, count):
+    """`count` bans as the store's RECORD and LIFT scripts write them (layout 2)."""
     p = "pyfilter:"
     chunks = []
     for r in ban_rows(count, int(time.time())):
-        fields = ["net", r["net"], "rule", r["rule"], "reason", r["reason"], "attempts", 5,
-                  "server", r["server"], "source", "log", "banned_at", r["banned_at"],
-                  "expires_at", r["expires_at"]]
+        fields = [r["net"], r["rule"], 5, r["server"], "log", r["banned_at"],
+                  r["expires_at"], r["reason"]]
         if r["lifted_at"] is None:
-            chunks.append(resp("HSET", p + "active", r["net"], r["id"]))
             chunks.append(resp("ZADD", p + "expiry", r["expires_at"], r["net"]))
         else:
-            fields += ["lifted_at", r["lifted_at"], "lift_reason", "expired"]
-        chunks.append(resp("HSET", f"{p}ban:{r['id']}", *fields))
-        chunks.append(resp("ZADD", p + "history", r["banned_at"], r["id"]))
+            fields += [r["lifted_at"], "expired"]
+        chunks.append(resp("HSET", p + "records", r["id"], "\t".join(map(str, fields))))
+        chunks.append(resp("HSET", p + "offences", r["net"], f"{r['id']}:{r['banned_at']}"))
+        chunks.append(resp("ZADD", f"{p}history:{r['id'] // 128}", r["banned_at"], r["id"]))
     chunks.append(resp("SET", p + "next_id", count))
+    chunks.append(resp("SET", p + "layout", 2))
     _, errors, _ = redis.pipe(b"".join(chunks))
     if errors:
         raise BenchError(f"redis-cli --pipe: {errors} errors")

@@ -91,7 +91,12 @@ const LIFT: &str = concat!(
 local p = ARGV[1]
 local net = ARGV[2]
 local id = active_id(p, net)
-if not id then return false end
+if not id then
+  -- A network in expiry whose ban is gone (its record and offences dropped by hand)
+  -- leaves it too, rather than be due for ever.
+  redis.call('ZREM', p .. 'expiry', net)
+  return false
+end
 redis.call('HDEL', p .. 'active', net)
 redis.call('ZREM', p .. 'expiry', net)
 local packed = redis.call('HGET', p .. 'records', id)
