@@ -319,3 +319,50 @@ fn a_new_store_packs_each_ban_in_one_line() {
     assert_eq!(store.ban(1).unwrap().unwrap().new, new);
     assert_eq!(store.active_bans().unwrap().len(), 1);
 }
+
+/// A network left in `expiry` without a ban to find (its record and offences dropped by
+/// hand, or lost) would be due for ever, and every server would wake for it without
+/// pause: asking what is due takes it out, and leaves the real bans alone.
+#[test]
+fn a_due_network_without_a_ban_leaves_expiry_instead_of_being_due_for_ever() {
+    let redis = RedisServer::start();
+    let (_dir, mut store) = open_store(&redis, false, Duration::from_secs(86_400));
+    let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    let ban = |ip: &str, ends_in: i64| NewBan {
+        net: format!("{ip}/32").parse().unwrap(),
+        rule: "sshd".into(),
+        reason: "line".into(),
+        attempts: 5,
+        server: "a".into(),
+        source: Origin::Log,
+        banned_at: now - chrono::Duration::hours(1),
+        expires_at: Some(now + chrono::Duration::seconds(ends_in)),
+    };
+    store
+        .record_many(&[ban("192.0.2.1", -10), ban("192.0.2.2", 3600)])
+        .unwrap();
+    let past = (now.timestamp() - 20).to_string();
+    // No ban at all; an id with no record; a record lost but its network due later.
+    redis.cli(&["ZADD", "pyfilter:expiry", &past, "192.0.2.99/32"]);
+    redis.cli(&["ZADD", "pyfilter:expiry", &past, "192.0.2.98/32"]);
+    redis.cli(&["HSET", "pyfilter:offences", "192.0.2.98/32", "777:1"]);
+
+    let due = store.due(now).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].net, ban("192.0.2.1", 0).net);
+    assert_eq!(
+        redis.cli(&["ZRANGE", "pyfilter:expiry", "0", "-1"]).trim(),
+        "192.0.2.1/32\n192.0.2.2/32",
+        "the due ban stays until it is lifted, the later one too"
+    );
+    assert_eq!(
+        store.next_expiry().unwrap(),
+        Some(now - chrono::Duration::seconds(10))
+    );
+    store.lift_many(&[due[0].net], now, "expired").unwrap();
+    assert_eq!(store.due(now).unwrap(), []);
+    assert_eq!(
+        store.next_expiry().unwrap(),
+        Some(now + chrono::Duration::seconds(3600))
+    );
+}

@@ -243,6 +243,9 @@ impl BanStore for RedisStore {
         Ok(loaded.into_iter().flatten().collect())
     }
 
+    /// The bans due at `now`. A network due whose ban has no record (dropped by hand, or
+    /// lost) leaves `expiry` here: it would be due for ever, and every server would wake
+    /// for it without pause.
     fn due(&mut self, now: DateTime<Utc>) -> Result<Vec<Ban>, StoreError> {
         let expiry = self.key("expiry");
         let nets: Vec<String> = self.with(|c| {
@@ -252,7 +255,20 @@ impl BanStore for RedisStore {
                 .arg(now.timestamp())
                 .query(c)
         })?;
-        self.bans_of(nets)
+        let bans = self.bans_of(nets.clone())?;
+        if bans.len() < nets.len() {
+            let found: std::collections::HashSet<String> =
+                bans.iter().map(|b| b.net.to_string()).collect();
+            let stale: Vec<&String> = nets.iter().filter(|n| !found.contains(*n)).collect();
+            let dropped = self.drop_stale(now.timestamp(), &stale)?;
+            if dropped > 0 {
+                log::warn!(
+                    "{expiry}: dropped {dropped} due networks whose ban has no record ({}...)",
+                    stale[0]
+                );
+            }
+        }
+        Ok(bans)
     }
 
     fn next_expiry(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {

@@ -114,6 +114,34 @@ return tonumber(id)
 "#
 );
 
+/// Takes out of `expiry` the networks due by ARGV[2] (Unix seconds) whose ban cannot be
+/// found (no id, or an id with no record in either layout): ARGV is the prefix, the time,
+/// then networks. Left there they would be due for ever, and every server would wake for
+/// them again and again. A network banned again meanwhile is no longer due, or has its
+/// ban, and stays. Returns how many were dropped.
+const DROP_STALE: &str = concat!(
+    active_id!(),
+    r#"
+local p = ARGV[1]
+local now = tonumber(ARGV[2])
+local dropped = 0
+for i = 3, #ARGV do
+  local net = ARGV[i]
+  local at = tonumber(redis.call('ZSCORE', p .. 'expiry', net) or '')
+  if at and at <= now then
+    local id = active_id(p, net)
+    if not id or (redis.call('HEXISTS', p .. 'records', id) == 0
+        and redis.call('EXISTS', p .. 'ban:' .. id) == 0) then
+      redis.call('ZREM', p .. 'expiry', net)
+      redis.call('HDEL', p .. 'active', net)
+      dropped = dropped + 1
+    end
+  end
+end
+return dropped
+"#
+);
+
 /// Drops bans from their network's past bans in `offences`: ARGV is the prefix, then
 /// (network, id) pairs.
 const FORGET: &str = r#"
@@ -360,6 +388,14 @@ impl RedisStore {
             inv.arg(net).arg(id);
         }
         self.with(|c| inv.invoke::<i64>(c)).map(drop)
+    }
+
+    /// Drops from `expiry` those of `nets` due at `now` whose ban has no record; how many.
+    pub(super) fn drop_stale(&mut self, now: i64, nets: &[&String]) -> Result<usize, StoreError> {
+        let script = Script::new(DROP_STALE);
+        let mut inv = script.prepare_invoke();
+        inv.arg(&self.prefix).arg(now).arg(nets);
+        self.with(|c| inv.invoke::<usize>(c))
     }
 
     /// Rewrites the layout-1 records of `ids` into layout 2; how many were.
