@@ -312,6 +312,12 @@ fn prune_compact_rewrites_a_running_fleets_store_into_layout_2() {
     everywhere(&[&a, &b], "192.0.2.90", true);
     assert_eq!(redis.cli(&["EXISTS", "pyfilter:ban:1"]).trim(), "1");
     let before = stdout(&a.cli(&["list", "--json"]));
+    let check = stdout(&a.cli(&["check"]));
+    assert!(
+        check.contains("redis: reachable; 1 active ban, layout 1, an earlier version's")
+            && check.contains("`pyfilter prune --compact` rewrites it"),
+        "{check}"
+    );
 
     let out = a.cli(&["prune", "--compact"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -324,6 +330,11 @@ fn prune_compact_rewrites_a_running_fleets_store_into_layout_2() {
         assert_eq!(redis.cli(&["KEYS", key]).trim(), "", "{key}");
     }
     assert_eq!(stdout(&a.cli(&["list", "--json"])), before);
+    let check = stdout(&a.cli(&["check", "--json"]));
+    assert!(
+        check.contains(r#""redis_layout":2"#) && check.contains(r#""redis_active":1"#),
+        "{check}"
+    );
 
     b.attack("192.0.2.91");
     everywhere(&[&a, &b], "192.0.2.91", true);

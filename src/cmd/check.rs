@@ -27,6 +27,12 @@ struct Report {
     /// `Some(true)`: Redis answered PING; `Some(false)`: it did not (see `warnings`).
     #[serde(skip_serializing_if = "Option::is_none")]
     redis_reachable: Option<bool>,
+    /// The store's layout (1 or 2) once Redis answered; absent for an empty store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis_layout: Option<u8>,
+    /// Active bans in the store, once Redis answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis_active: Option<u64>,
     history_retention: String,
     rules_dir: String,
     admin: String,
@@ -179,7 +185,11 @@ fn report(settings: &Settings) -> Report {
     };
     if c.store == StoreKind::Redis {
         match redis_status(settings, &mut r.sentinels) {
-            Ok(()) => r.redis_reachable = Some(true),
+            Ok(shape) => {
+                r.redis_reachable = Some(true);
+                r.redis_layout = shape.and_then(|s| s.layout);
+                r.redis_active = shape.map(|s| s.active);
+            }
             Err(e) => {
                 r.redis_reachable = Some(false);
                 r.warnings.push(e);
@@ -268,7 +278,7 @@ fn text(r: &Report) -> String {
         line(s.clone());
     }
     if r.redis_reachable == Some(true) {
-        line("redis: reachable".into());
+        line(format!("redis: reachable{}", store_shape(r)));
     }
     line(format!("history_retention: {}", r.history_retention));
     line(format!("rules_dir: {}", r.rules_dir));
@@ -314,7 +324,29 @@ fn text(r: &Report) -> String {
 
 /// Connects to Redis once, as the daemon would, and says precisely what failed. With
 /// sentinels, prints first what each of them says of the primary and its replicas.
-fn redis_status(settings: &Settings, sentinels: &mut Vec<String>) -> Result<(), String> {
+/// What `check` says of the store after "redis: reachable": its active bans and layout,
+/// and what to run when it is an earlier version's.
+fn store_shape(r: &Report) -> String {
+    let Some(active) = r.redis_active else {
+        return String::new();
+    };
+    let bans = crate::words::counted(active as usize, "active ban");
+    match r.redis_layout {
+        None => "; an empty store (layout 2 from its first ban)".into(),
+        Some(1) => format!(
+            "; {bans}, layout 1, an earlier version's: once every server runs this version, \
+             `pyfilter prune --compact` rewrites it in layout 2 (a third of the memory)"
+        ),
+        Some(n) => format!("; {bans}, layout {n}"),
+    }
+}
+
+/// Connects as the daemon would and asks PING; then the store's shape, when the user may
+/// read it (`None` otherwise: reachable is what matters here).
+fn redis_status(
+    settings: &Settings,
+    sentinels: &mut Vec<String>,
+) -> Result<Option<crate::store::redis::Shape>, String> {
     let c = &settings.config;
     let endpoint = crate::fleet::Endpoint::new(&c.redis).map_err(|e| format!("redis: {e}"))?;
     let url = endpoint.describe();
@@ -343,7 +375,7 @@ fn redis_status(settings: &Settings, sentinels: &mut Vec<String>) -> Result<(), 
     ::redis::cmd("PING")
         .query::<String>(&mut conn)
         .map_err(|e| format!("redis {url}: PING failed: {e}"))?;
-    Ok(())
+    Ok(crate::store::redis::shape(&mut conn, &c.redis.prefix).ok())
 }
 
 /// Each sentinel's answer, then whether they agree on the primary: lines to print.

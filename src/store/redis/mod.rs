@@ -185,6 +185,31 @@ impl RedisStore {
     }
 }
 
+/// What `check` says of a store: its layout and its active bans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// 1 or 2; `None` for a store without a ban yet (layout 2 from its first).
+    pub layout: Option<u8>,
+    pub active: u64,
+}
+
+/// Reads a store's layout as RECORD decides it (`layout` when set; otherwise a store that
+/// gave ids is of layout 1, an earlier version's) and its number of active bans.
+pub fn shape(conn: &mut Connection, prefix: &str) -> ::redis::RedisResult<Shape> {
+    let (layout, next_id, active): (Option<u8>, Option<i64>, u64) = ::redis::pipe()
+        .cmd("GET")
+        .arg(format!("{prefix}layout"))
+        .cmd("GET")
+        .arg(format!("{prefix}next_id"))
+        .cmd("ZCARD")
+        .arg(format!("{prefix}expiry"))
+        .query(conn)?;
+    Ok(Shape {
+        layout: layout.or(next_id.map(|_| 1)),
+        active,
+    })
+}
+
 /// What an ACL refusal (`NOPERM`) refused, from Redis's message: `the 'zscan' command`,
 /// `a key`, `a channel`; `None` when `message` is no ACL refusal.
 fn denied(message: &str) -> Option<String> {
