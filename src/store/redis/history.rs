@@ -1,6 +1,6 @@
 //! The history index: each ban's id and start time, for the admin's history and for
 //! `prune`. Layout 2 keeps it in buckets `history:<id / 128>`, sorted sets of at most
-//! 128 consecutive ids, which Redis stores as compact listpacks (about 12 bytes an entry
+//! 128 consecutive ids, which Redis stores as compact listpacks (about 11 bytes an entry
 //! against 94 in one big sorted set); layout 1 kept one sorted set `history`, which a
 //! store not yet compacted still has. Both are read together, so a store part-way
 //! through `prune --compact` answers whole.

@@ -41,7 +41,7 @@ end
 /// Records a ban in the store's layout (`layout`: 2 for a new store, whose first ban
 /// sets it; a store without it is of layout 1, written before layout 2 existed). Its
 /// network's past bans are `id:time` words, oldest first; its id and time go to the
-/// `history:<id / 128>` bucket (`HISTORY_BUCKET`).
+/// `history:<id / 128>` bucket (`history::BUCKET`).
 const RECORD: &str = concat!(
     active_id!(),
     r#"
