@@ -2,8 +2,10 @@
 
 Redis (the run's own server) is emptied (FLUSHALL) and PYFILTER_BENCH_SYNC_SEED (100,000)
 active bans are written with one `redis-cli --pipe` of the very commands the store's Lua
-script runs for a ban (HSET pyfilter:ban:<id> ..., HSET pyfilter:active, ZADD
-pyfilter:expiry, ZADD pyfilter:history, SET pyfilter:next_id). A new instance C
+script runs for a ban in layout 2 (HSET pyfilter:records <id> <packed line>, HSET
+pyfilter:offences, ZADD pyfilter:expiry, ZADD pyfilter:history:<id / 128>, then SET
+pyfilter:next_id and pyfilter:layout); the packed line's shape is checked against one the
+script wrote (propagation's first ban). A new instance C
 (nftables, own network namespace) is started; the time runs from the moment the pyfilter
 process starts (exec, after the namespace wrapper) until both: it has logged "pyfilter
 ready", and `nft monitor` in C's namespace has shown all 100,000 addresses added to the
@@ -44,6 +46,17 @@ def measure(run, res):
     res["rec"] = reconcile(run.pyfilter, run.tmp, run.redis, run.seed)
 
 
+def shape(line):
+    """What must be alike in two packed records of different bans: the number of fields,
+    the rule, attempts and source (`sshd`, 1, `log` here), and that both times are
+    numbers."""
+    fields = line.split("\t")
+    if len(fields) < 8:
+        return None
+    return (len(fields), fields[1], fields[2], fields[4],
+            tuple(f.isdigit() for f in fields[5:7]))
+
+
 def seed_redis(redis, count):
     """FLUSHALL, then `count` active bans written as the RECORD Lua script writes them."""
     redis.cli("FLUSHALL")
@@ -58,22 +71,23 @@ def seed_redis(redis, count):
         net = ip + "/32"
         reason = b"%s benchhost sshd[4242]: Failed password for root from %s port 50022 ssh2" \
             % (stamp, ip.encode())
-        parts.append(resp("HSET", f"{PREFIX}ban:{ban_id}", "net", net, "rule", "sshd",
-                          "reason", reason, "attempts", 1, "server", "seed",
-                          "source", "log", "banned_at", now, "expires_at", expires))
-        parts.append(resp("HSET", PREFIX + "active", net, ban_id))
+        packed = b"\t".join([net.encode(), b"sshd", b"1", b"seed", b"log",
+                              str(now).encode(), str(expires).encode(), reason])
+        parts.append(resp("HSET", PREFIX + "records", ban_id, packed))
+        parts.append(resp("HSET", PREFIX + "offences", net, f"{ban_id}:{now}"))
         parts.append(resp("ZADD", PREFIX + "expiry", expires, net))
-        parts.append(resp("ZADD", PREFIX + "history", now, ban_id))
+        parts.append(resp("ZADD", f"{PREFIX}history:{ban_id // 128}", now, ban_id))
     parts.append(resp("SET", PREFIX + "next_id", count))
+    parts.append(resp("SET", PREFIX + "layout", 2))
     data = b"".join(parts)
     gen_s = clock() - t0
     replies, errors, pipe_s = redis.pipe(data)
     got = {
-        "active": int(redis.cli("HLEN", PREFIX + "active").strip() or 0),
+        "records": int(redis.cli("HLEN", PREFIX + "records").strip() or 0),
         "expiry": int(redis.cli("ZCARD", PREFIX + "expiry").strip() or 0),
-        "history": int(redis.cli("ZCARD", PREFIX + "history").strip() or 0),
+        "offences": int(redis.cli("HLEN", PREFIX + "offences").strip() or 0),
         "next_id": redis.cli("GET", PREFIX + "next_id").strip(),
-        "fields": sorted(redis.cli("HKEYS", f"{PREFIX}ban:1").split()),
+        "fields": shape(redis.cli("HGET", PREFIX + "records", "1").rstrip("\n")),
     }
     return {"replies": replies, "errors": errors, "gen_s": gen_s, "pipe_s": pipe_s,
             "bytes": len(data), "got": got, "expires": expires}
@@ -185,27 +199,27 @@ def report(run, res):
         g = seeded["got"]
         say(f"   seed: {seeded['bytes'] / 1e6:.1f} MB of RESP generated in "
             f"{seeded['gen_s']:.2f} s, `redis-cli --pipe` {seeded['pipe_s']:.2f} s "
-            f"({seeded['replies']:,} replies, {seeded['errors']} errors); Redis: active "
-            f"{g['active']:,}, expiry {g['expiry']:,}, history {g['history']:,}, next_id "
+            f"({seeded['replies']:,} replies, {seeded['errors']} errors); Redis: records "
+            f"{g['records']:,}, expiry {g['expiry']:,}, offences {g['offences']:,}, next_id "
             f"{g['next_id']}")
         say(f"   seeded records: nets {ipv4(SEED_BASE)}/32 .. {ipv4(SEED_BASE + seed - 1)}/32, "
             "rule sshd, source log, server 'seed', banned now, expiring in 1 day")
         lua_fields = None
         prop = run.results.get("propagation")
         if prop and "propagation" not in run.errors and prop.get("example_record"):
-            lua_fields = sorted(prop["example_record"][0::2])
+            lua_fields = shape("\n".join(prop["example_record"]))
         if lua_fields:
             same = lua_fields == g["fields"]
-            say(f"   record fields {'match' if same else 'DIFFER from'} those of a ban "
-                f"recorded by A's Lua script ({' '.join(lua_fields)})")
+            say(f"   packed record {'matches' if same else 'DIFFERS from'} the shape of a "
+                f"ban recorded by A's Lua script ({lua_fields})")
             if not same:
                 problems.append(f"reconcile: seeded fields {g['fields']} differ from the "
                                 f"Lua script's {lua_fields}")
-        if seeded["errors"] or g["active"] != seed or g["expiry"] != seed \
-                or g["history"] != seed:
+        if seeded["errors"] or g["records"] != seed or g["expiry"] != seed \
+                or g["offences"] != seed:
             problems.append(f"reconcile: the seed did not load cleanly ({seeded['errors']} "
-                            f"errors, active {g['active']}, expiry {g['expiry']}, history "
-                            f"{g['history']})")
+                            f"errors, records {g['records']}, expiry {g['expiry']}, "
+                            f"offences {g['offences']})")
     if runner.could_not_run(run, "reconcile"):
         pass
     elif res.get("rec") is not None:
