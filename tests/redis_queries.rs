@@ -29,6 +29,25 @@ fn open_store(
     (dir, store)
 }
 
+/// An sshd ban of `ip` by server `a` after five attempts.
+fn sshd_ban(
+    ip: &str,
+    reason: &str,
+    banned_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+) -> NewBan {
+    NewBan {
+        net: format!("{ip}/32").parse().unwrap(),
+        rule: "sshd".into(),
+        reason: reason.into(),
+        attempts: 5,
+        server: "a".into(),
+        source: Origin::Log,
+        banned_at,
+        expires_at,
+    }
+}
+
 #[test]
 fn summary_and_history_pages_from_the_indexes_match_the_whole_history() {
     summary_and_history_pages("2");
@@ -282,16 +301,12 @@ fn a_new_store_packs_each_ban_in_one_line() {
     let redis = RedisServer::start();
     let (_dir, mut store) = open_store(&redis, false, Duration::from_secs(86_400));
     let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
-    let new = NewBan {
-        net: "198.51.100.7/32".parse().unwrap(),
-        rule: "sshd".into(),
-        reason: "Failed password for root from 198.51.100.7".into(),
-        attempts: 5,
-        server: "a".into(),
-        source: Origin::Log,
-        banned_at: now,
-        expires_at: None,
-    };
+    let new = sshd_ban(
+        "198.51.100.7",
+        "Failed password for root from 198.51.100.7",
+        now,
+        None,
+    );
     store.record_many(std::slice::from_ref(&new)).unwrap();
     assert_eq!(redis.cli(&["GET", "pyfilter:layout"]).trim(), "2");
     assert_eq!(
@@ -328,21 +343,15 @@ fn a_due_network_without_a_ban_leaves_expiry_instead_of_being_due_for_ever() {
     let redis = RedisServer::start();
     let (_dir, mut store) = open_store(&redis, false, Duration::from_secs(86_400));
     let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
-    let ban = |ip: &str, ends_in: i64| NewBan {
-        net: format!("{ip}/32").parse().unwrap(),
-        rule: "sshd".into(),
-        reason: "line".into(),
-        attempts: 5,
-        server: "a".into(),
-        source: Origin::Log,
-        banned_at: now - chrono::Duration::hours(1),
-        expires_at: Some(now + chrono::Duration::seconds(ends_in)),
+    let ban = |ip: &str, ends_in: i64| {
+        let until = now + chrono::Duration::seconds(ends_in);
+        sshd_ban(ip, "line", now - chrono::Duration::hours(1), Some(until))
     };
     store
         .record_many(&[ban("192.0.2.1", -10), ban("192.0.2.2", 3600)])
         .unwrap();
     let past = (now.timestamp() - 20).to_string();
-    // No ban at all; an id with no record; a record lost but its network due later.
+    // One due with no ban at all, one whose id has no record.
     redis.cli(&["ZADD", "pyfilter:expiry", &past, "192.0.2.99/32"]);
     redis.cli(&["ZADD", "pyfilter:expiry", &past, "192.0.2.98/32"]);
     redis.cli(&["HSET", "pyfilter:offences", "192.0.2.98/32", "777:1"]);
