@@ -112,6 +112,17 @@ impl Nftables {
         }
     }
 
+    /// Makes the changes `changes` gives to the set `name` over netlink, when it holds
+    /// single addresses; whether they were made (otherwise they go to `nft`).
+    fn direct(&mut self, name: &str, changes: impl FnOnce() -> Vec<Change>) -> bool {
+        if !holds_addresses(name) {
+            return false;
+        }
+        let changes = changes();
+        let Nftables { netlink, table, .. } = self;
+        netlink.apply(name, |s| s.apply(table, name, &changes))
+    }
+
     fn add_elements(&self, script: &mut String, bans: &[&Entry], set: &str) {
         for chunk in bans.chunks(CHUNK) {
             let elements: Vec<String> = chunk.iter().map(|e| Self::element(e)).collect();
@@ -170,15 +181,10 @@ impl Firewall for Nftables {
             if mine.is_empty() {
                 continue;
             }
-            if holds_addresses(name) {
-                let Nftables { netlink, table, .. } = self;
-                let changes: Vec<Change> = mine
-                    .iter()
-                    .map(|e| Change::Add(e.net.addr(), e.timeout_secs().map(Duration::from_secs)))
-                    .collect();
-                if netlink.apply(name, |s| s.apply(table, name, &changes)) {
-                    continue;
-                }
+            let add =
+                |e: &&Entry| Change::Add(e.net.addr(), e.timeout_secs().map(Duration::from_secs));
+            if self.direct(name, || mine.iter().map(add).collect()) {
+                continue;
             }
             self.add_elements(&mut script, &mine, name);
         }
@@ -197,13 +203,10 @@ impl Firewall for Nftables {
             if theirs.is_empty() {
                 continue;
             }
-            if holds_addresses(name) {
-                let Nftables { netlink, table, .. } = self;
-                let changes: Vec<Change> =
-                    theirs.iter().map(|n| Change::Delete(n.addr())).collect();
-                if netlink.apply(name, |s| s.apply(table, name, &changes)) {
-                    continue;
-                }
+            if self.direct(name, || {
+                theirs.iter().map(|n| Change::Delete(n.addr())).collect()
+            }) {
+                continue;
             }
             let mine: Vec<String> = theirs
                 .iter()
