@@ -101,7 +101,7 @@ impl RedisStore {
     /// The active bans of `nets`: a network in `expiry` is banned, by the ban `active`
     /// names (layout 1) or else by its last in `offences`, the highest id (layout 2: a
     /// network is banned again only once lifted).
-    fn bans_of(&mut self, nets: Vec<String>) -> Result<Vec<Ban>, StoreError> {
+    fn bans_of(&mut self, nets: &[String]) -> Result<Vec<Ban>, StoreError> {
         if nets.is_empty() {
             return Ok(Vec::new());
         }
@@ -111,13 +111,13 @@ impl RedisStore {
             ::redis::pipe()
                 .cmd("HMGET")
                 .arg(&active)
-                .arg(&nets)
+                .arg(nets)
                 .cmd("ZMSCORE")
                 .arg(&expiry)
-                .arg(&nets)
+                .arg(nets)
                 .cmd("HMGET")
                 .arg(&offences)
-                .arg(&nets)
+                .arg(nets)
                 .query(c)
         })?;
         let ids: Vec<i64> = named
@@ -164,7 +164,8 @@ impl BanStore for RedisStore {
     fn active_bans_of(&mut self, nets: &[IpNet]) -> Result<Vec<Ban>, StoreError> {
         let mut bans = Vec::new();
         for chunk in nets.chunks(LOAD_CHUNK) {
-            bans.extend(self.bans_of(chunk.iter().map(IpNet::to_string).collect())?);
+            let names: Vec<String> = chunk.iter().map(IpNet::to_string).collect();
+            bans.extend(self.bans_of(&names)?);
         }
         Ok(bans)
     }
@@ -219,7 +220,7 @@ impl BanStore for RedisStore {
             self.with(|c| ::redis::cmd("ZRANGE").arg(&expiry).arg(0).arg(-1).query(c))?;
         let mut bans = Vec::with_capacity(nets.len());
         for chunk in nets.chunks(LOAD_CHUNK) {
-            bans.extend(self.bans_of(chunk.to_vec())?);
+            bans.extend(self.bans_of(chunk)?);
         }
         bans.sort_by_key(|b| (b.banned_at, b.id));
         Ok(bans)
@@ -255,7 +256,7 @@ impl BanStore for RedisStore {
                 .arg(now.timestamp())
                 .query(c)
         })?;
-        let bans = self.bans_of(nets.clone())?;
+        let bans = self.bans_of(&nets)?;
         if bans.len() < nets.len() {
             let found: std::collections::HashSet<String> =
                 bans.iter().map(|b| b.net.to_string()).collect();

@@ -11,7 +11,7 @@ use super::RedisStore;
 use crate::store::StoreError;
 
 /// Ids per bucket: Redis's `zset-max-listpack-entries` default, so that a full bucket is
-/// still a listpack. The scripts compute the bucket the same way (`math.floor(id / 128)`).
+/// still a listpack. The scripts compute the bucket the same way (`history_key`).
 pub(super) const BUCKET: i64 = 128;
 /// Buckets read per round trip.
 const BUCKETS_PER_TRIP: usize = 1000;

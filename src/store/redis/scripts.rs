@@ -38,12 +38,24 @@ end
     };
 }
 
+/// The key of the history bucket of the ban `id`: 128 ids a bucket (`history::BUCKET`).
+macro_rules! history_key {
+    () => {
+        r#"
+local function history_key(p, id)
+  return p .. 'history:' .. string.format('%d', math.floor(tonumber(id) / 128))
+end
+"#
+    };
+}
+
 /// Records a ban in the store's layout (`layout`: 2 for a new store, whose first ban
 /// sets it; a store without it is of layout 1, written before layout 2 existed). Its
 /// network's past bans are `id:time` words, oldest first; its id and time go to the
-/// `history:<id / 128>` bucket (`history::BUCKET`).
+/// `history:<id / 128>` bucket (`history_key`).
 const RECORD: &str = concat!(
     active_id!(),
+    history_key!(),
     r#"
 local p = ARGV[1]
 local net = ARGV[2]
@@ -71,7 +83,7 @@ else
   local past = redis.call('HGET', p .. 'offences', net)
   if past then word = past .. ' ' .. word end
   redis.call('HSET', p .. 'offences', net, word)
-  redis.call('ZADD', p .. 'history:' .. string.format('%d', math.floor(id / 128)), ARGV[8], id)
+  redis.call('ZADD', history_key(p, id), ARGV[8], id)
 end
 local score = '+inf'
 if ARGV[9] ~= '' then score = ARGV[9] end
@@ -171,7 +183,9 @@ return 0
 /// its `history:<id / 128>` bucket and its network leaves `active`. A record already
 /// packed is left as it is, one gone only leaves the index. Returns how many were
 /// rewritten.
-const COMPACT: &str = r#"
+const COMPACT: &str = concat!(
+    history_key!(),
+    r#"
 local p = ARGV[1]
 local function esc(s)
   s = string.gsub(s, '\\', '\\\\')
@@ -224,8 +238,7 @@ for i = 2, #ARGV do
   end
   local at = redis.call('ZSCORE', p .. 'history', id)
   if at then
-    local bucket = p .. 'history:' .. string.format('%d', math.floor(tonumber(id) / 128))
-    redis.call('ZADD', bucket, at, id)
+    redis.call('ZADD', history_key(p, id), at, id)
     redis.call('ZREM', p .. 'history', id)
   end
   if net and redis.call('HGET', p .. 'active', net) == id then
@@ -233,7 +246,8 @@ for i = 2, #ARGV do
   end
 end
 return done
-"#;
+"#
+);
 
 /// The RECORD script, prepared once per store.
 pub(super) fn record() -> Script {
