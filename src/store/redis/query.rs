@@ -1,7 +1,8 @@
 //! The admin's questions answered from Redis's indexes rather than from every record:
-//! the history index (`history`) gives each ban's time, so the day chart, the latest bans
-//! and an unfiltered history page need no record but the ones shown; a filter reads the
-//! records in range and tests three of their fields (`net`, `rule`, `server`).
+//! the history index (`history`) gives each ban's time, so the day chart, the latest bans and
+//! an unfiltered history page need no record but the ones shown; a filter reads only
+//! the three short fields it tests (`net`, `rule`, `server`) of a record of layout 1, or
+//! the packed line of one of layout 2.
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
@@ -35,14 +36,43 @@ impl RedisStore {
             .collect())
     }
 
-    /// Reads `names` of each entry's record (`record::field`), as `load_many` reads
-    /// records of either layout; a record gone (past history_retention) leaves `fields`
-    /// empty.
+    /// Reads `names` of each entry's record; a record gone (past history_retention)
+    /// leaves `fields` empty. Packed records (layout 2) come in one HMGET and are
+    /// unpacked; the others are read as hashes (layout 1), only the fields asked.
     fn read_fields(&mut self, entries: &mut [Entry], names: &[&str]) -> Result<(), StoreError> {
+        let records = self.key("records");
         for chunk in entries.chunks_mut(CHUNK) {
             let ids: Vec<i64> = chunk.iter().map(|e| e.id).collect();
-            for (e, ban) in chunk.iter_mut().zip(self.load_many(&ids)?) {
-                e.fields = ban.map(|b| names.iter().map(|n| record::field(&b, n)).collect());
+            let packed: Vec<Option<String>> =
+                self.with(|c| ::redis::cmd("HMGET").arg(&records).arg(&ids).query(c))?;
+            let mut hashed = Vec::new();
+            for (e, p) in chunk.iter_mut().zip(packed) {
+                match p {
+                    Some(line) => {
+                        e.fields = record::unpack(e.id, &line)
+                            .map(|b| names.iter().map(|n| record::field(&b, n)).collect());
+                    }
+                    None => hashed.push(e),
+                }
+            }
+            if hashed.is_empty() {
+                continue;
+            }
+            let keys: Vec<String> = hashed
+                .iter()
+                .map(|e| self.key(&format!("ban:{}", e.id)))
+                .collect();
+            let rows: Vec<Vec<Option<String>>> = self.with(|c| {
+                let mut pipe = ::redis::pipe();
+                for k in &keys {
+                    pipe.cmd("HMGET").arg(k).arg(names);
+                }
+                pipe.query(c)
+            })?;
+            for (e, row) in hashed.into_iter().zip(rows) {
+                if row.iter().any(Option::is_some) {
+                    e.fields = Some(row.into_iter().map(Option::unwrap_or_default).collect());
+                }
             }
         }
         Ok(())
